@@ -1,0 +1,1 @@
+//! Patch semantics: JSON patch, merge patch, strategic merge patch, server-side apply.

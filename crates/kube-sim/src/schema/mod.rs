@@ -1,0 +1,1 @@
+//! CRD structural schemas: validation, pruning, defaulting and a CEL subset.

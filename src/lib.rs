@@ -1,0 +1,1 @@
+//! lattice-operator: gives every Kubernetes workload a governed AgentLattice identity.
