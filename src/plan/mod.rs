@@ -1,0 +1,487 @@
+//! The pure planner (design §3): `next_step(&Observed) -> Step`.
+//!
+//! A reconcile is a loop run by the executor: plan → perform the one [`Action`] → fold its result
+//! into the [`Observed`] with [`Observed::record`] → plan again, until the plan says
+//! [`Step::Done`] (or [`Step::Release`] during deletion). Every decision is a function of the
+//! resource, the Secret view, what is known of the remote agent and its keys, what this reconcile
+//! already did, the last error and `now` — no I/O, no clock, no randomness — so each row of the
+//! design's decision order and crash table is a unit test on a fixture.
+//!
+//! Nothing in here ever holds key material: a freshly registered or minted key is referred to by
+//! its id ([`KeyWrite::Fresh`]) and the executor keeps the plaintext until the Secret is written.
+
+mod decide;
+mod observed;
+pub mod schedule;
+mod status;
+pub mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+use crate::crd::LatticeAgentStatus;
+use crate::secret::DesiredSecret;
+
+pub use decide::{idempotency_key, next_step, older_claimant};
+pub use observed::{Failure, Observed, Outcome, Progress, Remote, RemoteAgent, Settings};
+pub use status::{condition_reason, conditions_equal_ignoring_time};
+
+/// Agent metadata key: the namespace of the owning `LatticeAgent`.
+pub const META_NAMESPACE: &str = "k8s.namespace";
+/// Agent metadata key: the name of the owning `LatticeAgent`.
+pub const META_NAME: &str = "k8s.name";
+/// Agent metadata key: the uid of the owning `LatticeAgent` (what links an agent to its resource).
+pub const META_UID: &str = "k8s.uid";
+/// Agent metadata key: the configured cluster name.
+pub const META_CLUSTER: &str = "k8s.cluster";
+
+/// The planner's view of an AgentLattice agent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentView {
+    /// Agent id.
+    pub id: String,
+    /// Agent name.
+    pub name: String,
+    /// Lifecycle status.
+    pub status: AgentStatus,
+    /// Capabilities (a set; compared sorted).
+    pub capabilities: Vec<String>,
+    /// Description (`null` on the wire is `None`).
+    pub description: Option<String>,
+    /// Metadata.
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl AgentView {
+    /// Whether the agent's metadata links it to the resource with this uid.
+    pub fn belongs_to(&self, uid: &str) -> bool {
+        self.metadata.get(META_UID).map(String::as_str) == Some(uid)
+    }
+}
+
+/// An agent's lifecycle status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AgentStatus {
+    /// Working.
+    Active,
+    /// Halted: its keys authenticate but cannot act.
+    Halted,
+    /// Revoked: terminal.
+    Revoked,
+}
+
+/// The planner's view of an agent key (never the key).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyView {
+    /// Key id.
+    pub id: String,
+    /// Public prefix.
+    pub prefix: String,
+    /// Lifecycle status.
+    pub status: KeyStatus,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Deprecation time.
+    pub deprecated_at: Option<Timestamp>,
+    /// Revocation time.
+    pub revoked_at: Option<Timestamp>,
+    /// Last authenticated use.
+    pub last_used_at: Option<Timestamp>,
+}
+
+/// A key's lifecycle status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyStatus {
+    /// Usable.
+    Active,
+    /// Usable, flagged as deprecated.
+    Deprecated,
+    /// Unusable: terminal.
+    Revoked,
+}
+
+/// A key freshly issued by AgentLattice (by registration or mint). The executor holds the
+/// plaintext; the planner only its description.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MintedKey {
+    /// Key id.
+    pub id: String,
+    /// Public prefix.
+    pub prefix: String,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// [`crate::secret::key_digest`] of the key, computed by the executor on receipt (a digest is
+    /// not key material; it lets the record describe the key the Secret is about to hold).
+    pub sha256: String,
+}
+
+/// The result of `Register`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RegisterOutcome {
+    /// 201: a new agent; the executor holds the key.
+    Created {
+        /// The agent as returned.
+        agent: AgentView,
+        /// Its first key.
+        key: MintedKey,
+    },
+    /// 200 replay: the agent of an earlier attempt; its key is gone (`api_key: null`).
+    Replayed {
+        /// Agent id.
+        agent_id: String,
+        /// Id of the key minted by the original registration (never delivered).
+        key_id: String,
+    },
+    /// 409 `agent_name_exists`.
+    NameTaken,
+    /// 422 `idempotency_key_body_mismatch`.
+    IdempotencyMismatch,
+    /// 409 `idempotency_key_agent_revoked`.
+    AgentRevoked,
+}
+
+/// The body of a registration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegisterRequest {
+    /// Agent name.
+    pub name: String,
+    /// Description.
+    pub description: Option<String>,
+    /// Capabilities, sorted.
+    pub capabilities: Vec<String>,
+    /// `k8s.namespace`, `k8s.name`, `k8s.uid` and `k8s.cluster` when configured.
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// One step of work for the executor.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// `POST /api/agents/register` with `Idempotency-Key`.
+    Register {
+        /// The body.
+        request: RegisterRequest,
+        /// The `Idempotency-Key` header.
+        idempotency_key: String,
+    },
+    /// `GET /api/agents?name=` (non-revoked agents of that name).
+    FindAgents {
+        /// Agent name.
+        name: String,
+    },
+    /// `GET /api/agents/{id}` (the drift read).
+    FetchAgent {
+        /// Agent id.
+        agent_id: String,
+    },
+    /// `GET /api/agents/{id}/keys`.
+    FetchKeys {
+        /// Agent id.
+        agent_id: String,
+    },
+    /// `PATCH /api/agents/{id}` with the fields that differ.
+    UpdateAgent {
+        /// Agent id.
+        agent_id: String,
+        /// New capabilities, when they differ.
+        capabilities: Option<Vec<String>>,
+        /// New description (`Some(None)` clears it), when it differs.
+        description: Option<Option<String>>,
+    },
+    /// `POST /api/agents/{id}/halt`.
+    HaltAgent {
+        /// Agent id.
+        agent_id: String,
+    },
+    /// `POST /api/agents/{id}/resume`.
+    ResumeAgent {
+        /// Agent id.
+        agent_id: String,
+    },
+    /// `DELETE /api/agents/{id}`.
+    RevokeAgent {
+        /// Agent id.
+        agent_id: String,
+    },
+    /// `POST /api/agents/{id}/keys`. Not idempotent: preceded by a `mintStartedAt` status write.
+    MintKey {
+        /// Agent id.
+        agent_id: String,
+        /// A label for the key.
+        name: String,
+    },
+    /// `PATCH /api/agents/{id}/keys/{key_id}/deprecate`.
+    DeprecateKey {
+        /// Agent id.
+        agent_id: String,
+        /// Key id.
+        key_id: String,
+    },
+    /// `DELETE /api/agents/{id}/keys/{key_id}` (never with `force`: the Secret always holds another
+    /// live key when the planner revokes one).
+    RevokeKey {
+        /// Agent id.
+        agent_id: String,
+        /// Key id.
+        key_id: String,
+    },
+    /// Create or patch the Secret.
+    WriteSecret(Box<SecretWrite>),
+    /// Remove this resource's owner reference from the Secret (`deletionPolicy: Retain`).
+    ReleaseSecret {
+        /// Secret name.
+        name: String,
+        /// Precondition.
+        resource_version: Option<String>,
+        /// The owner references the Secret keeps.
+        owner_references: Vec<OwnerReference>,
+    },
+    /// Replace the status (precondition: the resource's `resourceVersion`).
+    WriteStatus(Box<LatticeAgentStatus>),
+}
+
+impl Action {
+    /// A stable name for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Action::Register { .. } => "Register",
+            Action::FindAgents { .. } => "FindAgents",
+            Action::FetchAgent { .. } => "FetchAgent",
+            Action::FetchKeys { .. } => "FetchKeys",
+            Action::UpdateAgent { .. } => "UpdateAgent",
+            Action::HaltAgent { .. } => "HaltAgent",
+            Action::ResumeAgent { .. } => "ResumeAgent",
+            Action::RevokeAgent { .. } => "RevokeAgent",
+            Action::MintKey { .. } => "MintKey",
+            Action::DeprecateKey { .. } => "DeprecateKey",
+            Action::RevokeKey { .. } => "RevokeKey",
+            Action::WriteSecret(_) => "WriteSecret",
+            Action::ReleaseSecret { .. } => "ReleaseSecret",
+            Action::WriteStatus(_) => "WriteStatus",
+        }
+    }
+
+    /// Whether the action calls AgentLattice (as opposed to the Kubernetes API).
+    pub fn is_remote(&self) -> bool {
+        !matches!(
+            self,
+            Action::WriteSecret(_) | Action::ReleaseSecret { .. } | Action::WriteStatus(_)
+        )
+    }
+}
+
+/// A Secret write.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SecretWrite {
+    /// The Secret wanted.
+    pub desired: DesiredSecret,
+    /// Which key goes into `AL_API_KEY`.
+    pub key: KeyWrite,
+    /// Create, or patch with a resource-version precondition.
+    pub precondition: Precondition,
+    /// Why (for logs and metrics).
+    pub purpose: WritePurpose,
+}
+
+/// The key written to `AL_API_KEY`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyWrite {
+    /// The key the executor received in this reconcile (registration or mint) with this id.
+    Fresh {
+        /// Key id.
+        key_id: String,
+    },
+    /// Leave `AL_API_KEY` as it is.
+    Keep,
+}
+
+/// How the Secret is written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Precondition {
+    /// Create; fails if it exists.
+    Create,
+    /// Merge-patch the existing Secret with this resource version (`None` only when the cache has
+    /// none, which the API server never sends).
+    Update {
+        /// Precondition.
+        resource_version: Option<String>,
+    },
+}
+
+/// Why the Secret is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WritePurpose {
+    /// First key of a new agent.
+    Register,
+    /// A rotation (annotation, schedule or compromise).
+    Rotate,
+    /// The key was lost (Secret deleted, key edited, registration replayed).
+    Restore,
+    /// Retired keys dropped from the record.
+    Retire,
+    /// Non-key fields repaired.
+    Repair,
+}
+
+/// An event to emit once the action it comes with has succeeded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// Normal or Warning.
+    pub type_: EventType,
+    /// The reason (CamelCase).
+    pub reason: &'static str,
+    /// A short, secret-free note.
+    pub note: String,
+}
+
+/// `events.k8s.io/v1` event type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventType {
+    /// Normal.
+    Normal,
+    /// Warning.
+    Warning,
+}
+
+impl Event {
+    fn normal(reason: &'static str, note: impl Into<String>) -> Event {
+        Event {
+            type_: EventType::Normal,
+            reason,
+            note: note.into(),
+        }
+    }
+
+    fn warning(reason: &'static str, note: impl Into<String>) -> Event {
+        Event {
+            type_: EventType::Warning,
+            reason,
+            note: note.into(),
+        }
+    }
+}
+
+/// When to reconcile again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Requeue {
+    /// After this long.
+    After(SignedDuration),
+    /// Per-object exponential backoff with jitter, at least this long (`Retry-After`).
+    Backoff {
+        /// Lower bound.
+        at_least: Option<SignedDuration>,
+    },
+    /// Only when something changes (the watch brings it).
+    OnChange,
+}
+
+/// The end of a reconcile.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Done {
+    /// When to come back.
+    pub requeue: Requeue,
+    /// The failure that ended the reconcile (the executor emits a `ReconcileError` Warning event
+    /// and counts it); `None` for success and for states that wait for a human.
+    pub failure: Option<Failure>,
+    /// Whether the agent was read from (or written to) AgentLattice in this reconcile: the
+    /// executor remembers `now` as the last remote check, which makes the next drift read due one
+    /// resync interval later (design §6).
+    pub remote_checked: bool,
+}
+
+/// What the executor does next.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Step {
+    /// Perform the action; on success emit the events and record the outcome.
+    Act {
+        /// The action.
+        action: Action,
+        /// Events to emit once it succeeded.
+        events: Vec<Event>,
+    },
+    /// Stop.
+    Done(Done),
+    /// Deletion cleanup is complete: emit the events and let the finalizer go.
+    Release {
+        /// Events to emit.
+        events: Vec<Event>,
+    },
+}
+
+/// A class of failure, as the error policy sees it (design §5). The executor maps its client and
+/// Kubernetes errors to these.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// The service-key Secret or its field is missing.
+    ServiceKeyMissing,
+    /// AgentLattice rejected the service key (401/403).
+    ServiceKeyRejected,
+    /// 429, with `Retry-After`.
+    RateLimited {
+        /// `Retry-After`.
+        retry_after: Option<SignedDuration>,
+    },
+    /// 503, 5xx, timeouts, transport errors.
+    Unavailable {
+        /// `Retry-After`, when sent.
+        retry_after: Option<SignedDuration>,
+    },
+    /// Anything else worth retrying with backoff (Kubernetes API errors, write conflicts).
+    Transient,
+    /// 409 `agent_revoked`.
+    AgentRevoked,
+    /// 404 `agent_not_found`.
+    AgentNotFound,
+    /// 404 `key_not_found`.
+    KeyNotFound,
+    /// 409 `key_revoked` (deprecating a revoked key).
+    KeyRevoked,
+    /// Another 409 (e.g. `agent_key_limit_reached`, `last_active_key`), with its code.
+    Conflict(String),
+    /// 400/422: a request the operator should never have sent.
+    Invalid(String),
+}
+
+impl ErrorClass {
+    /// The condition reason / event note category (stable; CamelCase).
+    pub fn category(&self) -> &'static str {
+        match self {
+            ErrorClass::ServiceKeyMissing => "ServiceKeyMissing",
+            ErrorClass::ServiceKeyRejected => "ServiceKeyRejected",
+            ErrorClass::RateLimited { .. } => "RateLimited",
+            ErrorClass::Unavailable { .. } => "AgentLatticeUnavailable",
+            ErrorClass::Transient => "TransientError",
+            ErrorClass::AgentRevoked | ErrorClass::AgentNotFound => "AgentRevokedExternally",
+            ErrorClass::KeyNotFound | ErrorClass::KeyRevoked => "KeyGone",
+            ErrorClass::Conflict(_) => "AgentLatticeConflict",
+            ErrorClass::Invalid(_) => "InvalidRequest",
+        }
+    }
+
+    /// How to requeue after a reconcile that ended with this failure.
+    pub fn requeue(&self, settings: &Settings) -> Requeue {
+        match self {
+            ErrorClass::ServiceKeyMissing | ErrorClass::ServiceKeyRejected => {
+                Requeue::After(settings.service_key_retry)
+            }
+            ErrorClass::RateLimited { retry_after } | ErrorClass::Unavailable { retry_after } => {
+                Requeue::Backoff {
+                    at_least: *retry_after,
+                }
+            }
+            ErrorClass::Transient
+            | ErrorClass::AgentRevoked
+            | ErrorClass::AgentNotFound
+            | ErrorClass::KeyNotFound
+            | ErrorClass::KeyRevoked => Requeue::Backoff { at_least: None },
+            // Retrying at once cannot help; a spec change or the resync may.
+            ErrorClass::Conflict(_) | ErrorClass::Invalid(_) => {
+                Requeue::After(settings.resync_interval)
+            }
+        }
+    }
+}

@@ -1,0 +1,310 @@
+//! What the planner knows: [`Observed`], and how the executor folds an action's result into it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use jiff::{SignedDuration, Timestamp};
+
+use super::{Action, AgentView, ErrorClass, KeyStatus, KeyView, MintedKey, RegisterOutcome};
+use crate::crd::LatticeAgent;
+use crate::secret::SecretView;
+
+/// Operator settings the planner needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// The AgentLattice base URL (written to `AL_BASE_URL`).
+    pub base_url: String,
+    /// Written to agent metadata as `k8s.cluster` when set.
+    pub cluster_name: Option<String>,
+    /// Drift reads are due this long after the last one; the longest requeue.
+    pub resync_interval: SignedDuration,
+    /// Requeue after a missing or rejected service key.
+    pub service_key_retry: SignedDuration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            base_url: "https://www.agentlattice.io".to_owned(),
+            cluster_name: None,
+            resync_interval: SignedDuration::from_mins(10),
+            service_key_retry: SignedDuration::from_mins(5),
+        }
+    }
+}
+
+/// Everything a planning decision may depend on.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Observed {
+    /// The clock, read once per reconcile by the executor.
+    pub now: Timestamp,
+    /// Operator settings.
+    pub settings: Settings,
+    /// The resource (with its status as last written).
+    pub resource: LatticeAgent,
+    /// The Secret it names.
+    pub secret: SecretView,
+    /// An older `LatticeAgent` naming the same Secret (see [`super::older_claimant`]).
+    pub older_claimant: Option<String>,
+    /// What is known of AgentLattice in this reconcile (nothing at the start).
+    pub remote: Remote,
+    /// What this reconcile already did.
+    pub progress: Progress,
+    /// The failure that ended this reconcile's work, if any.
+    pub failure: Option<Failure>,
+    /// When this process last read (or registered) the agent; kept by the executor between
+    /// reconciles, `None` after a restart.
+    pub last_remote_check: Option<Timestamp>,
+}
+
+impl Observed {
+    /// The state at the start of a reconcile.
+    pub fn new(
+        now: Timestamp,
+        settings: Settings,
+        resource: LatticeAgent,
+        secret: SecretView,
+    ) -> Observed {
+        Observed {
+            now,
+            settings,
+            resource,
+            secret,
+            older_claimant: None,
+            remote: Remote::default(),
+            progress: Progress::default(),
+            failure: None,
+            last_remote_check: None,
+        }
+    }
+}
+
+/// What is known of an agent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RemoteAgent {
+    /// Read (or written) in this reconcile.
+    Found(AgentView),
+    /// 404 `agent_not_found`.
+    NotFound,
+    /// 409 `agent_revoked`.
+    Revoked,
+}
+
+impl RemoteAgent {
+    /// Whether the agent is revoked or does not exist.
+    pub fn is_gone(&self) -> bool {
+        match self {
+            RemoteAgent::Found(view) => view.status == super::AgentStatus::Revoked,
+            RemoteAgent::NotFound | RemoteAgent::Revoked => true,
+        }
+    }
+}
+
+/// AgentLattice knowledge gathered in this reconcile.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Remote {
+    /// Agents by id.
+    pub agents: BTreeMap<String, RemoteAgent>,
+    /// Keys by agent id, then key id (from lists and from single-key responses).
+    pub keys: BTreeMap<String, BTreeMap<String, KeyView>>,
+    /// Agents whose complete key list was fetched.
+    pub listed: BTreeSet<String>,
+    /// Keys known to be revoked or absent from an error response (no key body to keep).
+    pub gone_keys: BTreeSet<String>,
+}
+
+/// What this reconcile already did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// The registration response.
+    pub registration: Option<RegisterOutcome>,
+    /// Agents found by name.
+    pub found: Option<Vec<AgentView>>,
+    /// A key minted in this reconcile: (agent id, key). The executor holds its plaintext.
+    pub minted: Option<(String, MintedKey)>,
+    /// This reconcile wrote a new `mintStartedAt`.
+    pub intent_written: bool,
+    /// This reconcile wrote the Secret.
+    pub secret_written: bool,
+}
+
+/// A failed action.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// [`Action::kind`] of the action that failed.
+    pub action: &'static str,
+    /// Its class.
+    pub class: ErrorClass,
+    /// A short, secret-free message.
+    pub message: String,
+}
+
+/// The successful result of an action, as the executor reports it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// `Register`.
+    Registered(RegisterOutcome),
+    /// `FindAgents`.
+    Found(Vec<AgentView>),
+    /// `FetchAgent`, `UpdateAgent`, `HaltAgent`, `ResumeAgent`, `RevokeAgent`.
+    Agent(AgentView),
+    /// `FetchKeys`.
+    Keys(Vec<KeyView>),
+    /// `DeprecateKey`, `RevokeKey`.
+    Key(KeyView),
+    /// `MintKey`.
+    Minted(MintedKey),
+    /// `WriteSecret`, `ReleaseSecret`: the Secret as the API server returned it.
+    Secret(SecretView),
+    /// `WriteStatus`: the resource as the API server returned it.
+    Status(Box<LatticeAgent>),
+}
+
+impl Observed {
+    /// Folds the result of `action` into what is known. Errors that are knowledge (a 404 or
+    /// `agent_revoked` for an agent, a 404 or `key_revoked` for a key) become knowledge; any other
+    /// error is recorded as [`Observed::failure`], which ends the reconcile's work.
+    pub fn record(&mut self, action: &Action, result: Result<Outcome, Failure>) {
+        match result {
+            Ok(outcome) => self.record_success(action, outcome),
+            Err(failure) => self.record_failure(action, failure),
+        }
+    }
+
+    fn record_success(&mut self, action: &Action, outcome: Outcome) {
+        match (action, outcome) {
+            (Action::Register { .. }, Outcome::Registered(registration)) => {
+                if let RegisterOutcome::Created { agent, key } = &registration {
+                    self.remember_key(
+                        &agent.id,
+                        KeyView {
+                            id: key.id.clone(),
+                            prefix: key.prefix.clone(),
+                            status: KeyStatus::Active,
+                            created_at: key.created_at,
+                            deprecated_at: None,
+                            revoked_at: None,
+                            last_used_at: None,
+                        },
+                    );
+                    self.remote
+                        .agents
+                        .insert(agent.id.clone(), RemoteAgent::Found(agent.clone()));
+                }
+                self.progress.registration = Some(registration);
+            }
+            (Action::FindAgents { .. }, Outcome::Found(agents)) => {
+                for agent in &agents {
+                    self.remote
+                        .agents
+                        .entry(agent.id.clone())
+                        .or_insert_with(|| RemoteAgent::Found(agent.clone()));
+                }
+                self.progress.found = Some(agents);
+            }
+            (
+                Action::FetchAgent { .. }
+                | Action::UpdateAgent { .. }
+                | Action::HaltAgent { .. }
+                | Action::ResumeAgent { .. }
+                | Action::RevokeAgent { .. },
+                Outcome::Agent(agent),
+            ) => {
+                self.remote
+                    .agents
+                    .insert(agent.id.clone(), RemoteAgent::Found(agent));
+            }
+            (Action::FetchKeys { agent_id }, Outcome::Keys(keys)) => {
+                self.remote.keys.insert(
+                    agent_id.clone(),
+                    keys.into_iter().map(|k| (k.id.clone(), k)).collect(),
+                );
+                self.remote.listed.insert(agent_id.clone());
+            }
+            (
+                Action::DeprecateKey { agent_id, .. } | Action::RevokeKey { agent_id, .. },
+                Outcome::Key(key),
+            ) => self.remember_key(agent_id, key),
+            (Action::MintKey { agent_id, .. }, Outcome::Minted(key)) => {
+                self.remember_key(
+                    agent_id,
+                    KeyView {
+                        id: key.id.clone(),
+                        prefix: key.prefix.clone(),
+                        status: KeyStatus::Active,
+                        created_at: key.created_at,
+                        deprecated_at: None,
+                        revoked_at: None,
+                        last_used_at: None,
+                    },
+                );
+                self.progress.minted = Some((agent_id.clone(), key));
+            }
+            (Action::WriteSecret(_), Outcome::Secret(view)) => {
+                self.secret = view;
+                self.progress.secret_written = true;
+            }
+            (Action::ReleaseSecret { .. }, Outcome::Secret(view)) => self.secret = view,
+            (Action::WriteStatus(written), Outcome::Status(resource)) => {
+                let before = self
+                    .resource
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.mint_started_at);
+                if written.mint_started_at.is_some() && written.mint_started_at != before {
+                    self.progress.intent_written = true;
+                }
+                self.resource = *resource;
+            }
+            (action, _) => {
+                self.failure = Some(Failure {
+                    action: action.kind(),
+                    class: ErrorClass::Transient,
+                    message: format!("internal error: unexpected outcome for {}", action.kind()),
+                });
+            }
+        }
+    }
+
+    fn record_failure(&mut self, action: &Action, failure: Failure) {
+        let agent_id = match action {
+            Action::FetchAgent { agent_id }
+            | Action::FetchKeys { agent_id }
+            | Action::UpdateAgent { agent_id, .. }
+            | Action::HaltAgent { agent_id }
+            | Action::ResumeAgent { agent_id }
+            | Action::RevokeAgent { agent_id }
+            | Action::MintKey { agent_id, .. }
+            | Action::DeprecateKey { agent_id, .. }
+            | Action::RevokeKey { agent_id, .. } => Some(agent_id),
+            _ => None,
+        };
+        let key_id = match action {
+            Action::DeprecateKey { key_id, .. } | Action::RevokeKey { key_id, .. } => Some(key_id),
+            _ => None,
+        };
+        match (&failure.class, agent_id, key_id) {
+            (ErrorClass::AgentNotFound, Some(agent_id), _) => {
+                self.remote
+                    .agents
+                    .insert(agent_id.clone(), RemoteAgent::NotFound);
+            }
+            (ErrorClass::AgentRevoked, Some(agent_id), _) => {
+                self.remote
+                    .agents
+                    .insert(agent_id.clone(), RemoteAgent::Revoked);
+            }
+            (ErrorClass::KeyNotFound | ErrorClass::KeyRevoked, _, Some(key_id)) => {
+                self.remote.gone_keys.insert(key_id.clone());
+            }
+            _ => self.failure = Some(failure),
+        }
+    }
+
+    fn remember_key(&mut self, agent_id: &str, key: KeyView) {
+        self.remote
+            .keys
+            .entry(agent_id.to_owned())
+            .or_default()
+            .insert(key.id.clone(), key);
+    }
+}

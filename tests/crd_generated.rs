@@ -1,0 +1,161 @@
+//! `crds/` holds the CRD generated from the Rust types; this test fails when it is stale.
+
+use lattice_operator::crd::{CRD_FILE_NAME, crd_yaml};
+
+const REGENERATE: &str = "cargo run -- crd --output crds";
+
+#[test]
+fn crd_yaml_in_repo_is_current() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("crds")
+        .join(CRD_FILE_NAME);
+    let generated = crd_yaml().expect("the CRD serialises");
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "{} is stale or missing; regenerate it with:\n\n    {REGENERATE}\n",
+        path.display()
+    );
+}
+
+#[test]
+fn crd_is_a_structural_schema() {
+    let value: serde_json::Value =
+        serde_yaml::from_str(&crd_yaml().expect("the CRD serialises")).expect("valid YAML");
+    let root = &value["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+    let mut problems = Vec::new();
+    check_structural(root, "openAPIV3Schema", true, &mut problems);
+    assert!(
+        problems.is_empty(),
+        "not structural:\n{}",
+        problems.join("\n")
+    );
+}
+
+/// The structural-schema rules of apiextensions v1 that a derive can break: every node has a
+/// type (except under `x-kubernetes-int-or-string` / `x-kubernetes-preserve-unknown-fields`), no
+/// `$ref`, no `nullable` together with a missing type, `anyOf`/`oneOf`/`allOf`/`not` without
+/// types or structure, no `uniqueItems: true`, no `additionalProperties` next to `properties`.
+fn check_structural(node: &serde_json::Value, path: &str, _root: bool, problems: &mut Vec<String>) {
+    let Some(obj) = node.as_object() else {
+        problems.push(format!("{path}: not an object"));
+        return;
+    };
+    if obj.contains_key("$ref") {
+        problems.push(format!("{path}: $ref"));
+    }
+    let preserve = obj.get("x-kubernetes-preserve-unknown-fields")
+        == Some(&serde_json::json!(true))
+        || obj.get("x-kubernetes-int-or-string") == Some(&serde_json::json!(true));
+    if !preserve && !obj.get("type").is_some_and(|t| t.is_string()) {
+        problems.push(format!("{path}: missing or non-string type"));
+    }
+    for key in ["anyOf", "oneOf", "allOf", "not"] {
+        if obj.contains_key(key) {
+            problems.push(format!("{path}: {key}"));
+        }
+    }
+    if obj.get("uniqueItems") == Some(&serde_json::json!(true)) {
+        problems.push(format!("{path}: uniqueItems"));
+    }
+    if obj.contains_key("properties") && obj.contains_key("additionalProperties") {
+        problems.push(format!("{path}: properties and additionalProperties"));
+    }
+    if let Some(props) = obj.get("properties").and_then(|p| p.as_object()) {
+        for (name, child) in props {
+            check_structural(child, &format!("{path}.{name}"), false, problems);
+        }
+    }
+    if let Some(items) = obj.get("items") {
+        check_structural(items, &format!("{path}[]"), false, problems);
+    }
+    if let Some(extra) = obj.get("additionalProperties").filter(|a| a.is_object()) {
+        check_structural(extra, &format!("{path}{{}}"), false, problems);
+    }
+}
+
+#[test]
+fn crd_has_the_promised_shape() {
+    let value: serde_json::Value =
+        serde_yaml::from_str(&crd_yaml().expect("the CRD serialises")).expect("valid YAML");
+    let spec = &value["spec"];
+    assert_eq!(spec["group"], "agentlattice.io");
+    assert_eq!(spec["scope"], "Namespaced");
+    assert_eq!(spec["names"]["shortNames"], serde_json::json!(["la"]));
+    assert_eq!(
+        spec["names"]["categories"],
+        serde_json::json!(["agentlattice"])
+    );
+    let version = &spec["versions"][0];
+    assert_eq!(version["name"], "v1alpha1");
+    assert_eq!(version["subresources"]["status"], serde_json::json!({}));
+    let columns: Vec<(&str, &str, &str)> = version["additionalPrinterColumns"]
+        .as_array()
+        .expect("printer columns")
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap_or_default(),
+                c["type"].as_str().unwrap_or_default(),
+                c["jsonPath"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        columns,
+        vec![
+            (
+                "Ready",
+                "string",
+                ".status.conditions[?(@.type==\"Ready\")].status"
+            ),
+            ("Agent", "string", ".status.agentName"),
+            ("Secret", "string", ".status.secretName"),
+            ("Key age", "date", ".status.activeKey.createdAt"),
+            ("Age", "date", ".metadata.creationTimestamp"),
+        ]
+    );
+    let root = &version["schema"]["openAPIV3Schema"];
+    let s = &root["properties"]["spec"]["properties"];
+    assert_eq!(s["agentName"]["maxLength"], 63);
+    assert_eq!(
+        s["agentName"]["pattern"],
+        "^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$"
+    );
+    assert_eq!(s["capabilities"]["x-kubernetes-list-type"], "set");
+    assert_eq!(s["capabilities"]["maxItems"], 64);
+    assert_eq!(s["capabilities"]["items"]["maxLength"], 128);
+    assert_eq!(s["secretName"]["maxLength"], 253);
+    assert_eq!(
+        s["secretPolicy"]["enum"],
+        serde_json::json!(["Owned", "Adopt"])
+    );
+    assert_eq!(s["secretPolicy"]["default"], "Owned");
+    assert_eq!(
+        s["deletionPolicy"]["enum"],
+        serde_json::json!(["Revoke", "Retain"])
+    );
+    assert_eq!(s["deletionPolicy"]["default"], "Revoke");
+    assert_eq!(s["suspend"]["default"], false);
+    assert_eq!(s["rotation"]["default"], serde_json::json!({}));
+    assert_eq!(s["rotation"]["properties"]["gracePeriod"]["default"], "10m");
+    assert_eq!(
+        s["rotation"]["properties"]["maxGracePeriod"]["default"],
+        "24h"
+    );
+    assert!(s["rotation"]["properties"]["interval"]["pattern"].is_string());
+    let rules = root["x-kubernetes-validations"]
+        .as_array()
+        .expect("CEL rules");
+    assert_eq!(rules.len(), 1);
+    let rule = rules[0]["rule"].as_str().unwrap_or_default();
+    for needle in [
+        "oldSelf.status.agentId",
+        "self.spec.agentName",
+        "self.spec.secretName",
+    ] {
+        assert!(rule.contains(needle), "{rule}");
+    }
+    let conditions = &root["properties"]["status"]["properties"]["conditions"];
+    assert_eq!(conditions["x-kubernetes-list-type"], "map");
+}
