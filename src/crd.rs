@@ -254,6 +254,11 @@ pub struct RetiringKeyStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "date_time_schema")]
     pub deprecated_at: Option<Timestamp>,
+    /// The last use AgentLattice reported when the operator last checked (it is revoked once
+    /// unused for a whole grace period).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "date_time_schema")]
+    pub last_used_at: Option<Timestamp>,
     /// The earliest revocation: `retiringSince + gracePeriod` (at once when `immediate`), and only
     /// once the key has not been used for a whole grace period.
     #[schemars(schema_with = "date_time_schema")]

@@ -52,10 +52,13 @@ pub const HANDLED_ROTATE_ANNOTATION: &str = "agentlattice.io/handled-rotate";
 pub const HANDLED_COMPROMISED_ANNOTATION: &str = "agentlattice.io/handled-compromised";
 /// Annotation: last `agentlattice.io/reregister` value acted on.
 pub const HANDLED_REREGISTER_ANNOTATION: &str = "agentlattice.io/handled-reregister";
+/// Annotation: a key is being minted (RFC 3339 time the intent was written). Until it is
+/// removed, keys of the agent that are neither in the record nor revoked may exist and are swept.
+pub const MINT_STARTED_AT_ANNOTATION: &str = "agentlattice.io/mint-started-at";
 
 /// Every annotation that makes up the record; the operator owns them (they win over
 /// `spec.secretTemplate`, and a record write removes the ones it does not set).
-pub const RECORD_ANNOTATIONS: [&str; 9] = [
+pub const RECORD_ANNOTATIONS: [&str; 10] = [
     AGENT_ID_ANNOTATION,
     KEY_ID_ANNOTATION,
     KEY_PREFIX_ANNOTATION,
@@ -65,6 +68,7 @@ pub const RECORD_ANNOTATIONS: [&str; 9] = [
     HANDLED_ROTATE_ANNOTATION,
     HANDLED_COMPROMISED_ANNOTATION,
     HANDLED_REREGISTER_ANNOTATION,
+    MINT_STARTED_AT_ANNOTATION,
 ];
 
 /// How a digest is marked in the operator's Secret cache (`sha256:` + [`key_digest`]).
@@ -87,6 +91,8 @@ pub struct SecretRecord {
     pub retiring: Vec<RetiringKey>,
     /// The last action-annotation values acted on.
     pub handled: HandledAnnotations,
+    /// Set while a key may have been minted without being recorded here (design §4).
+    pub mint_started_at: Option<Timestamp>,
 }
 
 /// The key in `AL_API_KEY`, described (never contained).
@@ -182,6 +188,9 @@ impl SecretRecord {
         if let Some(v) = &self.handled.reregister {
             put(HANDLED_REREGISTER_ANNOTATION, v.clone());
         }
+        if let Some(at) = &self.mint_started_at {
+            put(MINT_STARTED_AT_ANNOTATION, at.to_string());
+        }
         out
     }
 
@@ -268,6 +277,21 @@ impl SecretRecord {
                 }
             },
         };
+        let mint_started_at = match get(MINT_STARTED_AT_ANNOTATION) {
+            None => None,
+            Some(raw) => match raw.parse::<Timestamp>() {
+                Ok(ts) => Some(ts),
+                Err(_) => {
+                    // Unreadable, but present: keep the conservative meaning (sweep before
+                    // clearing it).
+                    problem(
+                        MINT_STARTED_AT_ANNOTATION,
+                        "not an RFC 3339 timestamp".into(),
+                    );
+                    Some(Timestamp::UNIX_EPOCH)
+                }
+            },
+        };
         DecodedRecord {
             record: SecretRecord {
                 agent_id: get(AGENT_ID_ANNOTATION),
@@ -278,6 +302,7 @@ impl SecretRecord {
                     compromised: annotations.get(HANDLED_COMPROMISED_ANNOTATION).cloned(),
                     reregister: annotations.get(HANDLED_REREGISTER_ANNOTATION).cloned(),
                 },
+                mint_started_at,
             },
             damaged_key_id,
             problems,
@@ -678,6 +703,7 @@ mod tests {
                 compromised: None,
                 reregister: Some("".into()),
             },
+            mint_started_at: Some(ts("2026-11-23T09:59:59.5Z")),
         }
     }
 
@@ -806,6 +832,11 @@ mod tests {
             if annotation == RETIRING_KEYS_ANNOTATION {
                 assert!(decoded.record.retiring.is_empty());
                 assert!(decoded.record.key.is_some());
+            } else if annotation == MINT_STARTED_AT_ANNOTATION {
+                assert!(
+                    decoded.record.mint_started_at.is_some(),
+                    "an unreadable intent still counts as an intent"
+                );
             } else {
                 assert_eq!(decoded.record.key, None, "{annotation}");
                 assert_eq!(decoded.damaged_key_id.as_deref(), Some("key-2"));

@@ -138,6 +138,8 @@ struct Cx<'a> {
     secret: Option<&'a ObservedSecret>,
     /// The record, if the Secret is ours (only then is it trusted).
     record: Option<&'a DecodedRecord>,
+    /// The agent id of a record that turned out to name another resource's agent.
+    foreign_record: Option<String>,
     /// The agent this resource is (or is becoming) linked to.
     agent_id: Option<String>,
     /// The agent was adopted by this reconcile (replayed registration, or found by name with our
@@ -149,9 +151,20 @@ impl<'a> Cx<'a> {
     fn new(o: &'a Observed, uid: &'a str, spec: Option<&'a ValidSpec>) -> Cx<'a> {
         let status = o.resource.status.clone().unwrap_or_default();
         let secret = o.secret.present();
-        let record = secret
+        let mut record = secret
             .filter(|s| s.ownership == Ownership::Ours)
             .map(|s| &s.decoded);
+        // A record naming an agent that AgentLattice says belongs to another resource is not
+        // ours, whatever its owner reference says (see `verify_record`).
+        let foreign_record = record
+            .and_then(|r| r.record.agent_id.as_ref())
+            .filter(|id| {
+                matches!(o.remote.agents.get(*id), Some(RemoteAgent::Found(view)) if !view.belongs_to(uid))
+            })
+            .cloned();
+        if foreign_record.is_some() {
+            record = None;
+        }
         let adoption = match &o.progress.registration {
             Some(RegisterOutcome::Created { agent, .. }) => Some((agent.id.clone(), false)),
             Some(RegisterOutcome::Replayed { agent_id, .. }) => Some((agent_id.clone(), true)),
@@ -182,6 +195,7 @@ impl<'a> Cx<'a> {
             status,
             secret,
             record,
+            foreign_record,
             agent_id,
             adopted: adoption.is_some_and(|(_, adopted)| adopted),
         }
@@ -356,9 +370,23 @@ impl<'a> Cx<'a> {
         }
     }
 
+    /// The mint intent: on the record when the Secret holds this agent's record (it survives a
+    /// lost status), else on status (the Secret is gone or not ours yet).
+    fn intent(&self) -> Option<jiff::Timestamp> {
+        let agent_id = self.agent_id.as_deref()?;
+        let on_status = || {
+            self.status
+                .mint_started_at
+                .filter(|_| self.status.agent_id.as_deref() == Some(agent_id))
+        };
+        self.record_is_for(agent_id)
+            .and_then(|r| r.record.mint_started_at)
+            .or_else(on_status)
+    }
+
     /// Whether an earlier reconcile left a mint intent (a key may have been minted and lost).
     fn prior_intent(&self) -> bool {
-        self.status.mint_started_at.is_some() && !self.o.progress.intent_written
+        self.intent().is_some() && !self.o.progress.intent_written
     }
 
     fn sweep_required(&self) -> bool {
@@ -394,8 +422,12 @@ impl<'a> Cx<'a> {
             return step;
         }
         let Some(agent_id) = self.agent_id.clone() else {
-            // registration() always answers when no agent is known.
-            return self.finish(Verdict::Ok);
+            // No agent and no registration wanted: the registration's agent was revoked
+            // (`needs_registration`), waiting for a new reregister value.
+            return self.finish(Verdict::Blocked(
+                Blocker::AgentRevokedExternally,
+                revoked_registration_message(),
+            ));
         };
         if self.drift_read_due(&agent_id) {
             return act(Action::FetchAgent { agent_id }, vec![]);
@@ -430,6 +462,11 @@ impl<'a> Cx<'a> {
     /// Step 3: someone else has (or has a better claim to) the Secret.
     fn secret_conflict(&self) -> Option<String> {
         let name = &self.secret_name;
+        if let Some(agent) = &self.foreign_record {
+            return Some(format!(
+                "Secret {name} records agent {agent}, which does not belong to this LatticeAgent"
+            ));
+        }
         let claimant = || {
             self.o.older_claimant.as_ref().map(|other| {
                 format!(
@@ -482,25 +519,15 @@ impl<'a> Cx<'a> {
         {
             return None;
         }
-        match self.remote_agent(record_id) {
-            None => Some(act(
+        // Once read, a foreign agent makes the record untrusted (`Cx::new`) and a conflict.
+        self.remote_agent(record_id).is_none().then(|| {
+            act(
                 Action::FetchAgent {
                     agent_id: record_id.to_owned(),
                 },
                 vec![],
-            )),
-            Some(RemoteAgent::Found(view)) if !view.belongs_to(self.uid) => {
-                Some(self.finish(Verdict::Blocked(
-                    Blocker::SecretConflict,
-                    format!(
-                        "Secret {} records agent {record_id}, which does not belong to this \
-                         LatticeAgent",
-                        self.secret_name
-                    ),
-                )))
-            }
-            Some(_) => None,
-        }
+            )
+        })
     }
 
     /// Step 4: status disagrees with the Secret (a status write was lost).
@@ -534,6 +561,7 @@ impl<'a> Cx<'a> {
                     key: Some(key_record(key)),
                     retiring: Vec::new(),
                     handled: self.handled_after_mint(),
+                    mint_started_at: None,
                 };
                 Some(act(
                     Action::WriteSecret(Box::new(SecretWrite {
@@ -590,11 +618,7 @@ impl<'a> Cx<'a> {
             }
             Some(RegisterOutcome::AgentRevoked) => Some(self.finish(Verdict::Blocked(
                 Blocker::AgentRevokedExternally,
-                format!(
-                    "the agent registered for this LatticeAgent was revoked outside the cluster; \
-                     set the {REREGISTER_ANNOTATION} annotation to a new value to register a new \
-                     agent"
-                ),
+                revoked_registration_message(),
             ))),
             None => self.needs_registration().then(|| self.register()),
         }
@@ -645,9 +669,9 @@ impl<'a> Cx<'a> {
         )
     }
 
-    /// Step 6: the drift read is due once per resync interval, on a generation change and when a
-    /// rotation was asked for — not after the operator's own writes (their reconciles find a
-    /// recent `last_remote_check`).
+    /// Step 6: the drift read is due once per resync interval, on a generation change and when an
+    /// action annotation has a new value — not after the operator's own writes (their reconciles
+    /// find a recent `last_remote_check`).
     fn drift_read_due(&self, agent_id: &str) -> bool {
         if self.remote_agent(agent_id).is_some() || self.agent_gone(agent_id) {
             return false;
@@ -660,6 +684,7 @@ impl<'a> Cx<'a> {
             || self.status.observed_generation != self.generation()
             || self.pending(ROTATE_ANNOTATION)
             || self.pending(COMPROMISED_ANNOTATION)
+            || self.pending(REREGISTER_ANNOTATION)
     }
 
     /// Step 6: capabilities, description, suspension.
@@ -780,9 +805,22 @@ impl<'a> Cx<'a> {
             .filter(|(for_agent, _)| for_agent == agent_id)
             .map(|(_, key)| key);
         let Some(key) = minted else {
-            if self.status.mint_started_at.is_none()
-                || self.status.agent_id.as_deref() != Some(agent_id)
-            {
+            // The intent goes first, where the next reconcile will find it: on the record if the
+            // Secret holds this agent's record, else on status. An adopted agent needs none: a
+            // crash re-adopts it, and adoption always sweeps.
+            if self.intent().is_none() && !self.adopted {
+                if let Some(mut record) = self.current_record(agent_id) {
+                    record.mint_started_at = Some(self.o.now);
+                    return act(
+                        Action::WriteSecret(Box::new(SecretWrite {
+                            desired: self.desired_secret(agent_id, record),
+                            key: KeyWrite::Keep,
+                            precondition: self.precondition(),
+                            purpose: WritePurpose::Intent,
+                        })),
+                        vec![],
+                    );
+                }
                 let mut intent = self.desired_status(&Verdict::Ok);
                 intent.mint_started_at = Some(self.o.now);
                 return act(Action::WriteStatus(Box::new(intent)), vec![]);
@@ -804,8 +842,45 @@ impl<'a> Cx<'a> {
             );
         };
 
+        // Without a record of this agent (the Secret was deleted, or is not ours yet) nobody
+        // knows which of its keys were delivered: status may be stale. Every live key other than
+        // the new one is retired with the normal grace, so none is left behind and none that a
+        // pod may hold is revoked at once. (Adopted agents are different: their keys were never
+        // delivered, and the sweep revokes them.)
+        let record_lost = reason == MintReason::Restore
+            && self.record_is_for(agent_id).is_none()
+            && !self.adopted;
+        if record_lost && !self.o.remote.listed.contains(agent_id) {
+            return act(
+                Action::FetchKeys {
+                    agent_id: agent_id.to_owned(),
+                },
+                vec![],
+            );
+        }
         let compromised = reason == MintReason::Compromised || self.pending(COMPROMISED_ANNOTATION);
         let mut retiring = self.retiring();
+        if record_lost {
+            let live = self
+                .o
+                .remote
+                .keys
+                .get(agent_id)
+                .into_iter()
+                .flat_map(|keys| keys.values())
+                .filter(|k| k.status != KeyStatus::Revoked && k.id != key.id)
+                .filter(|k| !self.o.remote.gone_keys.contains(&k.id));
+            for k in live {
+                if !retiring.iter().any(|r| r.id == k.id) {
+                    retiring.push(RetiringKey {
+                        id: k.id.clone(),
+                        prefix: k.prefix.clone(),
+                        since: self.o.now,
+                        immediate: false,
+                    });
+                }
+            }
+        }
         let replaced = self.replaced_key().filter(|(id, _)| *id != key.id);
         if let Some((id, prefix)) = &replaced
             && !retiring.iter().any(|k| &k.id == id)
@@ -825,6 +900,13 @@ impl<'a> Cx<'a> {
             key: Some(key_record(key)),
             retiring,
             handled: self.handled_after_mint(),
+            // Still to sweep (an earlier intent, or an adoption): the record keeps the intent
+            // until the sweep is done. Otherwise this write is the end of the mint.
+            mint_started_at: if self.sweep_required() {
+                Some(self.intent().unwrap_or(self.o.now))
+            } else {
+                None
+            },
         };
         let old = replaced
             .as_ref()
@@ -928,7 +1010,21 @@ impl<'a> Cx<'a> {
                 vec![],
             ));
         }
-        let stray = self.strays(agent_id).into_iter().next()?;
+        let Some(stray) = self.strays(agent_id).into_iter().next() else {
+            // Swept: lift the intent from the record (status follows in `finish`).
+            let mut record = self.current_record(agent_id)?;
+            record.mint_started_at?;
+            record.mint_started_at = None;
+            return Some(act(
+                Action::WriteSecret(Box::new(SecretWrite {
+                    desired: self.desired_secret(agent_id, record),
+                    key: KeyWrite::Keep,
+                    precondition: self.precondition(),
+                    purpose: WritePurpose::Intent,
+                })),
+                vec![],
+            ));
+        };
         Some(act(
             Action::RevokeKey {
                 agent_id: agent_id.to_owned(),
@@ -986,11 +1082,21 @@ impl<'a> Cx<'a> {
         }
     }
 
+    /// The key's last use: as read in this reconcile, or as status last recorded it while that
+    /// is recent enough to decide (a later use can only postpone the revocation, so until
+    /// `last use + grace` nothing needs reading).
     fn usage(&self, agent_id: &str, key_id: &str) -> Option<Option<jiff::Timestamp>> {
-        if !self.o.remote.listed.contains(agent_id) {
-            return None;
+        if self.o.remote.listed.contains(agent_id) {
+            return Some(self.key_view(agent_id, key_id).and_then(|k| k.last_used_at));
         }
-        Some(self.key_view(agent_id, key_id).and_then(|k| k.last_used_at))
+        let grace = self.spec()?.grace;
+        self.status
+            .retiring_keys
+            .iter()
+            .find(|k| k.id == key_id)
+            .and_then(|k| k.last_used_at)
+            .filter(|used| self.o.now < schedule::add(*used, grace))
+            .map(Some)
     }
 
     fn retirement(&self, agent_id: &str, key: &RetiringKey) -> Option<Retirement> {
@@ -1132,7 +1238,12 @@ impl<'a> Cx<'a> {
 
     fn desired_status(&self, verdict: &Verdict<'_>) -> LatticeAgentStatus {
         let current = &self.status;
-        let agent_id = self.agent_id.clone();
+        // Status names an agent only once the Secret records it (or status already did): an
+        // agent registered or adopted in this reconcile whose key never reached the Secret is
+        // found again by the next registration attempt (replay or name), which sweeps its keys.
+        let agent_id = self.agent_id.clone().filter(|id| {
+            self.record_is_for(id).is_some() || current.agent_id.as_deref() == Some(id)
+        });
         let record = agent_id.as_deref().and_then(|id| self.record_is_for(id));
         let mut s = LatticeAgentStatus {
             observed_generation: self.generation(),
@@ -1182,20 +1293,18 @@ impl<'a> Cx<'a> {
             s.last_rotation_time = Some(key.created_at);
         }
         s.next_rotation_time = self.next_rotation();
-        let mint_pending = self
-            .o
-            .progress
-            .minted
-            .as_ref()
-            .is_some_and(|(_, k)| self.working_key().is_none_or(|w| w.id != k.id));
-        let settled = matches!(verdict, Verdict::Ok)
-            && !mint_pending
-            && (!self.sweep_required() || self.sweep_done());
-        s.mint_started_at = if settled {
-            None
-        } else {
-            current.mint_started_at
+        // Status shows the intent of the record; without a record of this agent it keeps its own
+        // (written by the Secret-less lost-key path) until a Secret write takes over. An intent
+        // this reconcile still has to sweep is never dropped.
+        s.mint_started_at = match record {
+            Some(r) => r.record.mint_started_at,
+            None => current
+                .mint_started_at
+                .filter(|_| current.agent_id == agent_id),
         };
+        if self.sweep_required() && !self.sweep_done() && s.mint_started_at.is_none() {
+            s.mint_started_at = self.intent();
+        }
         s.conditions = self.conditions(verdict, &s);
         s
     }
@@ -1206,20 +1315,20 @@ impl<'a> Cx<'a> {
         k: &RetiringKey,
         spec: &ValidSpec,
     ) -> RetiringKeyStatus {
-        let deprecated_at = match self.key_view(agent_id, &k.id) {
-            Some(view) => view.deprecated_at,
-            None => self
-                .status
-                .retiring_keys
-                .iter()
-                .find(|s| s.id == k.id)
-                .and_then(|s| s.deprecated_at),
+        let previous = self.status.retiring_keys.iter().find(|s| s.id == k.id);
+        let (deprecated_at, last_used_at) = match self.key_view(agent_id, &k.id) {
+            Some(view) => (view.deprecated_at, view.last_used_at),
+            None => (
+                previous.and_then(|s| s.deprecated_at),
+                previous.and_then(|s| s.last_used_at),
+            ),
         };
         RetiringKeyStatus {
             id: k.id.clone(),
             prefix: k.prefix.clone(),
             retiring_since: k.since,
             deprecated_at,
+            last_used_at,
             revoke_after: if k.immediate {
                 k.since
             } else {
@@ -1411,6 +1520,13 @@ impl<'a> Cx<'a> {
             _ => (false, "Idle", "no key is being retired".to_owned()),
         }
     }
+}
+
+fn revoked_registration_message() -> String {
+    format!(
+        "the agent registered for this LatticeAgent was revoked outside the cluster; set the \
+         {REREGISTER_ANNOTATION} annotation to a new value to register a new agent"
+    )
 }
 
 fn key_record(key: &MintedKey) -> KeyRecord {

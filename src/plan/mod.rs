@@ -325,6 +325,8 @@ pub enum WritePurpose {
     Retire,
     /// Non-key fields repaired.
     Repair,
+    /// The mint intent set (before a mint) or lifted (after the sweep).
+    Intent,
 }
 
 /// An event to emit once the action it comes with has succeeded.

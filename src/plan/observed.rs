@@ -121,7 +121,7 @@ pub struct Progress {
     pub found: Option<Vec<AgentView>>,
     /// A key minted in this reconcile: (agent id, key). The executor holds its plaintext.
     pub minted: Option<(String, MintedKey)>,
-    /// This reconcile wrote a new `mintStartedAt`.
+    /// This reconcile wrote a new mint intent (on the Secret's record or on status).
     pub intent_written: bool,
     /// This reconcile wrote the Secret.
     pub secret_written: bool,
@@ -239,20 +239,14 @@ impl Observed {
                 );
                 self.progress.minted = Some((agent_id.clone(), key));
             }
-            (Action::WriteSecret(_), Outcome::Secret(view)) => {
+            (Action::WriteSecret(write), Outcome::Secret(view)) => {
+                self.note_intent(write.desired.record.mint_started_at);
                 self.secret = view;
                 self.progress.secret_written = true;
             }
             (Action::ReleaseSecret { .. }, Outcome::Secret(view)) => self.secret = view,
             (Action::WriteStatus(written), Outcome::Status(resource)) => {
-                let before = self
-                    .resource
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.mint_started_at);
-                if written.mint_started_at.is_some() && written.mint_started_at != before {
-                    self.progress.intent_written = true;
-                }
+                self.note_intent(written.mint_started_at);
                 self.resource = *resource;
             }
             (action, _) => {
@@ -297,6 +291,27 @@ impl Observed {
                 self.remote.gone_keys.insert(key_id.clone());
             }
             _ => self.failure = Some(failure),
+        }
+    }
+
+    /// A write carrying a mint intent that neither status nor the record held before is this
+    /// reconcile's own intent; copying an existing one (status recovered from the record, the
+    /// record taking over status's) is not.
+    fn note_intent(&mut self, written: Option<Timestamp>) {
+        let Some(written) = written else {
+            return;
+        };
+        let on_status = self
+            .resource
+            .status
+            .as_ref()
+            .and_then(|s| s.mint_started_at);
+        let on_record = self
+            .secret
+            .present()
+            .and_then(|s| s.decoded.record.mint_started_at);
+        if on_status != Some(written) && on_record != Some(written) {
+            self.progress.intent_written = true;
         }
     }
 

@@ -1,0 +1,389 @@
+//! Crash safety (design §4): the process dies after any action committed (or AgentLattice drops
+//! the response after committing); a fresh reconcile must restore the invariant — exactly one
+//! live agent per resource, its Secret holds a working key, no orphan agent or orphan live key.
+
+use super::world::*;
+use crate::crd::*;
+use crate::plan::*;
+
+/// Recovers after a crash: reconciles until quiet, then checks the invariant and that status
+/// agrees with the Secret.
+fn recover(w: &mut World, context: &str) {
+    w.settle(8);
+    w.check_invariant()
+        .unwrap_or_else(|e| panic!("{context}: invariant broken: {e}"));
+    let status = w.status();
+    assert_eq!(status.agent_id, w.secret_agent_id(), "{context}");
+    assert_eq!(
+        status.active_key.map(|k| k.id),
+        w.secret_annotation(crate::secret::KEY_ID_ANNOTATION),
+        "{context}"
+    );
+    assert_eq!(status.mint_started_at, None, "{context}: intent cleared");
+    assert_eq!(
+        w.ready(),
+        Some(("True".into(), "AgentReady".into())),
+        "{context}"
+    );
+    // And the retiring keys go in due course, leaving exactly the Secret's key.
+    w.advance(hours(25));
+    w.settle(8);
+    w.check_invariant()
+        .unwrap_or_else(|e| panic!("{context}: invariant broken after retirement: {e}"));
+    let agent = w.secret_agent_id().expect("agent");
+    let live =
+        w.al.agent(&agent)
+            .keys
+            .iter()
+            .filter(|(k, _)| k.status != KeyStatus::Revoked)
+            .count();
+    assert_eq!(live, 1, "{context}: only the Secret's key is left");
+}
+
+/// Every crash point of the reconcile that `prepare` leads into, and every lost response of its
+/// remote calls.
+fn crash_everywhere(name: &str, prepare: impl Fn() -> World) {
+    let clean = prepare().run();
+    assert!(!clean.actions.is_empty(), "{name}: nothing to crash");
+    for k in 1..=clean.actions.len() {
+        let mut w = prepare();
+        let run = w.run_with_crash(Some(k));
+        let context = format!("{name}: crash after {:?}", run.kinds());
+        recover(&mut w, &context);
+    }
+    let remote: Vec<&'static str> = clean
+        .actions
+        .iter()
+        .filter(|a| a.is_remote())
+        .map(Action::kind)
+        .collect();
+    for kind in remote {
+        let mut w = prepare();
+        w.faults.push(Fault::LoseResponse(kind));
+        w.run();
+        recover(&mut w, &format!("{name}: lost response of {kind}"));
+    }
+    // Every action failing (before commit) at its first occurrence ends the reconcile early.
+    let mut kinds: Vec<&'static str> = clean.actions.iter().map(Action::kind).collect();
+    kinds.dedup();
+    for kind in kinds {
+        let mut w = prepare();
+        w.faults.push(Fault::Fail(kind, ErrorClass::Transient));
+        w.run();
+        recover(&mut w, &format!("{name}: {kind} failed"));
+    }
+}
+
+#[test]
+fn crash_anywhere_during_registration() {
+    crash_everywhere("registration", World::default);
+}
+
+#[test]
+fn crash_anywhere_during_rotation() {
+    crash_everywhere("rotation", || {
+        let mut w = World::registered();
+        w.annotate(ROTATE_ANNOTATION, "r1");
+        w
+    });
+}
+
+#[test]
+fn crash_anywhere_during_a_compromise_rotation() {
+    crash_everywhere("compromised", || {
+        let mut w = World::registered();
+        w.annotate(COMPROMISED_ANNOTATION, "c1");
+        w
+    });
+}
+
+#[test]
+fn crash_anywhere_while_restoring_a_deleted_secret() {
+    crash_everywhere("lost secret", || {
+        let mut w = World::registered();
+        w.secret = None;
+        w
+    });
+}
+
+#[test]
+fn crash_anywhere_while_retiring_the_old_key() {
+    crash_everywhere("retirement", || {
+        let mut w = World::registered();
+        w.annotate(ROTATE_ANNOTATION, "r1");
+        w.run();
+        w.advance(mins(11));
+        w
+    });
+}
+
+#[test]
+fn crash_anywhere_during_reregistration() {
+    crash_everywhere("reregistration", || {
+        let mut w = World::registered();
+        let agent = w.status().agent_id.expect("agent");
+        let now = w.now;
+        w.al.revoke_agent(&agent, now);
+        w.advance(mins(10));
+        w.run();
+        w.annotate(REREGISTER_ANNOTATION, "again");
+        w
+    });
+}
+
+#[test]
+fn crash_anywhere_during_adoption_by_name() {
+    crash_everywhere("adoption", || {
+        let mut w = World::default();
+        w.al.create_agent("payments-deploy-bot", Some(UID), w.now);
+        w
+    });
+}
+
+#[test]
+fn crash_anywhere_during_deletion() {
+    let prepare = || {
+        let mut w = World::registered();
+        w.delete();
+        w
+    };
+    let clean = prepare().run();
+    for k in 1..=clean.actions.len() {
+        let mut w = prepare();
+        w.run_with_crash(Some(k));
+        assert!(
+            w.resource.is_some(),
+            "the finalizer is still there after a crash"
+        );
+        let run = w.run();
+        assert_eq!(run.end, End::Released, "crash after {k}");
+        assert!(w.al.live_agents_of(UID).is_empty(), "crash after {k}");
+        assert!(w.secret.is_none());
+    }
+    let mut w = prepare();
+    w.faults.push(Fault::LoseResponse("RevokeAgent"));
+    let run = w.run();
+    assert!(matches!(run.end, End::Done(_)), "the finalizer stays");
+    let run = w.run();
+    assert_eq!(run.end, End::Released);
+    assert!(w.al.live_agents_of(UID).is_empty());
+}
+
+// ----- the rows of the §4 table, one by one, with the exact recovery ---------------------------
+
+#[test]
+fn row_finalizer_added_before_register_registers_with_the_same_idempotency_key() {
+    let w = World::default();
+    let Step::Act {
+        action: Action::Register {
+            idempotency_key: key,
+            ..
+        },
+        ..
+    } = w.first_step()
+    else {
+        panic!("register expected");
+    };
+    assert_eq!(key, idempotency_key(UID, None));
+}
+
+#[test]
+fn row_register_committed_response_lost_replays_and_revokes_the_original_key() {
+    let mut w = World::default();
+    w.run_with_crash(Some(1));
+    let agent = w.al.agents.keys().next().cloned().expect("committed");
+    let original = w.al.agent(&agent).keys[0].0.id.clone();
+    let run = w.run();
+    assert_eq!(
+        run.kinds(),
+        [
+            "Register",
+            "FetchAgent",
+            "MintKey",
+            "WriteSecret",
+            "FetchKeys",
+            "RevokeKey",
+            "WriteSecret",
+            "WriteStatus"
+        ]
+    );
+    assert_eq!(
+        run.actions[5],
+        Action::RevokeKey {
+            agent_id: agent.clone(),
+            key_id: original
+        },
+        "the replayed key was never delivered: revoked at once"
+    );
+    w.check_invariant().expect("invariant");
+}
+
+#[test]
+fn row_secret_written_status_not_recovers_status_from_the_secret() {
+    let mut w = World::default();
+    w.run_with_crash(Some(2));
+    assert!(w.secret.is_some());
+    assert_eq!(w.status().agent_id, None);
+    let run = w.run();
+    assert_eq!(run.kinds(), ["FetchAgent", "WriteStatus"]);
+    assert_eq!(run.event_reasons(), ["StatusRecovered"]);
+    assert_eq!(w.status().agent_id, w.secret_agent_id());
+    w.check_invariant().expect("invariant");
+}
+
+#[test]
+fn row_mint_committed_response_lost_sweeps_the_stray_key_then_redoes_the_rotation() {
+    let mut w = World::registered();
+    w.annotate(ROTATE_ANNOTATION, "r1");
+    w.run_with_crash(Some(3)); // FetchAgent, WriteSecret(intent), MintKey
+    assert!(
+        w.secret_annotation(crate::secret::MINT_STARTED_AT_ANNOTATION)
+            .is_some()
+    );
+    let agent = w.status().agent_id.expect("agent");
+    let stray = w.al.agent(&agent).keys.last().expect("minted").0.id.clone();
+    let run = w.run();
+    assert_eq!(
+        run.kinds(),
+        [
+            "FetchAgent",
+            "MintKey",
+            "WriteSecret",
+            "FetchKeys",
+            "RevokeKey",
+            "WriteSecret",
+            "DeprecateKey",
+            "WriteStatus"
+        ]
+    );
+    assert_eq!(
+        run.actions[4],
+        Action::RevokeKey {
+            agent_id: agent.clone(),
+            key_id: stray
+        }
+    );
+    w.check_invariant().expect("invariant");
+    assert_eq!(w.status().mint_started_at, None);
+    assert_eq!(
+        w.secret_annotation(crate::secret::MINT_STARTED_AT_ANNOTATION),
+        None,
+        "lifted once swept"
+    );
+}
+
+#[test]
+fn row_rotated_secret_written_status_not_recovers_and_continues() {
+    let mut w = World::registered();
+    w.annotate(ROTATE_ANNOTATION, "r1");
+    w.run_with_crash(Some(4)); // … WriteSecret
+    let run = w.run();
+    assert_eq!(
+        run.kinds(),
+        ["WriteStatus", "DeprecateKey", "WriteStatus"],
+        "the write that delivered the key lifted the intent: nothing to sweep"
+    );
+    assert_eq!(run.event_reasons(), ["StatusRecovered"]);
+    let status = w.status();
+    assert_eq!(
+        status.handled.rotate.as_deref(),
+        Some("r1"),
+        "from the Secret"
+    );
+    assert_eq!(status.retiring_keys.len(), 1);
+    assert_eq!(status.mint_started_at, None);
+    w.check_invariant().expect("invariant");
+}
+
+#[test]
+fn row_deprecate_or_revoke_response_lost_is_repeated_or_observed() {
+    // Deprecation: repeated (idempotent).
+    let mut w = World::registered();
+    w.annotate(ROTATE_ANNOTATION, "r1");
+    w.run_with_crash(Some(5)); // … DeprecateKey
+    let run = w.run();
+    assert_eq!(run.kinds(), ["WriteStatus", "DeprecateKey", "WriteStatus"]);
+    assert!(w.status().retiring_keys[0].deprecated_at.is_some());
+    // Revocation of a compromised key: repeated at once (idempotent), then forgotten.
+    let mut w = World::registered();
+    w.annotate(COMPROMISED_ANNOTATION, "c1");
+    w.run_with_crash(Some(5)); // … RevokeKey
+    let run = w.run();
+    assert_eq!(
+        run.kinds(),
+        ["WriteStatus", "RevokeKey", "WriteSecret", "WriteStatus"]
+    );
+    w.check_invariant().expect("invariant");
+    assert!(w.status().retiring_keys.is_empty());
+    let mut w = World::registered();
+    w.annotate(COMPROMISED_ANNOTATION, "c1");
+    w.faults
+        .push(Fault::Fail("RevokeKey", ErrorClass::Transient));
+    w.run();
+    let run = w.run();
+    assert_eq!(run.kinds(), ["RevokeKey", "WriteSecret", "WriteStatus"]);
+    w.check_invariant().expect("invariant");
+}
+
+#[test]
+fn row_revoke_agent_response_lost_during_deletion_is_repeated() {
+    let mut w = World::registered();
+    let agent = w.status().agent_id.expect("agent");
+    w.delete();
+    w.run_with_crash(Some(2)); // FindAgents, RevokeAgent
+    assert!(w.resource.is_some());
+    let run = w.run();
+    assert_eq!(
+        run.kinds(),
+        ["FindAgents", "RevokeAgent"],
+        "a revoked agent is no longer found by name; status still names it"
+    );
+    assert_eq!(run.end, End::Released);
+    assert_eq!(w.al.agent(&agent).view.status, AgentStatus::Revoked);
+}
+
+// ----- beyond the table: status lost as well (design §2: status can be lost) -------------------
+
+#[test]
+fn a_lost_status_does_not_lose_a_mint_intent() {
+    let mut w = World::registered();
+    w.annotate(ROTATE_ANNOTATION, "r1");
+    w.run_with_crash(Some(3)); // FetchAgent, WriteSecret(intent), MintKey
+    w.res_mut().status = None;
+    let agent = w.secret_agent_id().expect("agent");
+    let stray = w.al.agent(&agent).keys.last().expect("minted").0.id.clone();
+    recover(&mut w, "status lost after the mint");
+    assert_eq!(
+        w.al.key(&agent, &stray).map(|k| k.status),
+        Some(KeyStatus::Revoked)
+    );
+}
+
+#[test]
+fn a_secret_deleted_before_status_caught_up_retires_every_live_key() {
+    // A rotation wrote the Secret, status never learned the new key, then the Secret was
+    // deleted: status names a key that is no longer the delivered one.
+    let mut w = World::registered();
+    w.annotate(ROTATE_ANNOTATION, "r1");
+    w.run_with_crash(Some(4)); // FetchAgent, WriteSecret(intent), MintKey, WriteSecret
+    let agent = w.secret_agent_id().expect("agent");
+    let delivered = w
+        .secret_annotation(crate::secret::KEY_ID_ANNOTATION)
+        .expect("key id");
+    w.secret = None;
+    let run = w.run();
+    assert!(run.kinds().contains(&"FetchKeys"), "{:?}", run.kinds());
+    let retiring: Vec<String> = w
+        .status()
+        .retiring_keys
+        .iter()
+        .map(|k| k.id.clone())
+        .collect();
+    assert!(retiring.contains(&delivered), "{retiring:?}");
+    assert_eq!(
+        w.al.key(&agent, &delivered).map(|k| k.status),
+        Some(KeyStatus::Deprecated),
+        "a pod may still hold it: retired with grace, not revoked at once"
+    );
+    recover(&mut w, "Secret deleted after an unrecorded rotation");
+}

@@ -1,0 +1,9 @@
+//! Planner tests. `world` is a small in-memory model of AgentLattice and the Kubernetes API that
+//! performs the planner's actions the way the executor will, so whole reconciles — and crashes at
+//! every step of them — can be run against fixtures with a fixed clock.
+
+mod crash;
+mod decisions;
+mod fuzz;
+mod lifecycle;
+pub(crate) mod world;
