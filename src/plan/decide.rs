@@ -1181,7 +1181,13 @@ impl<'a> Cx<'a> {
     fn finish(&self, verdict: Verdict<'_>) -> Step {
         let desired = self.desired_status(&verdict);
         let unchanged = self.o.resource.status.as_ref() == Some(&desired);
-        let status_failed = matches!(verdict, Verdict::Failed(f) if f.action == "WriteStatus");
+        // Whatever the verdict (an invalid spec is decided before the failure is looked at), a
+        // failed status write is not retried within the reconcile.
+        let failure = match &verdict {
+            Verdict::Failed(f) => Some(*f),
+            _ => self.o.failure.as_ref(),
+        };
+        let status_failed = failure.is_some_and(|f| f.action == "WriteStatus");
         if !unchanged && !status_failed {
             let mut events = Vec::new();
             if let Verdict::Blocked(
@@ -1194,20 +1200,17 @@ impl<'a> Cx<'a> {
             }
             return act(Action::WriteStatus(Box::new(desired)), events);
         }
-        let requeue = match &verdict {
-            Verdict::Failed(f) => f.class.requeue(&self.o.settings),
-            Verdict::Blocked(Blocker::InvalidSpec | Blocker::AgentRevokedExternally, _) => {
+        let requeue = match (&verdict, failure) {
+            (_, Some(f)) => f.class.requeue(&self.o.settings),
+            (Verdict::Blocked(Blocker::InvalidSpec | Blocker::AgentRevokedExternally, _), None) => {
                 Requeue::OnChange
             }
-            Verdict::Blocked(_, _) => Requeue::After(self.o.settings.resync_interval),
-            Verdict::Ok => Requeue::After(self.requeue_after()),
+            (Verdict::Blocked(_, _), None) => Requeue::After(self.o.settings.resync_interval),
+            (_, None) => Requeue::After(self.requeue_after()),
         };
         Step::Done(Done {
             requeue,
-            failure: match verdict {
-                Verdict::Failed(f) => Some(f.clone()),
-                _ => None,
-            },
+            failure: failure.cloned(),
             remote_checked: self
                 .agent_id
                 .as_deref()

@@ -1284,6 +1284,17 @@ fn a_failed_status_write_is_not_retried_in_the_same_reconcile() {
 }
 
 #[test]
+fn a_failed_status_write_for_an_invalid_spec_is_not_retried_in_the_same_reconcile() {
+    let mut w = World::new(named(&"n".repeat(60), "payments"));
+    w.faults
+        .push(Fault::Fail("WriteStatus", ErrorClass::Transient));
+    let run = w.run();
+    assert_eq!(run.kinds(), ["WriteStatus"]);
+    assert_eq!(run.done().requeue, Requeue::Backoff { at_least: None });
+    assert!(run.done().failure.is_some());
+}
+
+#[test]
 fn a_resource_without_uid_is_refused() {
     let mut r = resource();
     r.metadata.uid = None;
