@@ -384,3 +384,67 @@ fn manager_names() {
     assert_eq!(manager_name(None, None), "");
     assert_eq!(manager_name(None, Some(&"x".repeat(200))).len(), 128);
 }
+
+#[test]
+fn conflict_messages_name_subresources_and_group_by_manager() {
+    let s = builtin_merge_schema("example.com", "Widget");
+    let status_apply = ApplyOptions {
+        api_version: "example.com/v1",
+        subresource: Some("status"),
+        ignored_top_level: &["apiVersion", "kind", "metadata", "spec"],
+        ..opts("controller", T1)
+    };
+    let w = |ready: bool, phase: &str| {
+        json!({"apiVersion":"example.com/v1","kind":"Widget","metadata":{"name":"w"},
+               "status":{"ready":ready,"phase":phase}})
+    };
+    let live = apply(None, &w(true, "Up"), &status_apply, &*s).unwrap_or_default();
+    // A status Update by another manager shares nothing yet: it takes "phase".
+    let mut updated = live.clone();
+    updated["status"]["phase"] = json!("Down");
+    track_update(
+        Some(&live),
+        &mut updated,
+        &UpdateOptions {
+            api_version: "example.com/v1",
+            subresource: Some("status"),
+            ignored_top_level: &["apiVersion", "kind", "metadata", "spec"],
+            ..upd("kubectl-edit", T2)
+        },
+        &*s,
+    );
+    let mut o = status_apply;
+    o.manager = "other";
+    let err = apply(Some(&updated), &w(false, "Gone"), &o, &*s)
+        .err()
+        .map(|e| e.message)
+        .unwrap_or_default();
+    assert_eq!(
+        err,
+        "Apply failed with 2 conflicts: conflicts with \"controller\" with subresource \"status\":\n- .status.ready\nconflicts with \"kubectl-edit\" with subresource \"status\" using example.com/v1:\n- .status.phase"
+    );
+}
+
+#[test]
+fn subresource_updates_ignore_request_managed_fields() {
+    let s = builtin_merge_schema("", "ConfigMap");
+    let u = UpdateOptions {
+        api_version: "v1",
+        ..upd("m", T1)
+    };
+    let mut live =
+        json!({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c"},"data":{"a":"1"}});
+    track_update(None, &mut live, &u, &*s);
+    let mut req = live.clone();
+    req["metadata"]["managedFields"] = json!([{}]);
+    track_update(
+        Some(&live),
+        &mut req,
+        &UpdateOptions {
+            subresource: Some("status"),
+            ..u
+        },
+        &*s,
+    );
+    assert_eq!(mf(&req), mf(&live));
+}
