@@ -22,7 +22,7 @@ static EVENT_ID: HeaderName = HeaderName::from_static("x-al-event-id");
 /// It cannot provision: there is no `register` (nor any other provisioning call) on it, and a
 /// [`crate::ServiceKey`] cannot build one.
 ///
-/// ```compile_fail
+/// ```compile_fail,E0599
 /// # use agentlattice::*;
 /// # async fn f(config: ClientConfig, key: AgentKey) -> Result<()> {
 /// let client = AgentClient::new(&config, key)?;
@@ -30,7 +30,7 @@ static EVENT_ID: HeaderName = HeaderName::from_static("x-al-event-id");
 /// # Ok(()) }
 /// ```
 ///
-/// ```compile_fail
+/// ```compile_fail,E0308
 /// # use agentlattice::*;
 /// # fn f(config: ClientConfig, key: ServiceKey) -> Result<()> {
 /// let client = AgentClient::new(&config, key)?; // expected `AgentKey`, found `ServiceKey`

@@ -29,7 +29,7 @@
 //!
 //! Registering with an agent key does not compile:
 //!
-//! ```compile_fail
+//! ```compile_fail,E0308
 //! use agentlattice::{AgentKey, ClientConfig, ProvisionerClient, RegisterAgent};
 //! # async fn run(agent_key: AgentKey) -> agentlattice::Result<()> {
 //! let client = ProvisionerClient::new(&ClientConfig::default(), agent_key)?;
@@ -37,7 +37,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! ```compile_fail
+//! ```compile_fail,E0599
 //! use agentlattice::{AgentClient, AgentKey, ClientConfig, RegisterAgent};
 //! # async fn run(agent_key: AgentKey) -> agentlattice::Result<()> {
 //! let client = AgentClient::new(&ClientConfig::default(), agent_key)?;
@@ -45,14 +45,22 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The same code with a service key compiles (so the two examples above fail for the right
-//! reason):
+//! The same code with the right key and client compiles (so the two examples above fail for the
+//! right reason):
 //!
 //! ```no_run
 //! use agentlattice::{ClientConfig, ProvisionerClient, RegisterAgent, ServiceKey};
 //! # async fn run(service_key: ServiceKey) -> agentlattice::Result<()> {
 //! let client = ProvisionerClient::new(&ClientConfig::default(), service_key)?;
 //! client.register(&RegisterAgent::new("x"), None).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! ```no_run
+//! use agentlattice::{AgentClient, AgentKey, ClientConfig};
+//! # async fn run(agent_key: AgentKey) -> agentlattice::Result<()> {
+//! let client = AgentClient::new(&ClientConfig::default(), agent_key)?;
+//! client.whoami().await?;
 //! # Ok(()) }
 //! ```
 //!

@@ -31,7 +31,7 @@ const FIND_MAX_PAGES: u32 = 1000;
 /// Cheap to clone: clones share the connection pool, the rate limit and the `Retry-After` gate.
 /// It has no method that acts as an agent; an [`AgentKey`] cannot build one:
 ///
-/// ```compile_fail
+/// ```compile_fail,E0308
 /// # use agentlattice::*;
 /// # async fn f(config: ClientConfig, key: AgentKey) -> Result<()> {
 /// let client = ProvisionerClient::new(&config, key)?; // expected `ServiceKey`, found `AgentKey`
