@@ -118,10 +118,10 @@ pub fn prepare_crd_status(crd: &mut Value, old: Option<&Value>) {
     };
     if let Some(st) = status.as_object_mut() {
         let stored = st.entry("storedVersions").or_insert(json!([]));
-        if let (Some(a), Some(sv)) = (stored.as_array_mut(), storage) {
-            if !a.iter().any(|x| x.as_str() == Some(&sv)) {
-                a.push(json!(sv));
-            }
+        if let (Some(a), Some(sv)) = (stored.as_array_mut(), storage)
+            && !a.iter().any(|x| x.as_str() == Some(&sv))
+        {
+            a.push(json!(sv));
         }
     }
     if let Some(o) = crd.as_object_mut() {
@@ -344,22 +344,22 @@ fn dns1035_joined(v: &str) -> Option<String> {
 fn validate_names(names: &Value, path: &str, errs: &mut Vec<FieldError>) {
     for k in ["plural", "singular"] {
         let v = s(names, &[k]);
-        if !v.is_empty() {
-            if let Some(e) = dns1035_joined(v) {
-                errs.push(invalid_s(format!("{path}.{k}"), v, e));
-            }
+        if !v.is_empty()
+            && let Some(e) = dns1035_joined(v)
+        {
+            errs.push(invalid_s(format!("{path}.{k}"), v, e));
         }
     }
     for k in ["kind", "listKind"] {
         let v = s(names, &[k]);
-        if !v.is_empty() {
-            if let Some(e) = dns1035_joined(&v.to_lowercase()) {
-                errs.push(invalid_s(
-                    format!("{path}.{k}"),
-                    v,
-                    format!("may have mixed case, but should otherwise match: {e}"),
-                ));
-            }
+        if !v.is_empty()
+            && let Some(e) = dns1035_joined(&v.to_lowercase())
+        {
+            errs.push(invalid_s(
+                format!("{path}.{k}"),
+                v,
+                format!("may have mixed case, but should otherwise match: {e}"),
+            ));
         }
     }
     for k in ["shortNames"] {
@@ -595,10 +595,10 @@ pub fn validate_crd(crd: &Value, old: Option<&Value>) -> Vec<FieldError> {
     }
     if let Some(first) = versions.first() {
         let name = s(first, &["name"]);
-        if !name.is_empty() {
-            if let Some(e) = dns1035_joined(name) {
-                errs.push(invalid_s("spec.version", name, e));
-            }
+        if !name.is_empty()
+            && let Some(e) = dns1035_joined(name)
+        {
+            errs.push(invalid_s("spec.version", name, e));
         }
     }
     for (k, p) in [

@@ -339,11 +339,6 @@ impl CrdSchema {
         }
         Some(cur)
     }
-
-    #[cfg(test)]
-    pub(crate) fn root(&self) -> &Node {
-        &self.root
-    }
 }
 
 #[cfg(test)]

@@ -264,6 +264,9 @@ impl NameRule {
     }
 }
 
+/// An extra name check: `(name, is_generate_name_prefix) -> error strings`.
+pub type NameCheck<'a> = &'a dyn Fn(&str, bool) -> Vec<String>;
+
 /// Options for [`validate_object_meta_with`].
 #[derive(Clone)]
 pub struct ObjectMetaOptions<'a> {
@@ -274,7 +277,7 @@ pub struct ObjectMetaOptions<'a> {
     /// Field path of the metadata object, `metadata` for a top-level object.
     pub path: &'a str,
     /// Extra name checks appended after the rule's (e.g. the CRD `must be spec.names.plural+"."+spec.group`).
-    pub extra_name_check: Option<&'a dyn Fn(&str, bool) -> Vec<String>>,
+    pub extra_name_check: Option<NameCheck<'a>>,
 }
 
 impl Default for ObjectMetaOptions<'_> {
@@ -1013,10 +1016,10 @@ pub fn coerce_object_meta(meta: &mut Value, path: &str) -> Vec<String> {
                                     o.remove(&ik);
                                 } else if empty_omit {
                                     o.remove(&ik);
-                                } else if ik == "time" {
-                                    if let Some(t) = o[&ik].as_str().and_then(parse_rfc3339) {
-                                        o.insert(ik, Value::String(format_rfc3339(t)));
-                                    }
+                                } else if ik == "time"
+                                    && let Some(t) = o[&ik].as_str().and_then(parse_rfc3339)
+                                {
+                                    o.insert(ik, Value::String(format_rfc3339(t)));
                                 }
                             }
                             if k == "ownerReferences" {

@@ -24,10 +24,10 @@ fn append_key(path: &str, k: &str) -> String {
 /// The whole decode-time pipeline for a resource root. Returns the unknown field paths.
 pub(crate) fn prune_object(root: &Node, obj: &mut Value) -> Vec<String> {
     let mut unknown = Vec::new();
-    if let Some(meta) = obj.get_mut("metadata") {
-        if meta.is_object() {
-            unknown.extend(coerce_object_meta(meta, "metadata"));
-        }
+    if let Some(meta) = obj.get_mut("metadata")
+        && meta.is_object()
+    {
+        unknown.extend(coerce_object_meta(meta, "metadata"));
     }
     let mut pruned = Vec::new();
     prune_value(obj, Some(root), true, &mut pruned, "");
@@ -49,11 +49,11 @@ pub(crate) fn prune_value(
     unknown: &mut Vec<String>,
     path: &str,
 ) {
-    if let Some(s) = s {
-        if s.preserve_unknown {
-            skip_prune(x, s, force_embedded, unknown, path);
-            return;
-        }
+    if let Some(s) = s
+        && s.preserve_unknown
+    {
+        skip_prune(x, s, force_embedded, unknown, path);
+        return;
     }
     match x {
         Value::Object(m) => {

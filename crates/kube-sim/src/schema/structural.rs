@@ -197,14 +197,15 @@ fn invariants(sc: &Value, lvl: Level, p: &str, errs: &mut Vec<FieldError>) {
     }
     let pp = child(p, "properties");
     for f in ["kind", "apiVersion"] {
-        if let Some(v) = sc.get("properties").and_then(|x| x.get(f)) {
-            if check_metadata && ty(v) != "string" {
-                errs.push(invalid_s(
-                    child(&key(&pp, f), "type"),
-                    ty(v),
-                    "must be string",
-                ));
-            }
+        if let Some(v) = sc.get("properties").and_then(|x| x.get(f))
+            && check_metadata
+            && ty(v) != "string"
+        {
+            errs.push(invalid_s(
+                child(&key(&pp, f), "type"),
+                ty(v),
+                "must be string",
+            ));
         }
     }
     if let Some(m) = sc.get("properties").and_then(|x| x.get("metadata")) {
@@ -263,14 +264,14 @@ fn value_validation(
     if let Some(n) = v.get("not").filter(|n| n.is_object()) {
         nested(n, false, &child(p, "not"), errs);
     }
-    if let Some(pat) = s(v, "pattern").filter(|x| !x.is_empty()) {
-        if let Err(e) = regex::Regex::new(pat) {
-            errs.push(invalid_s(
-                child(p, "pattern"),
-                pat,
-                format!("must be a valid regular expression, but isn't: {e}"),
-            ));
-        }
+    if let Some(pat) = s(v, "pattern").filter(|x| !x.is_empty())
+        && let Err(e) = regex::Regex::new(pat)
+    {
+        errs.push(invalid_s(
+            child(p, "pattern"),
+            pat,
+            format!("must be a valid regular expression, but isn't: {e}"),
+        ));
     }
 }
 
@@ -450,15 +451,15 @@ fn ssv_validate(sc: &Value, p: &str, ssv: &Ssv, out: &mut Vec<FieldError>) {
             format!("supported values: {}", quoted.join(", ")),
         ));
     }
-    if sc.get("default").is_some_and(|d| !d.is_null()) {
-        if let Some(reason) = &ssv.forbid_defaults {
-            let mut detail = "must not be set".to_string();
-            if !reason.is_empty() {
-                detail.push(' ');
-                detail.push_str(reason);
-            }
-            out.push(FieldError::forbidden(child(p, "default"), detail));
+    if sc.get("default").is_some_and(|d| !d.is_null())
+        && let Some(reason) = &ssv.forbid_defaults
+    {
+        let mut detail = "must not be set".to_string();
+        if !reason.is_empty() {
+            detail.push(' ');
+            detail.push_str(reason);
         }
+        out.push(FieldError::forbidden(child(p, "default"), detail));
     }
     let forbid = |k: &str, msg: &str, out: &mut Vec<FieldError>| {
         out.push(FieldError::forbidden(child(p, k), msg));
@@ -671,33 +672,29 @@ fn openapi_schema(
                     "must be array if x-kubernetes-list-type is specified",
                 ));
             }
-        } else if lt == "set" {
-            if let Some(is) = items {
-                match ty(is) {
-                    "array" => {
-                        if let Some(ilt) =
-                            s(is, "x-kubernetes-list-type").filter(|x| *x != "atomic")
-                        {
-                            out.schema.push(invalid_s(
-                                child(&child(p, "items"), "x-kubernetes-list-type"),
-                                ilt,
-                                "must be atomic as item of a list with x-kubernetes-list-type=set",
-                            ));
-                        }
+        } else if lt == "set"
+            && let Some(is) = items
+        {
+            match ty(is) {
+                "array" => {
+                    if let Some(ilt) = s(is, "x-kubernetes-list-type").filter(|x| *x != "atomic") {
+                        out.schema.push(invalid_s(
+                            child(&child(p, "items"), "x-kubernetes-list-type"),
+                            ilt,
+                            "must be atomic as item of a list with x-kubernetes-list-type=set",
+                        ));
                     }
-                    "object" => {
-                        if s(is, "x-kubernetes-map-type") != Some("atomic") {
-                            // upstream passes the (nil) list type pointer as the value
-                            out.schema.push(FieldError::new(
-                                FieldErrorType::Invalid,
-                                child(&child(p, "items"), "x-kubernetes-map-type"),
-                                Some("\"null\"".into()),
-                                "must be atomic as item of a list with x-kubernetes-list-type=set",
-                            ));
-                        }
-                    }
-                    _ => {}
                 }
+                "object" if s(is, "x-kubernetes-map-type") != Some("atomic") => {
+                    // upstream passes the (nil) list type pointer as the value
+                    out.schema.push(FieldError::new(
+                        FieldErrorType::Invalid,
+                        child(&child(p, "items"), "x-kubernetes-map-type"),
+                        Some("\"null\"".into()),
+                        "must be atomic as item of a list with x-kubernetes-list-type=set",
+                    ));
+                }
+                _ => {}
             }
         }
         if lt != "atomic" && lt != "set" && lt != "map" {
@@ -888,29 +885,30 @@ fn openapi_schema(
                     "fieldPath must not contain line breaks",
                 ));
             }
-            if !fp.is_empty() && structural_ok {
-                if let Some(n) = node.as_deref() {
-                    if rules::valid_field_path(fp, n).is_err() {
-                        out.schema.push(invalid_s(
-                            child(&ip, "fieldPath"),
-                            fp,
-                            "fieldPath must be a valid path",
-                        ));
-                    }
-                }
+            if !fp.is_empty()
+                && structural_ok
+                && let Some(n) = node.as_deref()
+                && rules::valid_field_path(fp, n).is_err()
+            {
+                out.schema.push(invalid_s(
+                    child(&ip, "fieldPath"),
+                    fp,
+                    "fieldPath must be a valid path",
+                ));
             }
         }
-        if out.schema.is_empty() && structural_ok {
-            if let Some(n) = node.as_deref_mut() {
-                rules::compile_node(
-                    n,
-                    &rules_json,
-                    &vp,
-                    is_root,
-                    ssv.uncorrelatable.as_deref(),
-                    &mut out.cel,
-                );
-            }
+        if out.schema.is_empty()
+            && structural_ok
+            && let Some(n) = node
+        {
+            rules::compile_node(
+                n,
+                &rules_json,
+                &vp,
+                is_root,
+                ssv.uncorrelatable.as_deref(),
+                &mut out.cel,
+            );
         }
     }
 }

@@ -833,6 +833,8 @@ fn cel_compile_rejections() {
     assert!(e[0].contains("undefined field 'labels'"), "{e:?}");
 }
 
+type Mutate = Box<dyn Fn(&mut Value)>;
+
 fn crd(schema: Value) -> Value {
     json!({
         "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
@@ -868,7 +870,7 @@ fn crd_defaults_and_validation() {
         f(&mut c);
         crd_errs(&c, None)
     };
-    let cases: Vec<(Box<dyn Fn(&mut Value)>, &str)> = vec![
+    let cases: Vec<(Mutate, &str)> = vec![
         (
             Box::new(|c| c["metadata"]["name"] = json!("foo.example.com")),
             r#"metadata.name: Invalid value: "foo.example.com": must be spec.names.plural+"."+spec.group"#,

@@ -96,10 +96,10 @@ pub(crate) fn collect_patterns(schema: &Value, out: &mut Patterns) {
     let Some(o) = schema.as_object() else {
         return;
     };
-    if let Some(p) = o.get("pattern").and_then(Value::as_str) {
-        if !out.contains_key(p) {
-            out.insert(p.to_string(), Regex::new(p).map_err(|e| e.to_string()));
-        }
+    if let Some(p) = o.get("pattern").and_then(Value::as_str)
+        && !out.contains_key(p)
+    {
+        out.insert(p.to_string(), Regex::new(p).map_err(|e| e.to_string()));
     }
     if let Some(props) = o.get("properties").and_then(Value::as_object) {
         for v in props.values() {
@@ -279,6 +279,8 @@ impl Validator<'_> {
         result
     }
 
+    // The conditions are kept in go-openapi's shape (type.go) so they can be compared with it.
+    #[allow(clippy::nonminimal_bool)]
     fn type_validator(
         &self,
         s: &Value,
@@ -329,46 +331,46 @@ impl Validator<'_> {
 
     fn string_validator(&self, s: &Value, data: &str, path: &str) -> Option<OResult> {
         let len = data.chars().count() as i64;
-        if let Some(max) = s.get("maxLength").and_then(Value::as_i64) {
-            if len > max {
-                return Some(OResult::single(OErr::Validation {
-                    code: Code::TooLong(max),
-                    name: path.to_string(),
-                    message: format!("{path} in {IN} should be at most {max} chars long"),
-                    value: Some(go_quote(data)),
-                }));
-            }
+        if let Some(max) = s.get("maxLength").and_then(Value::as_i64)
+            && len > max
+        {
+            return Some(OResult::single(OErr::Validation {
+                code: Code::TooLong(max),
+                name: path.to_string(),
+                message: format!("{path} in {IN} should be at most {max} chars long"),
+                value: Some(go_quote(data)),
+            }));
         }
-        if let Some(min) = s.get("minLength").and_then(Value::as_i64) {
-            if len < min {
+        if let Some(min) = s.get("minLength").and_then(Value::as_i64)
+            && len < min
+        {
+            return Some(OResult::single(other(
+                path,
+                format!("{path} in {IN} should be at least {min} chars long"),
+                Some(go_quote(data)),
+            )));
+        }
+        if let Some(p) = s.get("pattern").and_then(Value::as_str)
+            && !p.is_empty()
+        {
+            let compiled;
+            let re = match self.patterns.get(p) {
+                Some(r) => r,
+                None => {
+                    compiled = Regex::new(p).map_err(|e| e.to_string());
+                    &compiled
+                }
+            };
+            let fail = match re {
+                Ok(re) => (!re.is_match(data)).then(|| p.to_string()),
+                Err(e) => Some(format!("{p}, but pattern is invalid: {e}")),
+            };
+            if let Some(shown) = fail {
                 return Some(OResult::single(other(
                     path,
-                    format!("{path} in {IN} should be at least {min} chars long"),
+                    format!("{path} in {IN} should match '{shown}'"),
                     Some(go_quote(data)),
                 )));
-            }
-        }
-        if let Some(p) = s.get("pattern").and_then(Value::as_str) {
-            if !p.is_empty() {
-                let compiled;
-                let re = match self.patterns.get(p) {
-                    Some(r) => r,
-                    None => {
-                        compiled = Regex::new(p).map_err(|e| e.to_string());
-                        &compiled
-                    }
-                };
-                let fail = match re {
-                    Ok(re) => (!re.is_match(data)).then(|| p.to_string()),
-                    Err(e) => Some(format!("{p}, but pattern is invalid: {e}")),
-                };
-                if let Some(shown) = fail {
-                    return Some(OResult::single(other(
-                        path,
-                        format!("{path} in {IN} should match '{shown}'"),
-                        Some(go_quote(data)),
-                    )));
-                }
             }
         }
         None
@@ -463,24 +465,24 @@ impl Validator<'_> {
             }
         }
         let size = items.len() as i64;
-        if let Some(min) = s.get("minItems").and_then(Value::as_i64) {
-            if size < min {
-                result.add(other(
-                    path,
-                    format!("{path} in {IN} should have at least {min} items"),
-                    Some(size.to_string()),
-                ));
-            }
+        if let Some(min) = s.get("minItems").and_then(Value::as_i64)
+            && size < min
+        {
+            result.add(other(
+                path,
+                format!("{path} in {IN} should have at least {min} items"),
+                Some(size.to_string()),
+            ));
         }
-        if let Some(max) = s.get("maxItems").and_then(Value::as_i64) {
-            if size > max {
-                result.add(OErr::Validation {
-                    code: Code::MaxItems(size, max),
-                    name: path.to_string(),
-                    message: format!("{path} in {IN} should have at most {max} items"),
-                    value: Some(size.to_string()),
-                });
-            }
+        if let Some(max) = s.get("maxItems").and_then(Value::as_i64)
+            && size > max
+        {
+            result.add(OErr::Validation {
+                code: Code::MaxItems(size, max),
+                name: path.to_string(),
+                message: format!("{path} in {IN} should have at most {max} items"),
+                value: Some(size.to_string()),
+            });
         }
         if s.get("uniqueItems").and_then(Value::as_bool) == Some(true) {
             let dup = items
@@ -528,24 +530,24 @@ impl Validator<'_> {
             return res;
         };
         let n = obj.len() as i64;
-        if let Some(min) = s.get("minProperties").and_then(Value::as_i64) {
-            if n < min {
-                res.add(other(
-                    path,
-                    format!("{path} in {IN} should have at least {min} properties"),
-                    Some(n.to_string()),
-                ));
-            }
+        if let Some(min) = s.get("minProperties").and_then(Value::as_i64)
+            && n < min
+        {
+            res.add(other(
+                path,
+                format!("{path} in {IN} should have at least {min} properties"),
+                Some(n.to_string()),
+            ));
         }
-        if let Some(max) = s.get("maxProperties").and_then(Value::as_i64) {
-            if n > max {
-                res.add(OErr::Validation {
-                    code: Code::TooManyProperties(n, max),
-                    name: path.to_string(),
-                    message: format!("{path} in {IN} should have at most {max} properties"),
-                    value: Some(n.to_string()),
-                });
-            }
+        if let Some(max) = s.get("maxProperties").and_then(Value::as_i64)
+            && n > max
+        {
+            res.add(OErr::Validation {
+                code: Code::TooManyProperties(n, max),
+                name: path.to_string(),
+                message: format!("{path} in {IN} should have at most {max} properties"),
+                value: Some(n.to_string()),
+            });
         }
         let props = s.get("properties").and_then(Value::as_object);
         let has_prop = |k: &str| props.is_some_and(|p| p.contains_key(k));
@@ -686,13 +688,13 @@ impl Validator<'_> {
                 )));
             }
         }
-        if let Some(not) = s.get("not").filter(|n| n.is_object()) {
-            if self.validate(not, data, path).is_valid() {
-                main.add(OErr::Composite(format!(
-                    "{} must not validate the schema (not)",
-                    go_quote(path)
-                )));
-            }
+        if let Some(not) = s.get("not").filter(|n| n.is_object())
+            && self.validate(not, data, path).is_valid()
+        {
+            main.add(OErr::Composite(format!(
+                "{} must not validate the schema (not)",
+                go_quote(path)
+            )));
         }
         main.match_count += 1;
         main
@@ -790,7 +792,7 @@ fn is_date_time(s: &str) -> bool {
 }
 
 fn is_duration(s: &str) -> bool {
-    if RX_GO_DURATION.is_match(s) && s != "" && s != "+" && s != "-" {
+    if RX_GO_DURATION.is_match(s) && !s.is_empty() && s != "+" && s != "-" {
         return true;
     }
     const UNITS: &[&[&str]] = &[
@@ -873,7 +875,7 @@ fn is_isbn(s: &str, len: usize) -> bool {
             u32::from(b[9] - b'0')
         };
         sum += 10 * check;
-        sum % 11 == 0
+        sum.is_multiple_of(11)
     } else {
         if !b.iter().all(u8::is_ascii_digit) {
             return false;

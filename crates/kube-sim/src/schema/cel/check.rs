@@ -29,10 +29,10 @@ impl<'a> Ty<'a> {
         }
         match n.ty.as_str() {
             "object" => {
-                if let Some(ap) = n.additional.as_deref() {
-                    if n.properties.is_empty() {
-                        return Ty::Map(Box::new(Ty::Str), Box::new(Ty::of_node(ap, ap.embedded)));
-                    }
+                if let Some(ap) = n.additional.as_deref()
+                    && n.properties.is_empty()
+                {
+                    return Ty::Map(Box::new(Ty::Str), Box::new(Ty::of_node(ap, ap.embedded)));
                 }
                 Ty::Obj(n, with_meta || n.embedded)
             }

@@ -497,7 +497,7 @@ impl<'a> Evaluator<'a> {
                 Val::Str(s) => match s.as_ref() {
                     "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(Val::Bool(true)),
                     "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(Val::Bool(false)),
-                    _ => Err(format!("type conversion error from 'string' to 'bool'")),
+                    _ => Err("type conversion error from 'string' to 'bool'".to_string()),
                 },
                 _ => no_overload(),
             },
@@ -683,7 +683,7 @@ fn to_int<'a>(a: &Val<'a>) -> R<'a> {
         Val::Str(s) => s
             .parse::<i64>()
             .map(Val::Int)
-            .map_err(|_| format!("type conversion error from 'string' to 'int'")),
+            .map_err(|_| "type conversion error from 'string' to 'int'".to_string()),
         _ => no_overload(),
     }
 }
@@ -704,7 +704,7 @@ fn to_uint<'a>(a: &Val<'a>) -> R<'a> {
         Val::Str(s) => s
             .parse::<u64>()
             .map(Val::Uint)
-            .map_err(|_| format!("type conversion error from 'string' to 'uint'")),
+            .map_err(|_| "type conversion error from 'string' to 'uint'".to_string()),
         _ => no_overload(),
     }
 }
@@ -717,7 +717,7 @@ fn to_double<'a>(a: &Val<'a>) -> R<'a> {
         Val::Str(s) => s
             .parse::<f64>()
             .map(Val::Double)
-            .map_err(|_| format!("type conversion error from 'string' to 'double'")),
+            .map_err(|_| "type conversion error from 'string' to 'double'".to_string()),
         _ => no_overload(),
     }
 }

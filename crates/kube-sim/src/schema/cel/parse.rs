@@ -208,8 +208,8 @@ impl Lexer<'_> {
                 self.string(false)?
             } else {
                 const PUNCT: &[&str] = &[
-                    "&&", "||", "==", "!=", "<=", ">=", "?.", "(", ")", "[", "]", "{", "}", ".",
-                    ",", ":", "?", "!", "<", ">", "+", "-", "*", "/", "%",
+                    "&&", "||", "==", "!=", "<=", ">=", "(", ")", "[", "]", "{", "}", ".", ",",
+                    ":", "?", "!", "<", ">", "+", "-", "*", "/", "%",
                 ];
                 let rest: String = self.chars[self.i..].iter().take(2).collect();
                 let Some(p) = PUNCT.iter().find(|p| rest.starts_with(**p)) else {
@@ -607,6 +607,11 @@ impl Parser {
             if self.is(".") {
                 let pos = self.pos();
                 self.bump();
+                if self.is("?") {
+                    return Err(CompileError::Unsupported(
+                        "optional field selection '.?'".into(),
+                    ));
+                }
                 let name = match self.bump() {
                     Tok::Ident(s) => s,
                     t => {
