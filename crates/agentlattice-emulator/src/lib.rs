@@ -316,8 +316,11 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Rece
                 let _ = stream.set_nodelay(true);
                 let shared = shared.clone();
                 let service = service_fn(move |req| server::handle(shared.clone(), req));
+                // No header-read timeout: it would also close idle keep-alive connections, and a
+                // client reusing one at that moment would see a spurious transport error.
                 let conn = http1::Builder::new()
                     .timer(TokioTimer::new())
+                    .header_read_timeout(None)
                     .keep_alive(true)
                     .serve_connection(TokioIo::new(stream), service);
                 let conn = graceful.watch(conn);

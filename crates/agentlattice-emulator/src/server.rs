@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use bytes::Bytes;
-use http::header::{ALLOW, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use http::header::{ALLOW, AUTHORIZATION, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -453,6 +453,13 @@ pub(crate) async fn handle(
 ) -> Result<Resp, DropConnection> {
     let request_id = shared.request_id();
     let route = route(req.method(), req.uri().path());
+    let (parts, body) = req.into_parts();
+    // Always read the body (up to the limit), whatever the answer will be: a response that leaves
+    // the body unread makes hyper close the connection, and a client that has just put that
+    // connection back in its pool would see a spurious transport error on its next request.
+    let body = read_body(body, &parts.headers).await;
+    // Past the limit the rest of the body is not read, so the connection cannot be reused: say so.
+    let close = matches!(&body, Err(e) if e.status == StatusCode::PAYLOAD_TOO_LARGE);
     let wrap = shared.wrap();
     let (metric, mut resp) = match route {
         Route::Health => (
@@ -464,7 +471,7 @@ pub(crate) async fn handle(
             "unrouted",
             error(&ApiError::method_not_allowed(allow), wrap),
         ),
-        Route::Admin(op) => ("admin", admin(&shared, op, req).await),
+        Route::Admin(op) => ("admin", admin(&shared, op, parts, body)),
         Route::Api { op, agent, key } => {
             let plan = shared.faults.plan(op.name());
             let mut after = After::Respond;
@@ -480,7 +487,7 @@ pub(crate) async fn handle(
                 }
                 after = plan.after;
             }
-            let r = api(&shared, op, agent.as_deref(), key.as_deref(), req).await;
+            let r = api(&shared, op, agent.as_deref(), key.as_deref(), parts, body);
             shared.changed();
             match after {
                 After::Respond => (op.name(), r),
@@ -494,19 +501,23 @@ pub(crate) async fn handle(
         }
     };
     resp.headers_mut().insert(REQUEST_ID_HEADER, request_id);
+    if close {
+        resp.headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
     shared.metrics.record(metric, resp.status().as_u16());
     Ok(resp)
 }
 
-async fn api(
+fn api(
     shared: &Shared,
     op: Op,
     agent: Option<&str>,
     key: Option<&str>,
-    req: Request<Incoming>,
+    parts: http::request::Parts,
+    body: Result<Bytes, ApiError>,
 ) -> Resp {
     let wrap = shared.wrap();
-    let (parts, body) = req.into_parts();
 
     // Authenticate (401), then authorize (403).
     let principal = match bearer(&parts.headers).and_then(|token| {
@@ -534,7 +545,7 @@ async fn api(
         (_, principal) => {
             let agent_id = parse_id(agent);
             let key_id = parse_id(key);
-            match operate(shared, op, principal, agent_id, key_id, parts, body).await {
+            match operate(shared, op, principal, agent_id, key_id, parts, body) {
                 Ok(r) => r,
                 Err(e) => {
                     if let (true, Principal::Service { id }) = (op.is_audited(), principal) {
@@ -560,16 +571,16 @@ async fn api(
     resp
 }
 
-async fn operate(
+fn operate(
     shared: &Shared,
     op: Op,
     principal: Principal,
     agent_id: Uuid,
     key_id: Uuid,
     parts: http::request::Parts,
-    body: Incoming,
+    body: Result<Bytes, ApiError>,
 ) -> Result<Resp, ApiError> {
-    let body = read_body(body, &parts.headers).await?;
+    let body = body?;
     let obj = body_object(op.body(), &body, &parts.headers)?;
     let headers = &parts.headers;
     let now = time::now();
@@ -674,20 +685,25 @@ async fn operate(
 // Admin API
 // ---------------------------------------------------------------------------------------------
 
-async fn admin(shared: &Shared, op: AdminOp, req: Request<Incoming>) -> Resp {
+fn admin(
+    shared: &Shared,
+    op: AdminOp,
+    parts: http::request::Parts,
+    body: Result<Bytes, ApiError>,
+) -> Resp {
     let wrap = shared.wrap();
-    match admin_inner(shared, op, req).await {
+    match admin_inner(shared, op, parts, body) {
         Ok(r) => r,
         Err(e) => error(&e, wrap),
     }
 }
 
-async fn admin_inner(
+fn admin_inner(
     shared: &Shared,
     op: AdminOp,
-    req: Request<Incoming>,
+    parts: http::request::Parts,
+    body: Result<Bytes, ApiError>,
 ) -> Result<Resp, ApiError> {
-    let (parts, body) = req.into_parts();
     let token = bearer(&parts.headers)?;
     // Compare digests, not strings: no early exit on the first differing byte of the token.
     if keys::hash(token) != shared.admin_hash {
@@ -695,7 +711,7 @@ async fn admin_inner(
             "not the emulator's admin token",
         ));
     }
-    let body = read_body(body, &parts.headers).await?;
+    let body = body?;
     let ok = StatusCode::OK;
     Ok(match op {
         AdminOp::CreateServiceKey => {

@@ -264,3 +264,59 @@ async fn errors_can_be_wrapped_in_detail() {
     let r = http.get("/api/agents").bearer(&fx.svc.api_key).send().await;
     assert!(r.json()["items"].is_array());
 }
+
+#[tokio::test]
+async fn error_responses_keep_the_connection_usable() {
+    // Errors answered before the body was looked at (401, 403, 404, 405, injected faults) must
+    // not leave the body unread: hyper would close the connection and a pooled client could see a
+    // spurious transport error on its next request. `send()` panics on any transport error.
+    let fx = Fx::new().await;
+    fx.emu
+        .set_faults(agentlattice_emulator::FaultConfig::new().route(
+            "register",
+            agentlattice_emulator::RouteFaults::throttle_next(30, 1),
+        ));
+    let big_but_allowed = json!({"name": "n", "description": "d".repeat(1000)});
+    for _ in 0..30 {
+        fx.http
+            .post("/api/agents/register")
+            .bearer("nope")
+            .json(&big_but_allowed)
+            .send()
+            .await;
+        fx.http
+            .post("/api/agents/register")
+            .bearer(&fx.svc.api_key)
+            .json(&big_but_allowed)
+            .send()
+            .await;
+        fx.http.post("/nowhere").json(&big_but_allowed).send().await;
+        fx.http
+            .put("/api/v1/whoami")
+            .json(&big_but_allowed)
+            .send()
+            .await;
+        fx.http
+            .get("/api/agents")
+            .bearer(&fx.svc.api_key)
+            .send()
+            .await
+            .expect(200);
+    }
+    // Over the limit the server announces that it closes the connection.
+    let r = fx
+        .http
+        .post("/api/agents/register")
+        .bearer(&fx.svc.api_key)
+        .raw(Some("application/json"), vec![b' '; 70_000])
+        .send()
+        .await;
+    r.expect_error(413, "payload_too_large");
+    assert_eq!(r.header("connection"), Some("close"));
+    fx.http
+        .get("/api/agents")
+        .bearer(&fx.svc.api_key)
+        .send()
+        .await
+        .expect(200);
+}

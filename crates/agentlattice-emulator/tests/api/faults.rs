@@ -11,7 +11,7 @@ use crate::common::{Fx, s};
 async fn latency_fixed_and_jitter_per_route_and_global() {
     let fx = Fx::new().await;
     fx.emu
-        .set_faults(FaultConfig::new().route("list_agents", RouteFaults::latency(150, 50)));
+        .set_faults(FaultConfig::new().route("list_agents", RouteFaults::latency(400, 50)));
     let t = Instant::now();
     fx.http
         .get("/api/agents")
@@ -20,11 +20,15 @@ async fn latency_fixed_and_jitter_per_route_and_global() {
         .await
         .expect(200);
     let took = t.elapsed();
-    assert!(took >= Duration::from_millis(150), "{took:?}");
+    assert!(took >= Duration::from_millis(400), "{took:?}");
     // Other routes are not slowed.
     let t = Instant::now();
-    fx.http.get("/healthz").send().await;
-    assert!(t.elapsed() < Duration::from_millis(100));
+    fx.http
+        .get("/api/v1/whoami")
+        .send()
+        .await
+        .expect_error(401, "missing_authorization");
+    assert!(t.elapsed() < Duration::from_millis(400));
     // "*" applies to every operation, and route + "*" add up.
     fx.emu.set_faults(
         FaultConfig::new()
@@ -140,7 +144,8 @@ async fn throttle_burst_with_retry_after() {
 async fn token_bucket_rate_limit() {
     let fx = Fx::new().await;
     fx.emu
-        .set_faults(FaultConfig::new().route("*", RouteFaults::rate_limit(2.0, 3)));
+        // Burst of 3, then one token every 2 s.
+        .set_faults(FaultConfig::new().route("*", RouteFaults::rate_limit(0.5, 3)));
     let mut codes = Vec::new();
     for _ in 0..5 {
         codes.push(
@@ -160,8 +165,11 @@ async fn token_bucket_rate_limit() {
         .bearer(&fx.svc.api_key)
         .send()
         .await;
-    assert_eq!(r.header("retry-after"), Some("1"));
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    r.expect_error(429, "rate_limit_exceeded");
+    let retry_after: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
+    assert_eq!(r.json()["retry_after"], retry_after);
+    tokio::time::sleep(Duration::from_secs(retry_after) + Duration::from_millis(100)).await;
     fx.http
         .get("/api/agents")
         .bearer(&fx.svc.api_key)
