@@ -98,3 +98,8 @@ pub use operation::Operation;
 pub use provisioner::ProvisionerClient;
 pub use retry::RetryPolicy;
 pub use throttle::RateLimit;
+
+/// The README's example, compiled as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
