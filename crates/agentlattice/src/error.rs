@@ -117,6 +117,45 @@ pub struct ApiError {
     pub retry_after: Option<Duration>,
 }
 
+impl ApiError {
+    /// An API error with this status and code (for fakes and tests of callers; the client builds
+    /// its own from responses).
+    pub fn new(operation: Operation, status: u16, code: Option<&str>) -> Self {
+        Self {
+            operation,
+            status,
+            code: code.map(str::to_owned),
+            message: None,
+            request_id: None,
+            retry_after: None,
+        }
+    }
+
+    /// Sets the message (scrubbed like a server's).
+    pub fn with_message(mut self, message: &str) -> Self {
+        self.message = Some(sanitize_message(message));
+        self
+    }
+
+    /// Sets the request id.
+    pub fn with_request_id(mut self, request_id: impl Into<String>) -> Self {
+        self.request_id = Some(request_id.into());
+        self
+    }
+
+    /// Sets `Retry-After`.
+    pub fn with_retry_after(mut self, retry_after: Duration) -> Self {
+        self.retry_after = Some(retry_after);
+        self
+    }
+}
+
+impl From<ApiError> for Error {
+    fn from(e: ApiError) -> Self {
+        Error::Api(Box::new(e))
+    }
+}
+
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "AgentLattice {}: HTTP {}", self.operation, self.status)?;
@@ -614,6 +653,19 @@ mod tests {
         assert!(!t.may_have_committed());
         assert_eq!(t.category(), "rate_limited");
         assert_eq!(t.retry_after(), Some(Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn callers_can_build_api_errors() {
+        let e: Error = ApiError::new(Operation::MintKey, 409, Some("agent_key_limit_reached"))
+            .with_message("limit al_agent_abc")
+            .with_request_id("r-9")
+            .with_retry_after(Duration::from_secs(1))
+            .into();
+        assert!(e.is_conflict_code("agent_key_limit_reached"));
+        assert_eq!(e.message(), Some("limit <redacted>"));
+        assert_eq!(e.request_id(), Some("r-9"));
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(1)));
     }
 
     #[test]

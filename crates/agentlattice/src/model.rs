@@ -167,7 +167,6 @@ impl RegisterAgent {
 
 /// Result of a registration.
 #[derive(Debug, Clone)]
-#[non_exhaustive]
 pub struct RegisteredAgent {
     /// The agent.
     pub agent: Agent,
@@ -342,7 +341,6 @@ pub(crate) struct MintKeyBody<'a> {
 
 /// A freshly minted key.
 #[derive(Debug, Clone)]
-#[non_exhaustive]
 pub struct MintedKey {
     /// The key's public record.
     pub key: KeyInfo,
@@ -379,7 +377,6 @@ pub(crate) struct KeyListWire {
 
 /// `GET /api/v1/whoami`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[non_exhaustive]
 pub struct Whoami {
     /// The agent id.
     pub config_id: String,
@@ -500,7 +497,6 @@ pub enum ActionStatus {
 
 /// Answer to `POST /api/v1/actions`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[non_exhaustive]
 pub struct ActionResult {
     /// The decision.
     pub status: ActionStatus,
