@@ -12,7 +12,8 @@ const QNAME_MSG: &str = "name part must consist of alphanumeric characters, '-',
 fn dns_validators() {
     let long_label = "a".repeat(64);
     let long_sub = format!("{}.com", "a".repeat(250));
-    let cases: Vec<(fn(&str) -> Vec<String>, &str, Vec<String>)> = vec![
+    type Check = fn(&str) -> Vec<String>;
+    let cases: Vec<(Check, &str, Vec<String>)> = vec![
         (is_dns1123_subdomain, "example.com", vec![]),
         (is_dns1123_subdomain, "Example.com", vec![SUBDOMAIN_MSG.into()]),
         (is_dns1123_subdomain, &long_sub, vec!["must be no more than 253 characters".into()]),
