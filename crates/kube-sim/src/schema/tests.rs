@@ -1081,3 +1081,37 @@ fn object_meta_rules() {
         ]
     );
 }
+
+#[test]
+fn status_subresource_and_preceding_errors() {
+    let s = compile(&json!({"type": "object",
+    "x-kubernetes-validations": [{"rule": "self.spec.a != 'x'"}],
+    "properties": {
+        "spec": {"type": "object", "properties": {"a": {"type": "string"}}},
+        "status": {"type": "object", "required": ["ready"], "properties": {"replicas": {"type": "integer"}, "ready": {"type": "boolean"}}}
+    }}));
+    let obj = json!({"spec": {"a": "x"}, "status": {"replicas": "two"}});
+    assert_eq!(
+        msgs(&s.validate_status(&obj, Some(&obj), &[])),
+        vec![
+            r#"status.replicas: Invalid value: "string": replicas in body must be of type integer: "string""#,
+            "status.ready: Required value",
+            r#"<nil>: Invalid value: "null": some validation rules were not checked because the object was invalid; correct the existing errors to complete validation"#,
+        ]
+    );
+    let ok = json!({"spec": {"a": "y"}, "status": {"ready": true}});
+    assert!(s.validate_status(&ok, Some(&ok), &[]).is_empty());
+    // a metadata error found by the caller blocks the CEL rules too
+    let meta_err = FieldError::required("metadata.name", "name or generateName is required");
+    let bad_rule = json!({"spec": {"a": "x"}});
+    assert_eq!(
+        msgs(&s.validate_with(&bad_rule, None, &[meta_err])),
+        vec![
+            r#"<nil>: Invalid value: "null": some validation rules were not checked because the object was invalid; correct the existing errors to complete validation"#
+        ]
+    );
+    assert_eq!(
+        msgs(&s.validate(&bad_rule, None)),
+        vec![r#"<nil>: Invalid value: "object": failed rule: self.spec.a != 'x'"#]
+    );
+}
