@@ -361,18 +361,25 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Rece
 
 async fn persist_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let Some(p) = &shared.persister else { return };
+    // The whole state is rewritten each time: with a large state, wait longer between writes so
+    // that writing never takes more than about a fifth of the time.
+    let mut debounce = PERSIST_DEBOUNCE;
     loop {
         tokio::select! {
             _ = stop.changed() => return,
             _ = p.notify.notified() => {}
         }
-        tokio::time::sleep(PERSIST_DEBOUNCE).await;
+        tokio::time::sleep(debounce).await;
         let sh = shared.clone();
+        let started = std::time::Instant::now();
         let result = tokio::task::spawn_blocking(move || match &sh.persister {
             Some(p) => p.save(&sh.state),
             None => Ok(false),
         })
         .await;
+        debounce = PERSIST_DEBOUNCE
+            .max(started.elapsed() * 4)
+            .min(Duration::from_secs(5));
         match result {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
@@ -380,5 +387,16 @@ async fn persist_loop(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             }
             Err(e) => tracing::error!(error = %e, "state write panicked"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_handle_can_be_shared_across_tasks() {
+        fn send_sync<T: Send + Sync + 'static>() {}
+        send_sync::<super::Emulator>();
+        send_sync::<super::StateSnapshot>();
+        send_sync::<super::FaultConfig>();
     }
 }

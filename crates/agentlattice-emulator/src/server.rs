@@ -75,6 +75,13 @@ impl Shared {
         }
     }
 
+    /// Runs `f` under the state lock. The guard is released when this returns, so callers never
+    /// serialize a response (or await) while holding it.
+    pub fn with_state<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        let mut guard = self.state.lock();
+        f(&mut guard)
+    }
+
     /// Tells the persistence task that the state may have changed.
     pub fn changed(&self) {
         if let Some(p) = &self.persister {
@@ -589,13 +596,14 @@ fn operate(
         Principal::Service { id } => id,
         Principal::Agent { .. } => Uuid::nil(),
     };
-    let st = &shared.state;
+    // Every `with_state` call releases the lock before the response is serialized.
+    let st = shared;
     Ok(match op {
         Op::Register => {
             let req = validate::register(&obj)?;
             let idem = validate::header_token(headers, "idempotency-key")?;
             let minted = keys::mint(KeyKind::Agent);
-            let out = st.lock().register(svc, req, idem, minted, now)?;
+            let out = st.with_state(|s| s.register(svc, req, idem, minted, now))?;
             json(
                 if out.replayed {
                     ok
@@ -615,36 +623,38 @@ fn operate(
                 limit: query_int(&pairs, "limit", 50, 1, 1000)? as usize,
                 offset: query_int(&pairs, "offset", 0, 0, u64::from(u32::MAX))? as usize,
             };
-            let out = st.lock().list_agents(&q);
+            let out = st.with_state(|s| s.list_agents(&q));
             json(ok, &out)
         }
-        Op::GetAgent => json(ok, &st.lock().get_agent(agent_id)?),
+        Op::GetAgent => json(ok, &st.with_state(|s| s.get_agent(agent_id))?),
         Op::UpdateAgent => {
             let req = validate::update(&obj)?;
-            json(ok, &st.lock().update_agent(svc, agent_id, req, now)?)
+            json(
+                ok,
+                &st.with_state(|s| s.update_agent(svc, agent_id, req, now))?,
+            )
         }
         Op::HaltAgent | Op::ResumeAgent => {
             validate::empty(&obj)?;
             json(
                 ok,
-                &st.lock()
-                    .set_halted(svc, agent_id, op == Op::HaltAgent, now)?,
+                &st.with_state(|s| s.set_halted(svc, agent_id, op == Op::HaltAgent, now))?,
             )
         }
         Op::RevokeAgent => {
             validate::empty(&obj)?;
-            json(ok, &st.lock().revoke_agent(svc, agent_id, now)?)
+            json(ok, &st.with_state(|s| s.revoke_agent(svc, agent_id, now))?)
         }
         Op::MintKey => {
             let name = validate::mint(&obj)?;
             let minted = keys::mint(KeyKind::Agent);
-            let out = st.lock().mint_key(svc, agent_id, name, minted, now)?;
+            let out = st.with_state(|s| s.mint_key(svc, agent_id, name, minted, now))?;
             json(StatusCode::CREATED, &out)
         }
         Op::ListKeys => json(
             ok,
             &Items {
-                items: st.lock().list_keys(agent_id)?,
+                items: st.with_state(|s| s.list_keys(agent_id))?,
             },
         ),
         Op::DeprecateKey | Op::UndeprecateKey => {
@@ -652,8 +662,7 @@ fn operate(
             let deprecate = op == Op::DeprecateKey;
             json(
                 ok,
-                &st.lock()
-                    .set_deprecated(svc, agent_id, key_id, deprecate, now)?,
+                &st.with_state(|s| s.set_deprecated(svc, agent_id, key_id, deprecate, now))?,
             )
         }
         Op::RevokeKey => {
@@ -661,14 +670,14 @@ fn operate(
             let force = query_bool(&query_pairs(parts.uri.query()), "force")?;
             json(
                 ok,
-                &st.lock().revoke_key(svc, agent_id, key_id, force, now)?,
+                &st.with_state(|s| s.revoke_key(svc, agent_id, key_id, force, now))?,
             )
         }
         Op::Whoami => {
             let Principal::Agent { agent, key, .. } = principal else {
                 return Err(ApiError::service_key_cannot_act());
             };
-            json(ok, &st.lock().whoami(agent, key)?)
+            json(ok, &st.with_state(|s| s.whoami(agent, key))?)
         }
         Op::ExecuteAction => {
             let Principal::Agent { agent, .. } = principal else {
@@ -676,7 +685,7 @@ fn operate(
             };
             let req = validate::action(&obj)?;
             let event_id = validate::header_token(headers, "x-al-event-id")?;
-            json(ok, &st.lock().act(agent, &req, event_id)?)
+            json(ok, &st.with_state(|s| s.act(agent, &req, event_id))?)
         }
     })
 }
@@ -745,7 +754,7 @@ fn admin_inner(
                 }
             }
         }
-        AdminOp::State => json(ok, &shared.state.lock().snapshot()),
+        AdminOp::State => json(ok, &shared.with_state(|s| s.snapshot())),
         AdminOp::Audit => {
             let pairs = query_pairs(parts.uri.query());
             let since = query_int(&pairs, "since", 0, 0, u64::MAX >> 1)?;
@@ -753,7 +762,7 @@ fn admin_inner(
             json(
                 ok,
                 &Items {
-                    items: shared.state.lock().audit(since, limit),
+                    items: shared.with_state(|s| s.audit(since, limit)),
                 },
             )
         }
