@@ -1,0 +1,107 @@
+//! `kube-sim`: run the simulator as a process.
+//!
+//! ```text
+//! kube-sim --port 0 --kubeconfig out.yaml [--tls|--no-tls] [--rbac] [--admin-token T]
+//! ```
+//! Prints the URL and the kubeconfig path, serves until SIGINT/SIGTERM.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kube-sim",
+    version,
+    about = "An in-process Kubernetes API server simulator"
+)]
+struct Args {
+    /// Port to listen on (0 = any free port).
+    #[arg(long, env = "KUBE_SIM_PORT", default_value_t = 0)]
+    port: u16,
+    /// Address to listen on.
+    #[arg(long, env = "KUBE_SIM_HOST", default_value = "127.0.0.1")]
+    host: std::net::IpAddr,
+    /// Where to write the admin kubeconfig.
+    #[arg(
+        long,
+        env = "KUBE_SIM_KUBECONFIG",
+        default_value = "kube-sim.kubeconfig"
+    )]
+    kubeconfig: PathBuf,
+    /// Serve HTTPS with a generated CA (the default).
+    #[arg(long, overrides_with = "no_tls")]
+    tls: bool,
+    /// Serve plain HTTP (kubectl then sends no tokens).
+    #[arg(long = "no-tls")]
+    no_tls: bool,
+    /// Authenticate tokens and enforce RBAC.
+    #[arg(long, env = "KUBE_SIM_RBAC")]
+    rbac: bool,
+    /// The admin token (random by default).
+    #[arg(long, env = "KUBE_SIM_ADMIN_TOKEN")]
+    admin_token: Option<String>,
+    /// Watch history length (changes kept for watch resumption).
+    #[arg(long, env = "KUBE_SIM_HISTORY", default_value_t = 100_000)]
+    history: usize,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    let mut b = kube_sim::KubeSim::builder()
+        .port(args.port)
+        .host(args.host)
+        .tls(!args.no_tls || args.tls)
+        .rbac(args.rbac)
+        .history(args.history)
+        .kubeconfig_path(&args.kubeconfig);
+    if let Some(t) = &args.admin_token {
+        b = b.admin_token(t.clone());
+    }
+    let sim = match b.start().await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("kube-sim: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("kube-sim serving on {}", sim.base_url());
+    println!("kubeconfig: {}", sim.kubeconfig_path().display());
+    wait_for_signal().await;
+    sim.shutdown().await;
+    ExitCode::SUCCESS
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn args_are_consistent() {
+        super::Args::command().debug_assert();
+    }
+}
