@@ -42,6 +42,27 @@ pub enum Error {
     )]
     CrdNotInstalled(String),
 
+    /// A step of a reconcile failed; the planner has reported it in status (design §5).
+    #[error("{action} failed: {message}")]
+    Step {
+        /// [`crate::plan::Action::kind`] of the step.
+        action: &'static str,
+        /// The class the error policy acts on.
+        class: ErrorClass,
+        /// A short, secret-free message.
+        message: String,
+        /// When to try again (the planner's decision for this class).
+        requeue: crate::plan::Requeue,
+    },
+
+    /// A deletion's cleanup is not finished (the finalizer stays; the reconcile is retried).
+    #[error("cleanup not finished")]
+    CleanupPending,
+
+    /// A bug or an impossible state (the reconcile is retried with backoff).
+    #[error("internal error: {0}")]
+    Internal(String),
+
     /// A reconcile needed more steps than the executor allows (a planner bug or a flapping
     /// remote; the reconcile is retried with backoff).
     #[error("reconcile did not settle within {0} steps")]
@@ -101,6 +122,9 @@ impl Error {
             Error::ServiceKeyMissing { .. } => "ServiceKeyMissing",
             Error::Config(_) => "ConfigError",
             Error::CrdNotInstalled(_) => "CrdNotInstalled",
+            Error::Step { class, .. } => class.category(),
+            Error::CleanupPending => "CleanupPending",
+            Error::Internal(_) => "InternalError",
             Error::TooManySteps(_) => "TooManySteps",
             Error::KeyNotHeld(_) => "InternalError",
             Error::Json(_) | Error::Yaml(_) => "SerializationError",
@@ -122,7 +146,14 @@ impl Error {
                     | ErrorClass::Unavailable { .. }
                     | ErrorClass::Transient
             ),
+            Error::Step { class, .. } => matches!(
+                class,
+                ErrorClass::RateLimited { .. }
+                    | ErrorClass::Unavailable { .. }
+                    | ErrorClass::Transient
+            ),
             Error::ServiceKeyMissing { .. } => false,
+            Error::CleanupPending | Error::Internal(_) => true,
             Error::TooManySteps(_) | Error::KeyNotHeld(_) | Error::Io(_) => true,
             Error::Config(_) | Error::CrdNotInstalled(_) | Error::Json(_) | Error::Yaml(_) => false,
         }
@@ -131,7 +162,7 @@ impl Error {
     /// The class the planner folds (see [`crate::plan::Observed::record`]).
     pub fn class(&self) -> ErrorClass {
         match self {
-            Error::AgentLattice { class, .. } => class.clone(),
+            Error::AgentLattice { class, .. } | Error::Step { class, .. } => class.clone(),
             Error::ServiceKeyMissing { .. } => ErrorClass::ServiceKeyMissing,
             Error::Kube(kube::Error::Api(status)) if status.code == 422 || status.code == 400 => {
                 ErrorClass::Invalid(status.reason.clone())
@@ -139,6 +170,27 @@ impl Error {
             _ => ErrorClass::Transient,
         }
     }
+}
+
+/// A short description of a Kubernetes client error, safe to show: the HTTP status and reason
+/// and the API server's message (passed through [`crate::redact::redact`]), or the error kind.
+pub fn kube_message(e: &kube::Error) -> String {
+    let text = match e {
+        kube::Error::Api(status) => {
+            format!("HTTP {} {}: {}", status.code, status.reason, status.message)
+        }
+        other => other.to_string(),
+    };
+    let mut text = crate::redact::redact(&text);
+    if text.len() > 300 {
+        let mut cut = 300;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push('…');
+    }
+    text
 }
 
 #[cfg(test)]

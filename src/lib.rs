@@ -14,13 +14,30 @@
 //! - [`config`] — flags and environment variables.
 //! - [`error`] — the crate's error type.
 //!
-//! The executor (the kube-runtime controller that performs the planner's actions against the
-//! Kubernetes API and AgentLattice) builds on these.
+//! Around it, the I/O edges:
+//!
+//! - [`remote`] — AgentLattice behind a trait, and the service key read from its Secret.
+//! - [`executor`] — the plan → act → record loop of one reconcile.
+//! - [`context`] — what every reconcile shares: clients, recorder, metrics, per-object memory.
+//! - [`controller`] — the kube-runtime controllers, watches and caches; [`controller::Operator`].
+//! - [`metrics`], [`admin`] (`/metrics`, `/healthz`, `/readyz`), [`telemetry`] (logs).
+//! - [`run`] — the `run` subcommand; `dev` — the quick start on an embedded simulator.
 
+pub mod admin;
 pub mod config;
+pub mod context;
+pub mod controller;
 pub mod crd;
+#[cfg(feature = "dev")]
+pub mod dev;
 pub mod error;
+pub mod executor;
+pub mod metrics;
 pub mod plan;
+pub mod redact;
+pub mod remote;
+pub mod run;
 pub mod secret;
+pub mod telemetry;
 
 pub use error::{Error, Result};

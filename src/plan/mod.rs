@@ -29,7 +29,9 @@ use crate::secret::DesiredSecret;
 
 pub use decide::{idempotency_key, next_step, older_claimant};
 pub use observed::{Failure, Observed, Outcome, Progress, Remote, RemoteAgent, Settings};
-pub use status::{condition_reason, conditions_equal_ignoring_time};
+pub use status::{
+    READY, ROTATING, SYNCED, condition, condition_reason, conditions_equal_ignoring_time,
+};
 
 /// Agent metadata key: the namespace of the owning `LatticeAgent`.
 pub const META_NAMESPACE: &str = "k8s.namespace";

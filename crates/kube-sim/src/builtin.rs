@@ -483,7 +483,7 @@ fn validate_secret(new: &Value, old: Option<&Value>) -> Vec<FieldError> {
             FieldErrorType::TooLong,
             "data",
             None,
-            format!("must have at most {MAX_SECRET_SIZE} bytes"),
+            format!("may not be more than {MAX_SECRET_SIZE} bytes"),
         ));
     }
     let has = |k: &str| data.iter().any(|(x, _)| x == k);
@@ -612,7 +612,7 @@ fn validate_config_map(new: &Value, old: Option<&Value>) -> Vec<FieldError> {
             FieldErrorType::TooLong,
             "",
             None,
-            format!("must have at most {MAX_SECRET_SIZE} bytes"),
+            format!("may not be more than {MAX_SECRET_SIZE} bytes"),
         ));
     }
     errs

@@ -631,7 +631,7 @@ fn write_params(ctx: &Ctx, options_kind: &str) -> Result<WriteParams, StatusErro
             FieldErrorType::TooLong,
             "fieldManager",
             None,
-            "must have at most 128 bytes",
+            "may not be more than 128 bytes",
         ));
     }
     if fm.chars().any(|c| c.is_control()) {

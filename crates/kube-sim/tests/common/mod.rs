@@ -234,3 +234,58 @@ where
     }
     false
 }
+
+/// Open a raw watch (or any streaming GET) and deliver its lines as they arrive; also reports
+/// whether each chunk ended on a line boundary (events must be flushed whole).
+pub async fn stream_lines(
+    client: &kube::Client,
+    path: &str,
+    accept: Option<&str>,
+) -> (u16, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    let mut b = Request::builder().method(Method::GET).uri(path);
+    if let Some(a) = accept {
+        b = b.header("Accept", a);
+    }
+    let req = b.body(kube::client::Body::empty()).unwrap();
+    let resp = client.send(req).await.expect("watch request");
+    let code = resp.status().as_u16();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut body = resp.into_body();
+    tokio::spawn(async move {
+        let mut buf = String::new();
+        while let Some(Ok(frame)) = http_body_util::BodyExt::frame(&mut body).await {
+            if let Ok(data) = frame.into_data() {
+                buf.push_str(&String::from_utf8_lossy(&data));
+                while let Some(i) = buf.find('\n') {
+                    let line: String = buf.drain(..=i).collect();
+                    if tx.send(line.trim_end().to_string()).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        if !buf.is_empty() {
+            let _ = tx.send(format!("PARTIAL:{buf}"));
+        }
+        let _ = tx.send("EOF".to_string());
+    });
+    (code, rx)
+}
+
+/// The next line within `secs` seconds (None on timeout).
+pub async fn next_line(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+    secs: f64,
+) -> Option<String> {
+    tokio::time::timeout(std::time::Duration::from_secs_f64(secs), rx.recv())
+        .await
+        .ok()
+        .flatten()
+}
+
+/// An admin client without kube's default retries of 429/503/504 (to observe those codes).
+pub fn no_retry_client(sim: &KubeSim) -> kube::Client {
+    let mut cfg = sim.config();
+    cfg.default_retry = false;
+    kube::Client::try_from(cfg).expect("client")
+}

@@ -1,0 +1,361 @@
+//! The [`Context`] every reconcile gets: every side effect (the Kubernetes client, AgentLattice,
+//! the event recorder, metrics) and the executor's per-object memory.
+//!
+//! The memory is what a process may forget without harm (design §2, §4): when it last read each
+//! agent (so the drift read is due once per resync interval, §6), each object's backoff, which
+//! objects wait for the service key, and the objects this process wrote most recently (the
+//! reflector caches catch up a moment later; a reconcile in that moment must not act on the
+//! version its own write replaced).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Secret;
+use kube::runtime::events::Recorder;
+use rand::Rng;
+
+use crate::crd::LatticeAgent;
+use crate::metrics::Metrics;
+use crate::plan::Settings;
+use crate::remote::Remote;
+
+/// A fail point: called with `before:<Action>` and `after:<Action>` around every action of every
+/// reconcile; returning `true` makes the reconcile stop right there, forever (a simulated crash:
+/// the test then drops the operator and starts a fresh one with empty memory). Tests only.
+pub type FailPoints = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// Per-object exponential backoff with jitter (design §5): the n-th consecutive failure waits a
+/// random time in `[d/2, d]` with `d = min(max, base·2ⁿ⁻¹)`, and never less than `Retry-After`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BackoffPolicy {
+    /// First delay.
+    pub base: Duration,
+    /// Longest delay.
+    pub max: Duration,
+}
+
+impl Default for BackoffPolicy {
+    fn default() -> Self {
+        BackoffPolicy {
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(300),
+        }
+    }
+}
+
+impl BackoffPolicy {
+    /// The delay after the `failures`-th consecutive failure (1-based).
+    pub fn delay(&self, failures: u32, at_least: Option<Duration>) -> Duration {
+        let exp = failures.saturating_sub(1).min(30);
+        let ceiling = self
+            .base
+            .checked_mul(1u32 << exp)
+            .unwrap_or(self.max)
+            .min(self.max);
+        let half = ceiling / 2;
+        let jitter = if half.is_zero() {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(rand::rng().random_range(0..=half.as_millis() as u64))
+        };
+        (half + jitter).max(at_least.unwrap_or_default())
+    }
+}
+
+/// A version of an object this process wrote, with the versions it replaced.
+#[derive(Clone, Debug)]
+pub struct Overlay<T> {
+    /// Resource versions this object replaced (`None`: it was created).
+    pub superseded: Vec<Option<String>>,
+    /// The object as the API server returned it (Secrets in cache form).
+    pub latest: T,
+    /// When it was written.
+    pub at: Instant,
+}
+
+impl<T: Clone> Overlay<T> {
+    fn push(slot: &mut Option<Overlay<T>>, replaced: Option<String>, latest: T) {
+        match slot {
+            Some(o) => {
+                o.superseded.push(replaced);
+                if o.superseded.len() > 8 {
+                    o.superseded.remove(0);
+                }
+                o.latest = latest;
+                o.at = Instant::now();
+            }
+            None => {
+                *slot = Some(Overlay {
+                    superseded: vec![replaced],
+                    latest,
+                    at: Instant::now(),
+                });
+            }
+        }
+    }
+
+    /// The newer of the cached object (`cached_rv`: its resourceVersion, `None` if not cached)
+    /// and this one: this one when the cache still shows a version it replaced.
+    fn prefer(&self, cached_rv: Option<Option<String>>, ttl: Duration) -> bool {
+        if self.at.elapsed() > ttl {
+            return false;
+        }
+        match cached_rv {
+            None => self.superseded.contains(&None),
+            Some(rv) => rv.is_some() && self.superseded.contains(&rv),
+        }
+    }
+}
+
+/// What the executor remembers of one object (by uid).
+#[derive(Clone, Debug, Default)]
+pub struct ObjectMemory {
+    /// When this process last read (or registered) the agent.
+    pub last_remote_check: Option<Timestamp>,
+    /// Consecutive failed reconciles.
+    pub failures: u32,
+    /// `(namespace, name)` while the last reconcile failed for want of a working service key.
+    pub waiting_for_service_key: Option<(String, String)>,
+    /// The resource as this process last wrote it.
+    pub resource: Option<Overlay<LatticeAgent>>,
+    /// Its Secret as this process last wrote (or read past the cache) it, in cache form.
+    pub secret: Option<Overlay<Secret>>,
+    /// Whether the resource has a registered agent (for `lattice_agents_managed`).
+    pub managed: bool,
+    /// Whether old keys are waiting to be revoked (for `lattice_rotations_waiting`).
+    pub rotating: bool,
+}
+
+/// The per-object memory of this process.
+#[derive(Debug, Default)]
+pub struct Memory {
+    objects: Mutex<HashMap<String, ObjectMemory>>,
+}
+
+impl Memory {
+    /// A copy of what is remembered of `uid`.
+    pub fn get(&self, uid: &str) -> ObjectMemory {
+        self.objects
+            .lock()
+            .ok()
+            .and_then(|m| m.get(uid).cloned())
+            .unwrap_or_default()
+    }
+
+    /// Changes what is remembered of `uid`.
+    pub fn update<R>(&self, uid: &str, f: impl FnOnce(&mut ObjectMemory) -> R) -> Option<R> {
+        let mut objects = self.objects.lock().ok()?;
+        Some(f(objects.entry(uid.to_owned()).or_default()))
+    }
+
+    /// Forgets `uid` (its resource is gone).
+    pub fn forget(&self, uid: &str) {
+        if let Ok(mut m) = self.objects.lock() {
+            m.remove(uid);
+        }
+    }
+
+    /// `(agents managed, rotations waiting)`.
+    pub fn gauges(&self) -> (usize, usize) {
+        self.objects
+            .lock()
+            .map(|m| {
+                (
+                    m.values().filter(|o| o.managed).count(),
+                    m.values().filter(|o| o.rotating).count(),
+                )
+            })
+            .unwrap_or_default()
+    }
+
+    /// The objects whose last reconcile failed for want of a working service key.
+    pub fn waiting_for_service_key(&self) -> Vec<(String, String)> {
+        self.objects
+            .lock()
+            .map(|m| {
+                m.values()
+                    .filter_map(|o| o.waiting_for_service_key.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Remembers a write of the resource.
+    pub fn wrote_resource(&self, uid: &str, replaced: Option<String>, latest: LatticeAgent) {
+        self.update(uid, |m| Overlay::push(&mut m.resource, replaced, latest));
+    }
+
+    /// Remembers a write (or a direct read) of the Secret, in cache form.
+    pub fn wrote_secret(&self, uid: &str, replaced: Option<String>, latest: Secret) {
+        self.update(uid, |m| Overlay::push(&mut m.secret, replaced, latest));
+    }
+
+    /// Forgets the Secret this process wrote (a write based on it failed: the cache knows
+    /// better).
+    pub fn drop_secret(&self, uid: &str) {
+        self.update(uid, |m| m.secret = None);
+    }
+
+    /// The resource to reconcile: the cached one, or the one this process wrote if the cache has
+    /// not caught up yet.
+    pub fn freshest_resource(
+        &self,
+        uid: &str,
+        cached: LatticeAgent,
+        ttl: Duration,
+    ) -> LatticeAgent {
+        let rv = cached.metadata.resource_version.clone();
+        self.update(uid, |m| match &m.resource {
+            Some(o) if o.prefer(Some(rv.clone()), ttl) => o.latest.clone(),
+            Some(o) if o.latest.metadata.resource_version == rv => o.latest.clone(),
+            Some(_) => {
+                m.resource = None;
+                cached.clone()
+            }
+            None => cached.clone(),
+        })
+        .unwrap_or(cached)
+    }
+
+    /// The Secret to reconcile with (see [`Memory::freshest_resource`]); `name` is the Secret the
+    /// resource names now.
+    pub fn freshest_secret(
+        &self,
+        uid: &str,
+        name: &str,
+        cached: Option<Secret>,
+        ttl: Duration,
+    ) -> Option<Secret> {
+        let rv = cached.as_ref().map(|s| s.metadata.resource_version.clone());
+        self.update(uid, |m| match &m.secret {
+            Some(o)
+                if o.latest.metadata.name.as_deref() == Some(name) && o.prefer(rv.clone(), ttl) =>
+            {
+                Some(o.latest.clone())
+            }
+            Some(_) => {
+                m.secret = None;
+                cached.clone()
+            }
+            None => cached.clone(),
+        })
+        .unwrap_or(cached)
+    }
+}
+
+/// Everything a reconcile needs.
+pub struct Context {
+    /// The Kubernetes client.
+    pub client: kube::Client,
+    /// AgentLattice.
+    pub remote: Arc<dyn Remote>,
+    /// The one shared event recorder.
+    pub recorder: Recorder,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// The planner's settings.
+    pub settings: Settings,
+    /// Per-object backoff.
+    pub backoff: BackoffPolicy,
+    /// Per-object memory.
+    pub memory: Memory,
+    /// Fail points (tests only).
+    pub failpoints: Option<FailPoints>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("settings", &self.settings)
+            .field("backoff", &self.backoff)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    /// How long a remembered write is preferred over the cache: long enough for any watch to
+    /// deliver it, short enough that a missed event (an unwatched foreign Secret deleted) heals.
+    pub fn overlay_ttl(&self) -> Duration {
+        self.settings
+            .resync_interval
+            .unsigned_abs()
+            .min(Duration::from_secs(60))
+    }
+
+    /// Refreshes the two gauges from the memory.
+    pub fn update_gauges(&self) {
+        let (managed, rotating) = self.memory.gauges();
+        self.metrics.set_gauges(managed, rotating);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    use super::*;
+
+    #[test]
+    fn backoff_grows_is_jittered_capped_and_honours_retry_after() {
+        let p = BackoffPolicy {
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(60),
+        };
+        for _ in 0..50 {
+            let d1 = p.delay(1, None);
+            assert!(d1 >= Duration::from_millis(500) && d1 <= Duration::from_secs(1));
+            let d4 = p.delay(4, None);
+            assert!(d4 >= Duration::from_secs(4) && d4 <= Duration::from_secs(8));
+            let d30 = p.delay(30, None);
+            assert!(d30 >= Duration::from_secs(30) && d30 <= Duration::from_secs(60));
+            assert!(p.delay(1, Some(Duration::from_secs(9))) >= Duration::from_secs(9));
+        }
+        let spread: std::collections::BTreeSet<_> = (0..20).map(|_| p.delay(6, None)).collect();
+        assert!(spread.len() > 1, "jittered");
+    }
+
+    fn secret(name: &str, rv: &str) -> Secret {
+        Secret {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                resource_version: Some(rv.into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_stale_cache_is_overlaid_until_it_catches_up() {
+        let m = Memory::default();
+        let ttl = Duration::from_secs(60);
+        // Nothing remembered: the cache wins.
+        assert_eq!(m.freshest_secret("u", "s", None, ttl), None);
+        // Created "s" at rv 5: a cache without it is stale.
+        m.wrote_secret("u", None, secret("s", "5"));
+        let got = m.freshest_secret("u", "s", None, ttl);
+        assert_eq!(
+            got.and_then(|s| s.metadata.resource_version),
+            Some("5".into())
+        );
+        // Patched 5 → 6: the cache at 5 is stale.
+        m.wrote_secret("u", Some("5".into()), secret("s", "6"));
+        let got = m.freshest_secret("u", "s", Some(secret("s", "5")), ttl);
+        assert_eq!(
+            got.and_then(|s| s.metadata.resource_version),
+            Some("6".into())
+        );
+        // The cache moved past: it wins and the overlay is dropped.
+        let got = m.freshest_secret("u", "s", Some(secret("s", "9")), ttl);
+        assert_eq!(
+            got.and_then(|s| s.metadata.resource_version),
+            Some("9".into())
+        );
+        assert!(m.get("u").secret.is_none());
+        // Another Secret name: never overlaid.
+        m.wrote_secret("u", None, secret("s", "10"));
+        assert_eq!(m.freshest_secret("u", "other", None, ttl), None);
+    }
+}

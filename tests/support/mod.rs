@@ -1,0 +1,561 @@
+//! The integration tests' world: kube-sim and the AgentLattice emulator in process, the CRD
+//! installed, a namespace per test with the service key Secret, and the operator running in a
+//! task that a test can stop gracefully, kill (a crash: its memory is gone) and start again.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use agentlattice::{AgentClient, AgentKey, ClientConfig, ProvisionerClient, ServiceKey, Whoami};
+use agentlattice_emulator::{AgentSnapshot, Emulator, EmulatorConfig};
+use jiff::SignedDuration;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::events::v1::Event as KubeEvent;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube_sim::KubeSim;
+use lattice_operator::config::SecretRef;
+use lattice_operator::context::{BackoffPolicy, FailPoints};
+use lattice_operator::controller::{Operator, OperatorConfig, Readiness, install_crd};
+use lattice_operator::crd::LatticeAgent;
+use lattice_operator::metrics::Metrics;
+use lattice_operator::plan::Settings;
+use lattice_operator::remote::{self, AgentLattice, ServiceKeyProvider, ServiceKeySource};
+use lattice_operator::secret::{
+    AGENT_ID_ANNOTATION, API_KEY_FIELD, KEY_ID_ANNOTATION, MINT_STARTED_AT_ANNOTATION,
+    RETIRING_KEYS_ANNOTATION,
+};
+use tokio::task::JoinHandle;
+
+pub const SERVICE_KEY_SECRET: &str = "agentlattice-service-key";
+pub const SERVICE_KEY_FIELD: &str = "AL_SERVICE_KEY";
+
+/// How long a test waits for anything before failing.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// How the operator under test runs.
+#[derive(Clone)]
+pub struct Options {
+    pub resync: SignedDuration,
+    pub service_key_retry: SignedDuration,
+    pub backoff: BackoffPolicy,
+    pub failpoints: Option<FailPoints>,
+    /// Extra namespaces to watch besides the world's.
+    pub namespaces: Vec<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            resync: SignedDuration::from_secs(30),
+            service_key_retry: SignedDuration::from_mins(5),
+            backoff: BackoffPolicy {
+                base: Duration::from_millis(200),
+                max: Duration::from_secs(5),
+            },
+            failpoints: None,
+            namespaces: Vec::new(),
+        }
+    }
+}
+
+/// A running operator.
+pub struct Running {
+    pub metrics: Arc<Metrics>,
+    pub readiness: Readiness,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+pub struct World {
+    pub sim: Arc<KubeSim>,
+    pub emu: Arc<Emulator>,
+    pub client: kube::Client,
+    pub ns: String,
+    /// The service key (test-only plaintext, to act as an administrator and to scan for leaks).
+    pub service_key: String,
+    pub service_key_id: String,
+    pub operator: Option<Running>,
+}
+
+impl World {
+    /// A fresh simulator and emulator, the CRD installed, namespace `ns` with the service key
+    /// Secret.
+    pub async fn start(ns: &str) -> World {
+        init_logs();
+        let sim = KubeSim::builder()
+            .bookmark_interval(Duration::from_secs(5))
+            .start()
+            .await
+            .expect("kube-sim starts");
+        let emu = Emulator::start(EmulatorConfig::default())
+            .await
+            .expect("emulator starts");
+        let client = sim.client();
+        install_crd(&client, Duration::from_secs(10))
+            .await
+            .expect("CRD installed");
+        let svc = emu.create_service_key("lattice-operator-tests");
+        let world = World {
+            sim: Arc::new(sim),
+            emu: Arc::new(emu),
+            client,
+            ns: ns.to_owned(),
+            service_key: svc.api_key.clone(),
+            service_key_id: svc.id.clone(),
+            operator: None,
+        };
+        world.create_namespace(ns).await;
+        world.put_service_key(Some(&svc.api_key)).await;
+        world
+    }
+
+    pub async fn create_namespace(&self, ns: &str) {
+        let namespaces: Api<Namespace> = Api::all(self.client.clone());
+        let mut n = Namespace::default();
+        n.metadata.name = Some(ns.to_owned());
+        namespaces
+            .create(&PostParams::default(), &n)
+            .await
+            .expect("namespace created");
+    }
+
+    /// Writes (`Some`) or deletes (`None`) the service key Secret.
+    pub async fn put_service_key(&self, key: Option<&str>) {
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &self.ns);
+        match key {
+            Some(key) => {
+                let secret: Secret = serde_json::from_value(serde_json::json!({
+                    "apiVersion": "v1", "kind": "Secret",
+                    "metadata": {"name": SERVICE_KEY_SECRET},
+                    "stringData": {SERVICE_KEY_FIELD: key},
+                }))
+                .expect("secret");
+                secrets
+                    .patch(
+                        SERVICE_KEY_SECRET,
+                        &PatchParams::apply("tests").force(),
+                        &Patch::Apply(&secret),
+                    )
+                    .await
+                    .expect("service key Secret written");
+            }
+            None => {
+                let _ = secrets
+                    .delete(SERVICE_KEY_SECRET, &DeleteParams::default())
+                    .await;
+            }
+        }
+    }
+
+    pub fn settings(&self, options: &Options) -> Settings {
+        Settings {
+            base_url: self.emu.base_url(),
+            cluster_name: None,
+            resync_interval: options.resync,
+            service_key_retry: options.service_key_retry,
+        }
+    }
+
+    /// Starts an operator (with empty memory).
+    pub async fn start_operator(&mut self, options: Options) {
+        assert!(self.operator.is_none(), "an operator is already running");
+        let metrics = Arc::new(Metrics::new());
+        let config = remote::client_config(
+            &self.emu.base_url(),
+            Duration::from_secs(5),
+            None,
+            metrics.call_observer(),
+        )
+        .retry(
+            agentlattice::RetryPolicy::new()
+                .max_attempts(2)
+                .base_delay(Duration::from_millis(50)),
+        );
+        let provider = Arc::new(ServiceKeyProvider::new(
+            self.client.clone(),
+            ServiceKeySource {
+                secret: SecretRef {
+                    namespace: self.ns.clone(),
+                    name: SERVICE_KEY_SECRET.to_owned(),
+                },
+                field: SERVICE_KEY_FIELD.to_owned(),
+            },
+            config,
+        ));
+        let remote = Arc::new(AgentLattice::new(Arc::clone(&provider)));
+        let mut config = OperatorConfig::new(self.settings(&options));
+        config.namespaces = std::iter::once(self.ns.clone())
+            .chain(options.namespaces.iter().cloned())
+            .collect();
+        config.concurrency = 4;
+        config.backoff = options.backoff;
+        let mut operator = Operator::new(self.client.clone(), config, remote, Arc::clone(&metrics))
+            .with_service_key_provider(provider);
+        if let Some(fp) = options.failpoints.clone() {
+            operator = operator.with_failpoints(fp);
+        }
+        let readiness = operator.readiness();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(operator.run(async move {
+            let _ = rx.await;
+        }));
+        self.operator = Some(Running {
+            metrics,
+            readiness: readiness.clone(),
+            stop: Some(tx),
+            task,
+        });
+        wait_until("the operator is ready", || {
+            let readiness = readiness.clone();
+            async move { readiness.is_ready().then_some(()) }
+        })
+        .await;
+    }
+
+    /// Stops the operator gracefully (running reconciles finish).
+    pub async fn stop_operator(&mut self) {
+        if let Some(mut running) = self.operator.take() {
+            if let Some(stop) = running.stop.take() {
+                let _ = stop.send(());
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(10), &mut running.task).await;
+            running.task.abort();
+        }
+    }
+
+    /// Kills the operator: every task stops where it is, its memory is gone.
+    pub async fn kill_operator(&mut self) {
+        if let Some(running) = self.operator.take() {
+            running.task.abort();
+            let _ = running.task.await;
+            // Let the aborted reconcile tasks unwind.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn metrics(&self) -> Arc<Metrics> {
+        Arc::clone(&self.operator.as_ref().expect("operator running").metrics)
+    }
+
+    pub fn agents(&self) -> Api<LatticeAgent> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    pub fn agents_in(&self, ns: &str) -> Api<LatticeAgent> {
+        Api::namespaced(self.client.clone(), ns)
+    }
+
+    pub fn secrets(&self) -> Api<Secret> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    /// Creates a LatticeAgent from YAML (namespace filled in).
+    pub async fn create(&self, yaml: &str) -> LatticeAgent {
+        let mut agent: LatticeAgent = serde_yaml::from_str(yaml).expect("test YAML");
+        agent.metadata.namespace = Some(self.ns.clone());
+        self.agents()
+            .create(&PostParams::default(), &agent)
+            .await
+            .expect("LatticeAgent created")
+    }
+
+    pub async fn get(&self, name: &str) -> LatticeAgent {
+        self.agents().get(name).await.expect("LatticeAgent exists")
+    }
+
+    pub async fn annotate(&self, name: &str, key: &str, value: &str) {
+        self.agents()
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"metadata": {"annotations": {key: value}}})),
+            )
+            .await
+            .expect("annotated");
+    }
+
+    pub async fn delete(&self, name: &str) {
+        self.agents()
+            .delete(name, &DeleteParams::default())
+            .await
+            .expect("delete accepted");
+    }
+
+    /// Waits until the resource's condition `type_` has `status` (and `reason`, if given).
+    pub async fn wait_condition(
+        &self,
+        name: &str,
+        type_: &str,
+        status: &str,
+        reason: Option<&str>,
+    ) -> LatticeAgent {
+        let api = self.agents();
+        let what = format!("{name}: {type_}={status} {reason:?}");
+        wait_until(&what, || {
+            let api = api.clone();
+            async move {
+                let a = api.get_opt(name).await.ok()??;
+                let c = condition(&a, type_)?;
+                (c.status == status && reason.is_none_or(|r| c.reason == r)).then_some(a)
+            }
+        })
+        .await
+    }
+
+    pub async fn wait_ready(&self, name: &str) -> LatticeAgent {
+        self.wait_condition(name, "Ready", "True", Some("AgentReady"))
+            .await
+    }
+
+    /// Waits until the resource is Ready, its status describes the key in its Secret, no mint
+    /// intent is left and (if `idle`) no key is retiring.
+    pub async fn wait_settled(&self, name: &str, idle: bool) -> (LatticeAgent, Secret) {
+        let api = self.agents();
+        let secrets = self.secrets();
+        wait_until(&format!("{name} settles"), || {
+            let (api, secrets) = (api.clone(), secrets.clone());
+            async move {
+                let a = api.get_opt(name).await.ok()??;
+                let c = condition(&a, "Ready")?;
+                if c.status != "True" {
+                    return None;
+                }
+                let status = a.status.clone()?;
+                let s = secrets
+                    .get_opt(status.secret_name.as_deref()?)
+                    .await
+                    .ok()??;
+                let ann = s.metadata.annotations.clone().unwrap_or_default();
+                let key_id = ann.get(KEY_ID_ANNOTATION)?;
+                if status.active_key.as_ref().map(|k| &k.id) != Some(key_id)
+                    || ann.contains_key(MINT_STARTED_AT_ANNOTATION)
+                    || status.mint_started_at.is_some()
+                    || (idle
+                        && (ann.contains_key(RETIRING_KEYS_ANNOTATION)
+                            || !status.retiring_keys.is_empty()))
+                {
+                    return None;
+                }
+                Some((a, s))
+            }
+        })
+        .await
+    }
+
+    pub async fn secret(&self, name: &str) -> Option<Secret> {
+        self.secrets().get_opt(name).await.expect("read Secret")
+    }
+
+    pub fn provisioner(&self) -> ProvisionerClient {
+        let key: ServiceKey = self.service_key.parse().expect("service key");
+        ProvisionerClient::new(&ClientConfig::new(self.emu.base_url()), key).expect("client")
+    }
+
+    /// `whoami` with the key in the Secret.
+    pub async fn whoami_with(&self, secret: &Secret) -> agentlattice::Result<Whoami> {
+        let key = secret_key(secret).expect("the Secret holds a key");
+        let client = AgentClient::new(&ClientConfig::new(self.emu.base_url()), key)?;
+        client.whoami().await
+    }
+
+    /// Every event about `name` (events.k8s.io/v1), oldest first.
+    pub async fn events(&self, name: &str) -> Vec<KubeEvent> {
+        let api: Api<KubeEvent> = Api::namespaced(self.client.clone(), &self.ns);
+        let mut events: Vec<KubeEvent> = api
+            .list(&ListParams::default())
+            .await
+            .expect("events listed")
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+            .collect();
+        events.sort_by_key(|e| e.event_time.as_ref().map(|t| t.0));
+        events
+    }
+
+    pub async fn event_reasons(&self, name: &str) -> Vec<String> {
+        self.events(name)
+            .await
+            .into_iter()
+            .filter_map(|e| e.reason)
+            .collect()
+    }
+
+    pub async fn wait_event(&self, name: &str, reason: &str) -> KubeEvent {
+        wait_until(&format!("event {reason} for {name}"), || async move {
+            self.events(name)
+                .await
+                .into_iter()
+                .find(|e| e.reason.as_deref() == Some(reason))
+        })
+        .await
+    }
+
+    /// Agents at the emulator whose metadata names this world's namespace.
+    pub fn agents_of_namespace(&self, ns: &str) -> Vec<AgentSnapshot> {
+        self.emu
+            .snapshot()
+            .agents
+            .into_iter()
+            .filter(|a| a.metadata.get("k8s.namespace").map(String::as_str) == Some(ns))
+            .collect()
+    }
+
+    /// Design §4's invariant for the resource `name`: exactly one live agent linked to it, its
+    /// Secret holds a working key of that agent, and every other live key of the agent is
+    /// recorded as retiring (no orphan agent, no orphan key).
+    pub async fn check_invariant(&self, name: &str) {
+        let a = self.get(name).await;
+        let uid = a.metadata.uid.clone().expect("uid");
+        let status = a.status.clone().expect("status");
+        let snapshot = self.emu.snapshot();
+        let mine: Vec<&AgentSnapshot> = snapshot
+            .live_agents()
+            .filter(|x| x.metadata.get("k8s.uid") == Some(&uid))
+            .collect();
+        assert_eq!(
+            mine.len(),
+            1,
+            "exactly one live agent for {name}: {:#?}",
+            snapshot.agents
+        );
+        let agent = mine[0];
+        assert_eq!(status.agent_id.as_deref(), Some(agent.id.as_str()));
+        let secret = self
+            .secret(status.secret_name.as_deref().expect("secret name"))
+            .await
+            .expect("the Secret exists");
+        let ann = secret.metadata.annotations.clone().unwrap_or_default();
+        assert_eq!(ann.get(AGENT_ID_ANNOTATION), Some(&agent.id));
+        let whoami = self
+            .whoami_with(&secret)
+            .await
+            .expect("the Secret's key works");
+        assert_eq!(whoami.config_id, agent.id);
+        assert_eq!(whoami.key_id.as_ref(), ann.get(KEY_ID_ANNOTATION));
+        let retiring: Vec<String> = ann
+            .get(RETIRING_KEYS_ANNOTATION)
+            .map(|r| {
+                serde_json::from_str::<Vec<serde_json::Value>>(r)
+                    .expect("retiring keys JSON")
+                    .into_iter()
+                    .filter_map(|k| k["id"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for key in agent.live_keys() {
+            assert!(
+                Some(&key.key_id) == ann.get(KEY_ID_ANNOTATION) || retiring.contains(&key.key_id),
+                "orphan live key {} of agent {}: {:#?}",
+                key.key_id,
+                agent.id,
+                agent.keys
+            );
+        }
+        // No other live agent carries this resource's uid or name.
+        let named: Vec<_> = snapshot
+            .live_agents()
+            .filter(|x| x.name == agent.name && x.id != agent.id)
+            .collect();
+        assert!(named.is_empty(), "another live agent named {}", agent.name);
+    }
+}
+
+pub fn condition<'a>(
+    a: &'a LatticeAgent,
+    type_: &str,
+) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    a.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+}
+
+/// The agent key in a Secret.
+pub fn secret_key(secret: &Secret) -> Option<AgentKey> {
+    let raw = secret.data.as_ref()?.get(API_KEY_FIELD)?;
+    AgentKey::new(String::from_utf8(raw.0.clone()).ok()?).ok()
+}
+
+pub fn annotations(secret: &Secret) -> BTreeMap<String, String> {
+    secret.metadata.annotations.clone().unwrap_or_default()
+}
+
+/// Logs to the test output when `TEST_LOG` is set (an `EnvFilter` directive).
+pub fn init_logs() {
+    if let Ok(filter) = std::env::var("TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+/// Polls `probe` every 50 ms until it gives a value; panics after [`WAIT`].
+pub async fn wait_until<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A fail point that fires at its `n`-th hit (1-based) and records what it fired on.
+#[derive(Clone, Default)]
+pub struct CrashAt {
+    pub n: usize,
+    hits: Arc<AtomicUsize>,
+    fired: Arc<Mutex<Option<String>>>,
+}
+
+impl CrashAt {
+    pub fn new(n: usize) -> CrashAt {
+        CrashAt {
+            n,
+            ..Default::default()
+        }
+    }
+
+    pub fn failpoints(&self) -> FailPoints {
+        let me = self.clone();
+        Arc::new(move |point: &str| {
+            let hit = me.hits.fetch_add(1, Ordering::SeqCst) + 1;
+            if hit == me.n {
+                if let Ok(mut f) = me.fired.lock() {
+                    *f = Some(point.to_owned());
+                }
+                true
+            } else {
+                false
+            }
+        })
+    }
+
+    pub fn fired(&self) -> Option<String> {
+        self.fired.lock().ok().and_then(|f| f.clone())
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+/// A namespace name for a test (unique within a process; each test has its own simulator
+/// anyway).
+pub fn ns(test: &str) -> String {
+    test.replace('_', "-")
+}
