@@ -163,10 +163,19 @@ pub struct DevArgs {
     #[arg(long, env = "LATTICE_DEV_EXAMPLES", default_value = "examples")]
     pub examples: PathBuf,
 
-    /// Where to write the kubeconfig of the embedded API server (default: a temporary
-    /// directory, printed at start-up).
+    /// Where to write the kubeconfig of the embedded API server (default:
+    /// `<state-dir>/kubeconfig`, printed at start-up).
     #[arg(long, env = "LATTICE_DEV_KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
+
+    /// Directory for the emulator's state file (agents, keys as hashes, audit trail), kept across
+    /// restarts, and the default kubeconfig.
+    #[arg(
+        long,
+        env = "LATTICE_DEV_STATE_DIR",
+        default_value = "target/lattice-dev"
+    )]
+    pub state_dir: PathBuf,
 
     /// Exit after the walkthrough instead of staying up.
     #[arg(long, env = "LATTICE_DEV_EXIT", default_value_t = false)]
