@@ -1,0 +1,298 @@
+//! `lattice-operator dev`, end to end: the real binary, its printed walkthrough, and `kubectl`
+//! against the kubeconfig it prints. Each test has its own state directory and HOME; the binary
+//! binds only port 0.
+
+#![cfg(feature = "dev")]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_lattice-operator");
+/// How long any step may take before the test fails.
+const WAIT: Duration = Duration::from_secs(60);
+const KUBECTL: &str = "/usr/bin/kubectl";
+
+/// A fresh directory for one test (removed on drop).
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(test: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!(
+            "lattice-dev-{test}-{}-{}",
+            std::process::id(),
+            uuid_like()
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn uuid_like() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default()
+}
+
+fn dev_command(dir: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("dev")
+        .arg("--examples")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples"))
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .current_dir(dir)
+        .env("HOME", dir)
+        .env_remove("KUBECONFIG")
+        .env_remove("RUST_LOG")
+        .env_remove("LATTICE_DEV_EXIT")
+        .env_remove("LATTICE_DEV_KUBECONFIG")
+        .env_remove("LATTICE_NAMESPACES")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// Fails when `text` holds any AgentLattice key material.
+fn assert_no_key_material(text: &str) {
+    for scheme in ["al_agent_", "al_svc_"] {
+        assert!(
+            !text.contains(scheme),
+            "the output contains {scheme} material:\n{text}"
+        );
+    }
+}
+
+fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("lattice-operator dev did not exit within {WAIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn dev_exit_walks_through_the_examples_without_printing_a_key() {
+    let dir = TempDir::new("exit");
+    let mut child = dev_command(&dir.0)
+        .arg("--exit")
+        .spawn()
+        .expect("lattice-operator dev starts");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let out_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let status = wait_exit(&mut child);
+    let out = out_reader.join().expect("stdout read");
+    let err = err_reader.join().expect("stderr read");
+    assert!(status.success(), "dev --exit failed:\n{out}\n{err}");
+
+    let kubeconfig = dir.0.join("state").join("kubeconfig");
+    for expected in [
+        format!("export KUBECONFIG={}", kubeconfig.display()),
+        "CRD latticeagents.agentlattice.io installed".to_owned(),
+        "applied LatticeAgent default/deploy-bot".to_owned(),
+        "applied Deployment default/deploy-bot".to_owned(),
+        "LatticeAgent default/deploy-bot is Ready: agent default-deploy-bot".to_owned(),
+        "Secret default/deploy-bot-agent-key written".to_owned(),
+        "AL_API_KEY=<redacted>".to_owned(),
+        "whoami with the key from the Secret: ok, agent default-deploy-bot".to_owned(),
+        "action deploy.staging as this agent: executed".to_owned(),
+        "action deploy.production as this agent: denied (capability_not_granted)".to_owned(),
+        "reads Secret deploy-bot-agent-key through envFrom: exists".to_owned(),
+        "stopped.".to_owned(),
+    ] {
+        assert!(
+            out.contains(&expected),
+            "missing {expected:?} in:\n{out}\n{err}"
+        );
+    }
+    assert_no_key_material(&out);
+    assert_no_key_material(&err);
+    assert!(
+        dir.0
+            .join("state")
+            .join("agentlattice-emulator.json")
+            .is_file(),
+        "the emulator's state file is written"
+    );
+}
+
+/// Lines of the child's stdout, read on a thread.
+struct Lines {
+    rx: Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Lines {
+    fn new(child: &mut Child) -> Lines {
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Lines {
+            rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// The first line (already read, or read until it comes) that contains `needle`.
+    fn wait_for(&mut self, needle: &str) -> String {
+        if let Some(line) = self.seen.iter().find(|l| l.contains(needle)) {
+            return line.clone();
+        }
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {
+                    panic!(
+                        "no line containing {needle:?}; output so far:\n{}",
+                        self.seen.join("\n")
+                    )
+                }
+            }
+        }
+    }
+
+    /// Everything read, and the rest once the process has closed stdout.
+    fn rest(mut self) -> String {
+        while let Ok(line) = self.rx.recv_timeout(WAIT) {
+            self.seen.push(line);
+        }
+        self.seen.join("\n")
+    }
+}
+
+fn kubectl(home: &Path, kubeconfig: &str, args: &[&str]) -> String {
+    let out = Command::new(KUBECTL)
+        .args(args)
+        .env("HOME", home)
+        .env("KUBECONFIG", kubeconfig)
+        .output()
+        .expect("kubectl runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "kubectl {args:?} failed: {stdout}{stderr}"
+    );
+    assert_no_key_material(&stdout);
+    stdout
+}
+
+fn secret_key_id(home: &Path, kubeconfig: &str) -> String {
+    kubectl(
+        home,
+        kubeconfig,
+        &[
+            "-n",
+            "default",
+            "get",
+            "secret",
+            "deploy-bot-agent-key",
+            "-o",
+            r"jsonpath={.metadata.annotations.agentlattice\.io/key-id}",
+        ],
+    )
+}
+
+#[test]
+fn dev_stays_up_and_kubectl_annotate_rotates_the_key() {
+    let dir = TempDir::new("rotate");
+    let mut child = dev_command(&dir.0)
+        .spawn()
+        .expect("lattice-operator dev starts");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let mut lines = Lines::new(&mut child);
+    let export = lines.wait_for("export KUBECONFIG=");
+    let kubeconfig = export
+        .split_once("export KUBECONFIG=")
+        .map(|(_, p)| p.trim().to_owned())
+        .expect("a kubeconfig path");
+    lines.wait_for("is Ready");
+    lines.wait_for("The operator keeps running");
+
+    let before = secret_key_id(&dir.0, &kubeconfig);
+    assert!(!before.is_empty(), "the Secret names its key");
+    let listed = kubectl(&dir.0, &kubeconfig, &["get", "latticeagents", "-A"]);
+    assert!(listed.contains("deploy-bot"), "{listed}");
+
+    kubectl(
+        &dir.0,
+        &kubeconfig,
+        &[
+            "-n",
+            "default",
+            "annotate",
+            "la",
+            "deploy-bot",
+            "--overwrite",
+            "agentlattice.io/rotate=test-1",
+        ],
+    );
+    let changed = lines.wait_for("Secret default/deploy-bot-agent-key now holds key");
+    assert!(
+        changed.contains(&format!("it held key {before}")),
+        "{changed}"
+    );
+    lines.wait_for("KeyRotated");
+    let after = secret_key_id(&dir.0, &kubeconfig);
+    assert_ne!(after, before, "the Secret holds a new key");
+    assert!(changed.contains(&after), "{changed} names {after}");
+
+    // SIGTERM: a graceful stop.
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(term.success());
+    let status = wait_exit(&mut child);
+    let out = lines.rest();
+    let err = err_reader.join().expect("stderr read");
+    assert!(status.success(), "dev did not stop cleanly:\n{out}\n{err}");
+    assert!(out.contains("stopped."), "{out}");
+    assert_no_key_material(&out);
+    assert_no_key_material(&err);
+}
