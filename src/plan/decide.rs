@@ -1111,6 +1111,25 @@ impl<'a> Cx<'a> {
         ))
     }
 
+    /// Design §3.2: an old key is touched (deprecated or revoked) only once status records the
+    /// key that replaces it — mint → Secret → status → deprecate → revoke. When status lags the
+    /// record (the rotation's Secret write just happened, or a status write was lost), it is
+    /// written first.
+    fn status_before_retiring(&self, agent_id: &str, key: &RetiringKey) -> Option<Step> {
+        let record_key = self.record_is_for(agent_id)?.record.key.as_ref()?;
+        let records = |s: &LatticeAgentStatus| {
+            s.agent_id.as_deref() == Some(agent_id)
+                && s.active_key.as_ref().map(|k| &k.id) == Some(&record_key.id)
+                && s.retiring_keys.iter().any(|r| r.id == key.id)
+        };
+        if records(&self.status) {
+            return None;
+        }
+        let desired = self.desired_status(&Verdict::Ok);
+        // Never loop: only when the write would make status record it.
+        records(&desired).then(|| act(Action::WriteStatus(Box::new(desired)), vec![]))
+    }
+
     /// Step 10: deprecate, revoke, forget.
     fn retire(&self, agent_id: &str) -> Option<Step> {
         let retiring = self.retiring();
@@ -1120,7 +1139,16 @@ impl<'a> Cx<'a> {
                 forget.push(key.id.clone());
                 continue;
             }
-            match self.retirement(agent_id, key)? {
+            let retirement = self.retirement(agent_id, key)?;
+            let touches = match retirement {
+                Retirement::Revoke(_) => true,
+                Retirement::Wait { .. } => !self.deprecated(agent_id, key),
+                Retirement::NeedUsage => false,
+            };
+            if touches && let Some(step) = self.status_before_retiring(agent_id, key) {
+                return Some(step);
+            }
+            match retirement {
                 Retirement::Revoke(why) => {
                     let why = match why {
                         RevokeWhy::Immediate => "no grace (compromised)",

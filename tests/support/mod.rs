@@ -559,3 +559,132 @@ impl CrashAt {
 pub fn ns(test: &str) -> String {
     test.replace('_', "-")
 }
+
+/// Reconciles finished by a running operator (any result), from its metrics.
+pub fn reconciles(metrics: &Metrics) -> u64 {
+    metrics
+        .encode()
+        .lines()
+        .filter(|l| l.starts_with("lattice_reconciles_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+impl World {
+    /// Waits until the running operator has finished `more` reconciles beyond those counted now
+    /// (so that whatever it would do about the current state has been done).
+    pub async fn wait_reconciles(&self, more: u64) {
+        let target = reconciles(&self.metrics()) + more;
+        self.wait_reconciles_total(target).await;
+    }
+
+    /// Waits until the running operator has finished `target` reconciles since it started.
+    pub async fn wait_reconciles_total(&self, target: u64) {
+        let metrics = self.metrics();
+        wait_until(&format!("{target} reconciles"), || {
+            let metrics = Arc::clone(&metrics);
+            async move { (reconciles(&metrics) >= target).then_some(()) }
+        })
+        .await;
+    }
+
+    /// Starts a workload using the key in Secret `secret`: `reread` re-reads the Secret before
+    /// every call (as a mounted Secret file is re-read), otherwise the key read at start is used
+    /// throughout (an environment variable of a pod that is not restarted).
+    pub fn workload(&self, secret: &str, reread: bool) -> Workload {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let secrets = self.secrets();
+        let (secret, base_url, flag) = (secret.to_owned(), self.emu.base_url(), Arc::clone(&stop));
+        let task = tokio::spawn(async move {
+            let mut report = WorkloadReport::default();
+            let mut key: Option<AgentKey> = None;
+            while !flag.load(Ordering::SeqCst) {
+                if reread || key.is_none() {
+                    let s = secrets
+                        .get(&secret)
+                        .await
+                        .expect("the workload reads its Secret");
+                    key = secret_key(&s);
+                }
+                let Some(k) = key.clone() else {
+                    report.errors.push("no key in the Secret".into());
+                    break;
+                };
+                let client = AgentClient::new(&ClientConfig::new(base_url.clone()), k)
+                    .expect("agent client");
+                report.calls += 1;
+                match client.whoami().await {
+                    Ok(me) => {
+                        report.keys.insert(me.key_id.unwrap_or_default());
+                    }
+                    Err(e) if matches!(e.status(), Some(401 | 403)) => report.unauthorized += 1,
+                    Err(e) => report.errors.push(e.to_string()),
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            report
+        });
+        Workload { stop, task }
+    }
+}
+
+/// A running workload (see [`World::workload`]).
+pub struct Workload {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    task: JoinHandle<WorkloadReport>,
+}
+
+/// What a workload saw.
+#[derive(Debug, Default)]
+pub struct WorkloadReport {
+    /// `whoami` calls made.
+    pub calls: usize,
+    /// Calls answered 401/403.
+    pub unauthorized: usize,
+    /// Other failures.
+    pub errors: Vec<String>,
+    /// Key ids `whoami` reported.
+    pub keys: std::collections::BTreeSet<String>,
+}
+
+impl Workload {
+    /// Stops the workload and returns what it saw.
+    pub async fn stop(self) -> WorkloadReport {
+        self.stop.store(true, Ordering::SeqCst);
+        self.task.await.expect("the workload task")
+    }
+}
+
+/// A fail point hook that records every point passed (`before:MintKey`, `after:MintKey`, …) and
+/// never fires.
+#[derive(Clone, Default)]
+pub struct Trace(Arc<Mutex<Vec<String>>>);
+
+impl Trace {
+    pub fn failpoints(&self) -> FailPoints {
+        let me = self.clone();
+        Arc::new(move |point: &str| {
+            if let Ok(mut t) = me.0.lock() {
+                t.push(point.to_owned());
+            }
+            false
+        })
+    }
+
+    /// The actions started since position `from` of the trace (`before:` points only).
+    pub fn actions_since(&self, from: usize) -> Vec<String> {
+        self.0
+            .lock()
+            .map(|t| {
+                t.iter()
+                    .skip(from)
+                    .filter_map(|p| p.strip_prefix("before:").map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.lock().map(|t| t.len()).unwrap_or_default()
+    }
+}

@@ -252,6 +252,7 @@ fn row_mint_committed_response_lost_sweeps_the_stray_key_then_redoes_the_rotatio
             "FetchKeys",
             "RevokeKey",
             "WriteSecret",
+            "WriteStatus",
             "DeprecateKey",
             "WriteStatus"
         ]
@@ -300,19 +301,16 @@ fn row_deprecate_or_revoke_response_lost_is_repeated_or_observed() {
     // Deprecation: repeated (idempotent).
     let mut w = World::registered();
     w.annotate(ROTATE_ANNOTATION, "r1");
-    w.run_with_crash(Some(5)); // … DeprecateKey
+    w.run_with_crash(Some(6)); // … WriteStatus, DeprecateKey
     let run = w.run();
-    assert_eq!(run.kinds(), ["WriteStatus", "DeprecateKey", "WriteStatus"]);
+    assert_eq!(run.kinds(), ["DeprecateKey", "WriteStatus"]);
     assert!(w.status().retiring_keys[0].deprecated_at.is_some());
     // Revocation of a compromised key: repeated at once (idempotent), then forgotten.
     let mut w = World::registered();
     w.annotate(COMPROMISED_ANNOTATION, "c1");
-    w.run_with_crash(Some(5)); // … RevokeKey
+    w.run_with_crash(Some(6)); // … WriteStatus, RevokeKey
     let run = w.run();
-    assert_eq!(
-        run.kinds(),
-        ["WriteStatus", "RevokeKey", "WriteSecret", "WriteStatus"]
-    );
+    assert_eq!(run.kinds(), ["RevokeKey", "WriteSecret", "WriteStatus"]);
     w.check_invariant().expect("invariant");
     assert!(w.status().retiring_keys.is_empty());
     let mut w = World::registered();

@@ -1019,6 +1019,7 @@ fn a_deleted_secret_gets_a_new_key_and_the_lost_key_retires_with_grace() {
             "MintKey",
             "FetchKeys",
             "WriteSecret",
+            "WriteStatus",
             "DeprecateKey",
             "WriteStatus"
         ],
@@ -1060,6 +1061,7 @@ fn an_edited_key_is_treated_as_lost() {
             "WriteSecret",
             "MintKey",
             "WriteSecret",
+            "WriteStatus",
             "DeprecateKey",
             "WriteStatus"
         ],

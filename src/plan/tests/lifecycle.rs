@@ -22,6 +22,7 @@ fn rotated() -> (World, String, String) {
             "WriteSecret",
             "MintKey",
             "WriteSecret",
+            "WriteStatus",
             "DeprecateKey",
             "WriteStatus"
         ]
@@ -225,6 +226,7 @@ fn the_compromised_annotation_revokes_the_old_key_at_once() {
             "WriteSecret",
             "MintKey",
             "WriteSecret",
+            "WriteStatus",
             "RevokeKey",
             "WriteSecret",
             "WriteStatus"
