@@ -429,8 +429,18 @@ async fn run_controller(
     // Readiness: each cache reports its first complete list (`InitDone`). (Waiting on
     // `Store::wait_until_ready` from a second task does not work: the store wakes one waiter
     // only, and the controller is already waiting.)
-    let agents_synced = synced_once(Arc::clone(&pending), readiness.clone());
-    let secrets_synced = synced_once(pending, readiness);
+    // Reconciles wait until both caches of this controller have synced: a reconcile that ran on
+    // an empty Secret cache would not see the durable record (design §2) and act as if the
+    // Secret were gone (found by the crash tests: a restart right after a registration's Secret
+    // write minted a key that was never delivered).
+    let (local_tx, synced) = watch::channel(0u8);
+    let local_tx = Arc::new(local_tx);
+    let agents_synced = synced_once(
+        Arc::clone(&pending),
+        readiness.clone(),
+        Arc::clone(&local_tx),
+    );
+    let secrets_synced = synced_once(pending, readiness, local_tx);
     let agents = watcher(agents_api, watcher::Config::default())
         .default_backoff()
         .modify(|g: &mut Guarded| g.meta_mut().managed_fields = None)
@@ -463,6 +473,7 @@ async fn run_controller(
         cluster,
         agents: agent_reader.clone(),
         secrets: secret_reader,
+        synced,
     });
     let mut controller = Controller::for_stream(agents, agent_reader)
         .owns_stream(secrets)
@@ -484,12 +495,21 @@ async fn run_controller(
         .await;
 }
 
-/// A callback for one cache: the first call counts the cache as synced; the last cache to sync
-/// makes the operator ready.
-fn synced_once(pending: Arc<AtomicUsize>, readiness: Readiness) -> impl Fn() + Send + 'static {
+/// A callback for one cache: the first call counts the cache as synced (in `local`, the
+/// controller's count, and in `pending`, the operator's); the last cache to sync makes the
+/// operator ready.
+fn synced_once(
+    pending: Arc<AtomicUsize>,
+    readiness: Readiness,
+    local: Arc<watch::Sender<u8>>,
+) -> impl Fn() + Send + 'static {
     let done = AtomicBool::new(false);
     move || {
-        if !done.swap(true, Ordering::SeqCst) && pending.fetch_sub(1, Ordering::SeqCst) == 1 {
+        if done.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        local.send_modify(|n| *n = n.saturating_add(1));
+        if pending.fetch_sub(1, Ordering::SeqCst) == 1 {
             readiness.set(true);
             tracing::info!("caches synced; ready");
         }
@@ -557,9 +577,13 @@ pub struct Scope {
     cluster: KubeCluster,
     agents: Store<Guarded>,
     secrets: Store<Secret>,
+    /// How many of this controller's two caches have synced.
+    synced: watch::Receiver<u8>,
 }
 
 async fn reconcile(obj: Arc<Guarded>, scope: Arc<Scope>) -> Result<Action> {
+    // Never act on caches that have not listed yet (the sender only goes away at shutdown).
+    let _ = scope.synced.clone().wait_for(|n| *n >= 2).await;
     let namespace = obj.namespace().unwrap_or_default();
     let name = obj.name_any();
     let span = tracing::info_span!("reconcile", %namespace, %name);
