@@ -1,0 +1,597 @@
+//! Behaviour 2 of the issue (design §4): crash safety against kube-sim and the emulator.
+//!
+//! The crash points are not hand-picked: a recording run of each scenario (registration, rotation,
+//! compromised rotation) collects every fail point the executor passes (`before:<Action>` and
+//! `after:<Action>`, in order), and the test then runs the scenario once per recorded point —
+//! the n-th occurrence of that point — killing the operator there, starting a fresh one, and
+//! checking the invariant: exactly one live agent per resource, its Secret holds a working key,
+//! no orphan agent and no orphan live key. The same is done with the emulator committing a call
+//! and dropping its response, for every AgentLattice operation the operator uses. Finally, an
+//! agent of the same name that is not linked to the resource is never adopted (`NameConflict`).
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use agentlattice::RegisterAgent;
+use agentlattice_emulator::{FaultConfig, KeyStatus, RouteFaults};
+use lattice_operator::context::FailPoints;
+use lattice_operator::crd::{COMPROMISED_ANNOTATION, ROTATE_ANNOTATION};
+use lattice_operator::secret::KEY_ID_ANNOTATION;
+use support::*;
+
+const NAME: &str = "deploy-bot";
+
+/// A short grace period so that a rotation settles (old key revoked) within about a second.
+const BOT: &str = r#"
+apiVersion: agentlattice.io/v1alpha1
+kind: LatticeAgent
+metadata: {name: deploy-bot}
+spec:
+  description: Deploys the payments service
+  capabilities: [deploy.staging, rollback.staging]
+  rotation: {gracePeriod: 1s, maxGracePeriod: 3s}
+"#;
+
+/// The scenarios whose every fail point is crashed at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scenario {
+    /// Create the resource; settle.
+    Register,
+    /// Registered and settled; then `agentlattice.io/rotate` changes; settle (old key revoked).
+    Rotate,
+    /// Registered and settled; then `agentlattice.io/compromised` changes; settle.
+    Compromised,
+}
+
+impl Scenario {
+    fn tag(self) -> &'static str {
+        match self {
+            Scenario::Register => "reg",
+            Scenario::Rotate => "rot",
+            Scenario::Compromised => "cmp",
+        }
+    }
+}
+
+/// Fail points that only record, once armed, every point the executor passes.
+#[derive(Clone, Default)]
+struct Recording {
+    armed: Arc<AtomicBool>,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl Recording {
+    fn failpoints(&self) -> FailPoints {
+        let me = self.clone();
+        Arc::new(move |point: &str| {
+            if me.armed.load(Ordering::SeqCst)
+                && let Ok(mut seen) = me.seen.lock()
+            {
+                seen.push(point.to_owned());
+            }
+            false
+        })
+    }
+
+    fn seen(&self) -> Vec<String> {
+        self.seen.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+/// A fail point that fires (once) at the `occurrence`-th time (1-based) the executor passes
+/// `point` after being armed.
+#[derive(Clone)]
+struct CrashOn {
+    point: String,
+    occurrence: usize,
+    armed: Arc<AtomicBool>,
+    count: Arc<AtomicUsize>,
+    fired: Arc<AtomicBool>,
+}
+
+impl CrashOn {
+    fn new(point: &str, occurrence: usize) -> CrashOn {
+        CrashOn {
+            point: point.to_owned(),
+            occurrence,
+            armed: Arc::new(AtomicBool::new(false)),
+            count: Arc::new(AtomicUsize::new(0)),
+            fired: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    fn failpoints(&self) -> FailPoints {
+        let me = self.clone();
+        Arc::new(move |point: &str| {
+            if !me.armed.load(Ordering::SeqCst) || point != me.point {
+                return false;
+            }
+            let n = me.count.fetch_add(1, Ordering::SeqCst) + 1;
+            n == me.occurrence && !me.fired.swap(true, Ordering::SeqCst)
+        })
+    }
+
+    fn fired(&self) -> bool {
+        self.fired.load(Ordering::SeqCst)
+    }
+}
+
+/// `[(point, occurrence)]` for a recorded sequence of points.
+fn occurrences(seen: &[String]) -> Vec<(String, usize)> {
+    let mut count: BTreeMap<&str, usize> = BTreeMap::new();
+    seen.iter()
+        .map(|p| {
+            let n = count.entry(p.as_str()).or_default();
+            *n += 1;
+            (p.clone(), *n)
+        })
+        .collect()
+}
+
+/// Registers the resource with an operator using `failpoints` and waits until it settled; returns
+/// the settled key id.
+async fn register_and_settle(w: &mut World, failpoints: FailPoints) -> String {
+    w.start_operator(Options {
+        failpoints: Some(failpoints),
+        ..Default::default()
+    })
+    .await;
+    w.create(BOT).await;
+    let (_, secret) = w.wait_settled(NAME, true).await;
+    annotations(&secret)
+        .get(KEY_ID_ANNOTATION)
+        .cloned()
+        .expect("the Secret names its key")
+}
+
+/// The action of the scenario (after registration for the rotations).
+async fn act(w: &World, scenario: Scenario) {
+    match scenario {
+        Scenario::Register => {
+            w.create(BOT).await;
+        }
+        Scenario::Rotate => w.annotate(NAME, ROTATE_ANNOTATION, "r1").await,
+        Scenario::Compromised => w.annotate(NAME, COMPROMISED_ANNOTATION, "c1").await,
+    }
+}
+
+/// The recording run: every fail point the executor passes during the scenario, in order.
+async fn record(scenario: Scenario) -> Vec<String> {
+    let mut w = World::start(&format!("record-{}", scenario.tag())).await;
+    let recording = Recording::default();
+    if scenario == Scenario::Register {
+        recording.armed.store(true, Ordering::SeqCst);
+        w.start_operator(Options {
+            failpoints: Some(recording.failpoints()),
+            ..Default::default()
+        })
+        .await;
+        act(&w, scenario).await;
+        w.wait_settled(NAME, true).await;
+    } else {
+        let old = register_and_settle(&mut w, recording.failpoints()).await;
+        recording.armed.store(true, Ordering::SeqCst);
+        act(&w, scenario).await;
+        w.wait_until_rotated(&old).await.expect("rotated");
+    }
+    w.stop_operator().await;
+    recording.seen()
+}
+
+/// One crash run: the scenario with a crash at the `occurrence`-th `point`, a restart, and the
+/// checks. Panics (with the point in the message) when something is wrong.
+async fn crash_run(scenario: Scenario, index: usize, point: String, occurrence: usize) {
+    let mut w = World::start(&format!("crash-{}-{index}", scenario.tag())).await;
+    let crash = CrashOn::new(&point, occurrence);
+    let before = if scenario == Scenario::Register {
+        crash.armed.store(true, Ordering::SeqCst);
+        w.start_operator(Options {
+            failpoints: Some(crash.failpoints()),
+            ..Default::default()
+        })
+        .await;
+        act(&w, scenario).await;
+        None
+    } else {
+        let key = register_and_settle(&mut w, crash.failpoints()).await;
+        crash.armed.store(true, Ordering::SeqCst);
+        act(&w, scenario).await;
+        Some(key)
+    };
+    let what = format!("{scenario:?}: fail point {point} #{occurrence} is reached");
+    wait_until(&what, || async { crash.fired().then_some(()) }).await;
+    w.kill_operator().await;
+
+    // A fresh operator with empty memory finishes the job.
+    w.start_operator(Options::default()).await;
+    let (a, secret) = match &before {
+        None => w.wait_settled(NAME, true).await,
+        // Settled is not enough: before the fresh operator acts, the old state looks settled.
+        Some(old) => w
+            .wait_until_rotated(old)
+            .await
+            .expect("rotated after the crash"),
+    };
+    w.check_invariant(NAME).await;
+
+    let snapshot = w.emu.snapshot();
+    let live: Vec<_> = snapshot.live_agents().collect();
+    assert_eq!(
+        live.len(),
+        1,
+        "{what}: one live agent: {:#?}",
+        snapshot.agents
+    );
+    let agent = live[0];
+    let key_id = annotations(&secret)
+        .get(KEY_ID_ANNOTATION)
+        .cloned()
+        .expect("key id");
+    let live_keys: Vec<&str> = agent.live_keys().map(|k| k.key_id.as_str()).collect();
+    assert_eq!(
+        live_keys,
+        vec![key_id.as_str()],
+        "{what}: only the Secret's key is live (every other key revoked): {:#?}",
+        agent.keys
+    );
+    if let Some(old) = before {
+        // The rotation asked for did happen, exactly once, and the old key is gone.
+        assert_ne!(key_id, old, "{what}: the key was rotated");
+        assert_eq!(
+            agent.key(&old).map(|k| k.status),
+            Some(KeyStatus::Revoked),
+            "{what}: the old key is revoked"
+        );
+        let handled = a.status.map(|s| s.handled).unwrap_or_default();
+        let handled = if scenario == Scenario::Rotate {
+            handled.rotate
+        } else {
+            handled.compromised
+        };
+        assert!(
+            handled.is_some(),
+            "{what}: the request is recorded as handled"
+        );
+    }
+    w.stop_operator().await;
+}
+
+/// Runs `f(item)` for every item, a few at a time, each in its own task; panics listing every
+/// failed item with its panic message.
+async fn run_all<I, F, Fut>(items: Vec<I>, label: impl Fn(&I) -> String, f: F)
+where
+    I: Clone + Send + 'static,
+    F: Fn(I) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let mut failures = Vec::new();
+    for chunk in items.chunks(6) {
+        let handles: Vec<_> = chunk
+            .iter()
+            .map(|item| (label(item), tokio::spawn(f(item.clone()))))
+            .collect();
+        for (label, handle) in handles {
+            if let Err(e) = handle.await {
+                let message = match e.try_into_panic() {
+                    Ok(p) => p
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                        .unwrap_or_default(),
+                    Err(e) => e.to_string(),
+                };
+                failures.push(format!("{label}: {message}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "failed runs:\n{}", failures.join("\n"));
+}
+
+/// Every recorded fail point of `scenario`, crashed at one after the other.
+async fn crash_everywhere(scenario: Scenario, must_include: &[&str]) {
+    let seen = record(scenario).await;
+    for point in must_include {
+        assert!(
+            seen.iter().any(|p| p == point),
+            "the recording of {scenario:?} passes {point}: {seen:?}"
+        );
+    }
+    let points = occurrences(&seen);
+    eprintln!("{scenario:?}: {} crash points: {seen:?}", points.len());
+    // `CRASH_ONLY=<index>` reruns one crash point (with `TEST_LOG=debug` to see it).
+    let only: Option<usize> = std::env::var("CRASH_ONLY")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    let items: Vec<(usize, String, usize)> = points
+        .into_iter()
+        .enumerate()
+        .map(|(i, (p, n))| (i, p, n))
+        .filter(|(i, _, _)| only.is_none_or(|o| o == *i))
+        .collect();
+    run_all(
+        items,
+        |(i, p, n)| format!("#{i} {p} (occurrence {n})"),
+        move |(i, p, n)| crash_run(scenario, i, p, n),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_at_every_fail_point_of_registration() {
+    crash_everywhere(
+        Scenario::Register,
+        &[
+            "before:Register",
+            "after:Register",
+            "before:WriteSecret",
+            "after:WriteSecret",
+            "before:WriteStatus",
+            "after:WriteStatus",
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_at_every_fail_point_of_rotation() {
+    crash_everywhere(
+        Scenario::Rotate,
+        &[
+            "before:MintKey",
+            "after:MintKey",
+            "before:WriteSecret",
+            "before:DeprecateKey",
+            "before:RevokeKey",
+            "after:RevokeKey",
+            "before:WriteStatus",
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_at_every_fail_point_of_compromised_rotation() {
+    crash_everywhere(
+        Scenario::Compromised,
+        &[
+            "before:MintKey",
+            "after:MintKey",
+            "before:WriteSecret",
+            "before:RevokeKey",
+            "after:RevokeKey",
+            "before:WriteStatus",
+        ],
+    )
+    .await;
+}
+
+/// Registers, settles, rotates, settles, with the emulator committing the first call of `op` and
+/// dropping its response.
+async fn drop_run(index: usize, op: String) {
+    let mut w = World::start(&format!("drop-{index}")).await;
+    w.emu
+        .set_faults(FaultConfig::new().route(&op, RouteFaults::drop_response_next(1)));
+    let first = register_and_settle(&mut w, Arc::new(|_: &str| false)).await;
+    w.annotate(NAME, ROTATE_ANNOTATION, "r1").await;
+    let (_, secret) = w
+        .wait_until_rotated(&first)
+        .await
+        .expect("rotated after a dropped response");
+    w.check_invariant(NAME).await;
+    let what = format!("drop the response of {op}");
+    assert_eq!(
+        w.emu.metrics().dropped.get(op.as_str()).copied(),
+        Some(1),
+        "{what}: the fault fired"
+    );
+    let snapshot = w.emu.snapshot();
+    let live: Vec<_> = snapshot.live_agents().collect();
+    assert_eq!(
+        live.len(),
+        1,
+        "{what}: one live agent: {:#?}",
+        snapshot.agents
+    );
+    let key_id = annotations(&secret)
+        .get(KEY_ID_ANNOTATION)
+        .cloned()
+        .expect("key id");
+    let live_keys: Vec<&str> = live[0].live_keys().map(|k| k.key_id.as_str()).collect();
+    assert_eq!(
+        live_keys,
+        vec![key_id.as_str()],
+        "{what}: only the Secret's key is live: {:#?}",
+        live[0].keys
+    );
+    w.stop_operator().await;
+}
+
+trait RotatedExt {
+    async fn wait_until_rotated(
+        &self,
+        old: &str,
+    ) -> Option<(
+        lattice_operator::crd::LatticeAgent,
+        k8s_openapi::api::core::v1::Secret,
+    )>;
+}
+
+impl RotatedExt for World {
+    /// Waits until the resource settled (idle) on a key other than `old`.
+    async fn wait_until_rotated(
+        &self,
+        old: &str,
+    ) -> Option<(
+        lattice_operator::crd::LatticeAgent,
+        k8s_openapi::api::core::v1::Secret,
+    )> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let (a, s) = self.wait_settled(NAME, true).await;
+            if annotations(&s).get(KEY_ID_ANNOTATION).map(String::as_str) != Some(old) {
+                return Some((a, s));
+            }
+            if tokio::time::Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_responses_after_commit_of_every_operation() {
+    // Which AgentLattice operations does a registration and a rotation use? Ask the emulator
+    // after a clean run rather than listing them here.
+    let mut w = World::start("drop-record").await;
+    let first = register_and_settle(&mut w, Arc::new(|_: &str| false)).await;
+    w.annotate(NAME, ROTATE_ANNOTATION, "r1").await;
+    w.wait_until_rotated(&first).await.expect("rotated");
+    w.stop_operator().await;
+    let ops: Vec<String> = w
+        .emu
+        .metrics()
+        .requests
+        .keys()
+        .filter(|op| {
+            agentlattice_emulator::OPERATIONS.contains(&op.as_str()) && op.as_str() != "whoami"
+        })
+        .cloned()
+        .collect();
+    for op in ["register", "mint_key", "deprecate_key", "revoke_key"] {
+        assert!(ops.iter().any(|o| o == op), "{op} is used: {ops:?}");
+    }
+    eprintln!("operations: {ops:?}");
+    let items: Vec<(usize, String)> = ops.into_iter().enumerate().collect();
+    run_all(items, |(_, op)| op.clone(), |(i, op)| drop_run(i, op)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_registration_response_is_replayed_and_its_lost_key_revoked() {
+    let mut w = World::start("drop-register").await;
+    w.emu
+        .set_faults(FaultConfig::new().route("register", RouteFaults::drop_response_next(1)));
+    w.start_operator(Options::default()).await;
+    w.create(BOT).await;
+    let (_, secret) = w.wait_settled(NAME, true).await;
+    w.check_invariant(NAME).await;
+    let snapshot = w.emu.snapshot();
+    assert_eq!(snapshot.agents.len(), 1, "one agent ever registered");
+    let agent = &snapshot.agents[0];
+    // The key of the committed registration never reached the operator: revoked; the Secret
+    // holds a freshly minted one.
+    assert!(agent.keys.len() >= 2, "{:#?}", agent.keys);
+    assert_eq!(agent.keys[0].status, KeyStatus::Revoked);
+    assert_eq!(
+        annotations(&secret).get(KEY_ID_ANNOTATION),
+        agent.live_keys().next().map(|k| &k.key_id)
+    );
+    assert_eq!(agent.live_keys().count(), 1);
+    assert!(
+        w.emu.request_count("register") >= 2,
+        "the registration was replayed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_mint_response_leaves_no_orphan_key() {
+    let mut w = World::start("drop-mint").await;
+    let first = register_and_settle(&mut w, Arc::new(|_: &str| false)).await;
+    w.emu
+        .set_faults(FaultConfig::new().route("mint_key", RouteFaults::drop_response_next(1)));
+    w.annotate(NAME, ROTATE_ANNOTATION, "r1").await;
+    let (_, secret) = w.wait_until_rotated(&first).await.expect("rotated");
+    w.check_invariant(NAME).await;
+    let snapshot = w.emu.snapshot();
+    let agent = snapshot.live_agents().next().expect("the agent");
+    // The original key, the stray key whose mint response was dropped, and the delivered one.
+    assert!(agent.keys.len() >= 3, "{:#?}", agent.keys);
+    let key_id = annotations(&secret).get(KEY_ID_ANNOTATION).cloned();
+    for key in &agent.keys {
+        if Some(&key.key_id) != key_id.as_ref() {
+            assert_eq!(key.status, KeyStatus::Revoked, "{:#?}", agent.keys);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_of_the_same_name_not_linked_to_the_resource_is_never_adopted() {
+    let mut w = World::start("nameconflict").await;
+    // Two agents that carry the resource's default name, registered outside the operator: one
+    // without metadata, one that claims the same namespace and name (an earlier resource of that
+    // name, deleted with `Retain`) but another uid.
+    let provisioner = w.provisioner();
+    let foreign = provisioner
+        .register(
+            &RegisterAgent::new("nameconflict-deploy-bot")
+                .capabilities(["deploy.staging"])
+                .metadata("k8s.namespace", "nameconflict")
+                .metadata("k8s.name", "deploy-bot")
+                .metadata("k8s.uid", "00000000-0000-0000-0000-000000000001"),
+            None,
+        )
+        .await
+        .expect("registered directly");
+    let other = provisioner
+        .register(&RegisterAgent::new("nameconflict-other-bot"), None)
+        .await
+        .expect("registered directly");
+    let before = w.emu.snapshot();
+    let audit_before = w.emu.audit().len();
+
+    w.start_operator(Options::default()).await;
+    w.create(BOT).await;
+    w.create(&BOT.replace("name: deploy-bot", "name: other-bot"))
+        .await;
+    for name in [NAME, "other-bot"] {
+        let a = w
+            .wait_condition(name, "Ready", "False", Some("NameConflict"))
+            .await;
+        assert!(a.status.as_ref().and_then(|s| s.agent_id.clone()).is_none());
+        w.wait_event(name, "NameConflict").await;
+        assert!(
+            w.secret(&format!("{name}-agent-key")).await.is_none(),
+            "no Secret for {name}"
+        );
+    }
+    // Let a few more reconciles happen, then delete both resources: the foreign agents are
+    // untouched throughout (no key minted, deprecated or revoked, not updated, not revoked).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    w.delete(NAME).await;
+    w.delete("other-bot").await;
+    for name in [NAME, "other-bot"] {
+        let api = w.agents();
+        wait_until(&format!("{name} is gone"), || {
+            let api = api.clone();
+            async move {
+                api.get_opt(name)
+                    .await
+                    .ok()
+                    .and_then(|a| a.is_none().then_some(()))
+            }
+        })
+        .await;
+    }
+    let after = w.emu.snapshot();
+    assert_eq!(
+        after.agents, before.agents,
+        "the foreign agents are untouched"
+    );
+    assert!(after.agent(&foreign.agent.id).is_some_and(|a| a.is_live()));
+    assert!(after.agent(&other.agent.id).is_some_and(|a| a.is_live()));
+    // At AgentLattice, the operator only ever tried to register (and was refused).
+    let calls: Vec<String> = w.emu.audit()[audit_before..]
+        .iter()
+        .map(|e| format!("{} {}", e.operation, e.outcome))
+        .collect();
+    assert!(!calls.is_empty(), "registration was attempted");
+    assert!(
+        calls.iter().all(|c| c == "register agent_name_exists"),
+        "{calls:?}"
+    );
+    w.stop_operator().await;
+}
