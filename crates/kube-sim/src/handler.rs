@@ -889,7 +889,7 @@ fn validate_list_options(st: &State, q: &Query, watch: bool) -> Result<(), Statu
 
 fn build_filter(ctx: &Ctx, rt: &ResourceType, ns: Option<&str>) -> Result<Filter, StatusError> {
     let labels = LabelSelector::parse(ctx.query.get("labelSelector").unwrap_or(""))
-        .map_err(|e| StatusError::bad_request(format!("unable to parse requirement: {e}")))?;
+        .map_err(StatusError::bad_request)?;
     let fields = FieldSelector::parse(ctx.query.get("fieldSelector").unwrap_or(""))
         .map_err(StatusError::bad_request)?;
     check_fields(rt, &fields)?;

@@ -180,7 +180,12 @@ fn check_namespace(st: &State, rt: &ResourceType, ns: &str, name: &str) -> Resul
         Some(n) if meta::is_deleting(&n.value) => Err(StatusError::new(
             403,
             "Forbidden",
-            format!("unable to create new content in namespace {ns} because it is being terminated"),
+            // admission.NewForbidden → apierrors.NewForbidden(resource, name, err).
+            format!(
+                "{}{} is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                rt.qualified(),
+                if name.is_empty() { String::new() } else { format!(" {}", go_quote(name)) }
+            ),
         )
         .with_details(json!({
             "name": name,
@@ -1189,6 +1194,7 @@ pub fn delete(
         {
             return Err(precondition_failed(
                 rt,
+                ns,
                 name,
                 &format!(
                     "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
@@ -1201,6 +1207,7 @@ pub fn delete(
         {
             return Err(precondition_failed(
                 rt,
+                ns,
                 name,
                 &format!(
                     "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
@@ -1310,12 +1317,26 @@ fn immediate_delete_body(rt: &ResourceType, obj: &Value, name: &str) -> Value {
     }
 }
 
-fn precondition_failed(rt: &ResourceType, name: &str, msg: &str) -> StatusError {
+/// A failed delete precondition: upstream's storage `InvalidObj` error, translated to a
+/// Conflict by `InterpretDeleteError`, keeps the `StorageError` text with the etcd key.
+fn precondition_failed(rt: &ResourceType, ns: &str, name: &str, msg: &str) -> StatusError {
+    let mut key = String::from("/registry/");
+    if rt.custom.is_some() || rt.group == "apiextensions.k8s.io" {
+        key.push_str(&rt.group);
+        key.push('/');
+    }
+    key.push_str(&rt.resource);
+    if !ns.is_empty() {
+        key.push('/');
+        key.push_str(ns);
+    }
+    key.push('/');
+    key.push_str(name);
     StatusError::new(
         409,
         "Conflict",
         format!(
-            "Operation cannot be fulfilled on {} {}: {msg}",
+            "Operation cannot be fulfilled on {} {}: StorageError: invalid object, Code: 4, Key: {key}, ResourceVersion: 0, AdditionalErrorMsg: {msg}",
             rt.qualified(),
             go_quote(name)
         ),

@@ -74,7 +74,7 @@ enum Tok {
 
 fn tok_str(t: &Option<Tok>) -> String {
     match t {
-        None => "end of string".into(),
+        None => String::new(),
         Some(Tok::Ident(s)) => s.clone(),
         Some(Tok::Open) => "(".into(),
         Some(Tok::Close) => ")".into(),
@@ -172,6 +172,7 @@ impl LabelSelector {
                 }
             };
             p += 1;
+            let req = (|| -> Result<Requirement, String> {
             check_key(&key)?;
             let req = if let Some(op) = op_override {
                 Requirement {
@@ -284,13 +285,16 @@ impl LabelSelector {
                     }
                 }
             };
+            Ok(req)
+            })()
+            .map_err(|e| format!("unable to parse requirement: {e}"))?;
             reqs.push(req);
             match toks.get(p) {
                 None => break,
                 Some(Tok::Comma) => {
                     p += 1;
                     if p >= toks.len() {
-                        return Err("found 'end of string', expected: identifier after ','".into());
+                        return Err("found '', expected: identifier after ','".into());
                     }
                 }
                 t => {
