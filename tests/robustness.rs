@@ -1,0 +1,598 @@
+//! Behaviours 6, 7 and 8 of the issue against kube-sim and the emulator: bad input never reaches
+//! AgentLattice, errors back off (per object, honouring `Retry-After` across workers, no hot loop
+//! on a rejected service key, recovery with a new one), and the steady state is quiet.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use agentlattice_emulator::{FaultConfig, RouteFaults};
+use jiff::SignedDuration;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceDefinition, CustomResourceValidation, JSONSchemaProps,
+};
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+use lattice_operator::controller::{CRD_NAME, install_crd};
+use lattice_operator::crd::LatticeAgent;
+use support::*;
+
+fn bot(name: &str, extra_spec: &str) -> String {
+    format!(
+        r#"
+apiVersion: agentlattice.io/v1alpha1
+kind: LatticeAgent
+metadata: {{name: {name}}}
+spec:
+  description: Deploys the payments service
+  capabilities: [deploy.staging, rollback.staging]
+{extra_spec}
+"#
+    )
+}
+
+/// Every AgentLattice request the emulator received, by operation (faults and dropped responses
+/// included; the test's own admin calls are not requests).
+fn requests(w: &World) -> BTreeMap<String, u64> {
+    let m = w.emu.metrics();
+    agentlattice_emulator::OPERATIONS
+        .iter()
+        .map(|op| ((*op).to_owned(), m.count(op)))
+        .filter(|(_, n)| *n > 0)
+        .collect()
+}
+
+fn total(r: &BTreeMap<String, u64>) -> u64 {
+    r.values().sum()
+}
+
+/// `after − before`, by operation, zeros left out.
+fn delta(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    after
+        .iter()
+        .map(|(op, n)| (op.clone(), n - before.get(op).copied().unwrap_or(0)))
+        .filter(|(_, n)| *n > 0)
+        .collect()
+}
+
+/// Operations in the emulator's audit trail other than the tests' own service keys.
+fn audited_agent_operations(w: &World) -> Vec<String> {
+    w.emu
+        .audit()
+        .into_iter()
+        .filter(|e| !e.operation.contains("service_key"))
+        .map(|e| format!("{} {}", e.operation, e.outcome))
+        .collect()
+}
+
+/// The sum of `lattice_reconciles_total` over its labels.
+fn reconciles(w: &World) -> u64 {
+    w.metrics()
+        .encode()
+        .lines()
+        .filter(|l| l.starts_with("lattice_reconciles_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+// ----- 6. bad input -----------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_crd_schema_rejects_invalid_names_and_capabilities() {
+    let mut w = World::start("schema").await;
+    w.start_operator(Options::default()).await;
+    let caps: Vec<String> = (0..65).map(|i| format!("cap.{i}")).collect();
+    let too_many = format!("  capabilities: [{}]", caps.join(", "));
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "upper-case agent name",
+            "  agentName: Deploy_Bot".into(),
+            "spec.agentName: Invalid value: \"Deploy_Bot\": spec.agentName in body should match",
+        ),
+        (
+            "agent name too long",
+            format!("  agentName: {}", "a".repeat(64)),
+            "spec.agentName: Too long",
+        ),
+        (
+            "capability with a space",
+            "  capabilities: [deploy.staging, \"Deploy Prod\"]".into(),
+            "spec.capabilities[1]: Invalid value: \"Deploy Prod\"",
+        ),
+        (
+            "duplicate capability",
+            "  capabilities: [deploy.staging, deploy.staging]".into(),
+            "spec.capabilities[1]: Duplicate value: \"deploy.staging\"",
+        ),
+        (
+            "too many capabilities",
+            too_many,
+            "spec.capabilities: Too many: 65: must have at most 64 items",
+        ),
+        (
+            "Secret name not a DNS subdomain",
+            "  secretName: My_Secret".into(),
+            "spec.secretName: Invalid value: \"My_Secret\"",
+        ),
+        (
+            "unknown deletion policy",
+            "  deletionPolicy: Destroy".into(),
+            "spec.deletionPolicy: Unsupported value: \"Destroy\"",
+        ),
+        (
+            "malformed duration",
+            "  rotation: {gracePeriod: ten minutes}".into(),
+            "spec.rotation.gracePeriod: Invalid value: \"ten minutes\"",
+        ),
+    ];
+    for (i, (what, spec, expected)) in cases.iter().enumerate() {
+        // A later `capabilities:` key replaces the earlier one in the YAML mapping.
+        let yaml = bot(&format!("bad-{i}"), spec).replace(
+            "  capabilities: [deploy.staging, rollback.staging]\n  capabilities:",
+            "  capabilities:",
+        );
+        // Untyped: some of these values cannot even be held by the Rust type.
+        let agent: DynamicObject = serde_yaml::from_str(&yaml).expect("test YAML");
+        let err = dynamic(&w)
+            .create(&PostParams::default(), &agent)
+            .await
+            .expect_err(what);
+        let kube::Error::Api(status) = err else {
+            panic!("{what}: not an API error: {err}");
+        };
+        assert_eq!(status.code, 422, "{what}: {status:?}");
+        assert_eq!(status.reason, "Invalid", "{what}");
+        assert!(
+            status.message.contains(expected),
+            "{what}: {:?} does not contain {expected:?}",
+            status.message
+        );
+    }
+    // A valid resource afterwards is registered: the operator was listening all along.
+    w.create(&bot("good", "")).await;
+    w.wait_settled("good", true).await;
+    assert_eq!(
+        audited_agent_operations(&w),
+        vec!["register success"],
+        "only the valid resource reached AgentLattice"
+    );
+    w.stop_operator().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_schema_cannot_check_is_invalid_spec_without_any_remote_call() {
+    let mut w = World::start("invalid-spec").await;
+    w.start_operator(Options {
+        resync: SignedDuration::from_secs(1),
+        ..Default::default()
+    })
+    .await;
+    // The default agent name `<namespace>-<name>` is longer than 63 characters.
+    let long = "a-resource-name-that-is-fine-for-kubernetes-itself-too";
+    assert!(w.ns.len() + 1 + long.len() > 63);
+    let cases = [
+        (long.to_owned(), String::new(), "the default agent name"),
+        (
+            "grace".to_owned(),
+            "  rotation: {gracePeriod: 2h, maxGracePeriod: 1h}".to_owned(),
+            "must not exceed maxGracePeriod",
+        ),
+        (
+            "interval".to_owned(),
+            "  rotation: {interval: 5m, gracePeriod: 10m}".to_owned(),
+            "must be longer than gracePeriod",
+        ),
+        (
+            "template".to_owned(),
+            "  secretTemplate: {labels: {\"bad label!\": x}}".to_owned(),
+            "spec.secretTemplate.labels",
+        ),
+    ];
+    for (name, spec, _) in &cases {
+        w.create(&bot(name, spec)).await;
+    }
+    for (name, _, message) in &cases {
+        let a = w
+            .wait_condition(name, "Ready", "False", Some("InvalidSpec"))
+            .await;
+        let ready = condition(&a, "Ready").expect("Ready");
+        assert!(
+            ready.message.contains(message),
+            "{name}: {:?} should mention {message:?}",
+            ready.message
+        );
+        let synced = condition(&a, "Synced").expect("Synced");
+        assert_eq!(
+            (synced.status.as_str(), synced.reason.as_str()),
+            ("False", "InvalidSpec")
+        );
+        assert!(a.status.as_ref().and_then(|s| s.agent_id.clone()).is_none());
+    }
+    // Several resyncs later: still not a single AgentLattice request, and no Secret.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(requests(&w), BTreeMap::new(), "no AgentLattice request");
+    assert!(audited_agent_operations(&w).is_empty());
+    for (name, _, _) in &cases {
+        assert!(w.secret(&format!("{name}-agent-key")).await.is_none());
+    }
+    // Fixing the spec is the change the resource waited for.
+    w.agents()
+        .patch(
+            long,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"agentName": "short-name"}})),
+        )
+        .await
+        .expect("spec fixed");
+    w.wait_settled(long, true).await;
+    w.check_invariant(long).await;
+    assert_eq!(audited_agent_operations(&w), vec!["register success"]);
+    w.stop_operator().await;
+}
+
+/// LatticeAgents of the world's namespace, untyped.
+fn dynamic(w: &World) -> Api<DynamicObject> {
+    Api::namespaced_with(
+        w.client.clone(),
+        &w.ns,
+        &ApiResource::erase::<LatticeAgent>(&()),
+    )
+}
+
+/// Stores a LatticeAgent with `spec` through a CRD that accepts anything, then restores the CRD.
+async fn store_malformed(w: &World, name: &str, spec: serde_json::Value) {
+    loosen_crd(w).await;
+    let obj: DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": "agentlattice.io/v1alpha1",
+        "kind": "LatticeAgent",
+        "metadata": {"name": name},
+        "spec": spec,
+    }))
+    .expect("object");
+    dynamic(w)
+        .create(&PostParams::default(), &obj)
+        .await
+        .expect("stored through the loose CRD");
+    install_crd(&w.client, Duration::from_secs(10))
+        .await
+        .expect("CRD restored");
+}
+
+/// Waits until the malformed object `name` reports `Ready=False InvalidSpec`; checks that it got
+/// no finalizer and no Secret.
+async fn wait_invalid(w: &World, name: &str) {
+    let api = dynamic(w);
+    wait_until(&format!("{name}: Ready=False InvalidSpec"), || {
+        let api = api.clone();
+        async move {
+            let a = api.get(name).await.ok()?;
+            let ready = a.data["status"]["conditions"]
+                .as_array()?
+                .iter()
+                .find(|c| c["type"] == "Ready")?
+                .clone();
+            (ready["status"] == "False" && ready["reason"] == "InvalidSpec").then_some(ready)
+        }
+    })
+    .await;
+    let a = api.get(name).await.expect("still there");
+    assert!(a.metadata.finalizers.unwrap_or_default().is_empty());
+    assert!(w.secret(&format!("{name}-agent-key")).await.is_none());
+}
+
+/// Replaces the CRD's schema with one that accepts anything (an older, looser copy of the CRD).
+async fn loosen_crd(w: &World) {
+    let crds: Api<CustomResourceDefinition> = Api::all(w.client.clone());
+    let mut crd = crds.get(CRD_NAME).await.expect("the CRD");
+    crd.metadata.managed_fields = None;
+    for version in &mut crd.spec.versions {
+        version.schema = Some(CustomResourceValidation {
+            open_api_v3_schema: Some(JSONSchemaProps {
+                type_: Some("object".into()),
+                x_kubernetes_preserve_unknown_fields: Some(true),
+                ..Default::default()
+            }),
+        });
+    }
+    crds.replace(CRD_NAME, &PostParams::default(), &crd)
+        .await
+        .expect("CRD loosened");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_object_does_not_stop_the_watch() {
+    let mut w = World::start("malformed").await;
+    // Objects stored through an older, looser copy of the CRD, which the operator's type cannot
+    // read: one before the operator starts (in its first list), one while it runs (on its watch).
+    store_malformed(
+        &w,
+        "broken-caps",
+        serde_json::json!({"capabilities": "deploy.staging"}),
+    )
+    .await;
+    w.start_operator(Options::default()).await;
+    w.create(&bot("before", "")).await;
+    w.wait_settled("before", true).await;
+    wait_invalid(&w, "broken-caps").await;
+
+    store_malformed(
+        &w,
+        "broken-rotation",
+        serde_json::json!({"capabilities": ["x"], "rotation": 7, "suspend": "yes"}),
+    )
+    .await;
+    w.create(&bot("after", "")).await;
+    wait_invalid(&w, "broken-rotation").await;
+    w.wait_settled("after", true).await;
+    w.check_invariant("before").await;
+    w.check_invariant("after").await;
+    assert_eq!(
+        audited_agent_operations(&w),
+        vec!["register success", "register success"],
+        "only the two valid resources reached AgentLattice"
+    );
+    assert_eq!(w.emu.snapshot().agents.len(), 2);
+    // The malformed objects' conditions say what is wrong without quoting the values.
+    let a = dynamic(&w).get("broken-caps").await.expect("there");
+    let message = a.data["status"]["conditions"][0]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(message.to_lowercase().contains("invalid type"), "{message}");
+    assert!(!message.contains("deploy.staging"), "{message}");
+    w.stop_operator().await;
+}
+
+// ----- 7. errors --------------------------------------------------------------------------------
+
+/// The first `register` is refused with `status` and `Retry-After: 2`; resources created while
+/// the gate is closed wait for it in every worker, and everything ends Ready.
+async fn retry_after_is_honoured_across_workers(ns: &str, fault: RouteFaults, status: u16) {
+    let mut w = World::start(ns).await;
+    w.start_operator(Options::default()).await;
+    w.emu.set_faults(FaultConfig::new().route("*", fault));
+    w.create(&bot("first", "")).await;
+    wait_until("the refused registration", || async {
+        (w.emu.metrics().count_status("register", status) == 1).then_some(())
+    })
+    .await;
+    // Within the Retry-After window, three more resources need registering (four workers).
+    let refused_at = tokio::time::Instant::now();
+    let before = requests(&w);
+    for name in ["second", "third", "fourth"] {
+        w.create(&bot(name, "")).await;
+    }
+    // No AgentLattice request leaves the operator for the rest of the window (1.5 s of the 2 s
+    // asked for, measured from when the test saw the refusal, i.e. later than it happened).
+    while refused_at.elapsed() < Duration::from_millis(1500) {
+        assert_eq!(
+            delta(&before, &requests(&w)),
+            BTreeMap::new(),
+            "a request went out while Retry-After was in force"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for name in ["first", "second", "third", "fourth"] {
+        w.wait_settled(name, true).await;
+        w.check_invariant(name).await;
+    }
+    // One refused attempt, then one successful registration per resource: no retry storm.
+    let after = requests(&w);
+    assert_eq!(after.get("register"), Some(&5), "{after:?}");
+    w.stop_operator().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_are_honoured_across_workers() {
+    retry_after_is_honoured_across_workers("throttled", RouteFaults::throttle_next(1, 2), 429)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unavailable_with_retry_after_is_honoured_across_workers() {
+    let mut fault = RouteFaults::fail_next(1, 503);
+    if let Some(f) = fault.fail_next.as_mut() {
+        f.retry_after = Some(2);
+    }
+    retry_after_is_honoured_across_workers("unavailable", fault, 503).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_errors_back_off_per_object_without_a_hot_loop() {
+    let mut w = World::start("backoff").await;
+    w.start_operator(Options {
+        backoff: lattice_operator::context::BackoffPolicy {
+            base: Duration::from_millis(200),
+            max: Duration::from_secs(2),
+        },
+        ..Default::default()
+    })
+    .await;
+    // AgentLattice answers every registration with a 500 (no Retry-After).
+    w.emu
+        .set_faults(FaultConfig::new().route("register", RouteFaults::fail_next(10_000, 500)));
+    w.create(&bot("failing", "")).await;
+    let a = w
+        .wait_condition("failing", "Ready", "False", Some("AgentLatticeUnavailable"))
+        .await;
+    assert!(a.status.and_then(|s| s.agent_id).is_none());
+    let event = w.wait_event("failing", "ReconcileError").await;
+    assert_eq!(event.type_.as_deref(), Some("Warning"));
+    // Over three seconds: the backoff doubles from 200 ms up to 2 s per object, each reconcile
+    // making at most two attempts (the client's own retry). A hot loop would make hundreds.
+    let start = w.emu.request_count("register");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let made = w.emu.request_count("register") - start;
+    assert!(made >= 2, "it keeps retrying: {made}");
+    assert!(made <= 16, "backs off: {made} registrations in 3 s");
+    // Recovery: the next attempt succeeds and the backoff is reset.
+    w.emu.clear_faults();
+    w.wait_settled("failing", true).await;
+    w.check_invariant("failing").await;
+    w.stop_operator().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_service_key_is_reported_without_hot_looping_and_recovers() {
+    let mut w = World::start("svc-rejected").await;
+    w.start_operator(Options {
+        resync: SignedDuration::from_secs(1),
+        ..Default::default()
+    })
+    .await;
+    w.create(&bot("existing", "")).await;
+    w.wait_settled("existing", true).await;
+
+    // The service key is revoked at AgentLattice (the emulator's admin API).
+    let admin = reqwest_admin(&w).await;
+    assert!(
+        (200..300).contains(&admin),
+        "service key revoked through the admin API: {admin}"
+    );
+    w.create(&bot("new", "")).await;
+
+    // The new resource cannot register: Ready=False ServiceKeyRejected. The existing one keeps
+    // its working key (Ready stays True) and says it cannot sync.
+    let new = w
+        .wait_condition("new", "Ready", "False", Some("ServiceKeyRejected"))
+        .await;
+    assert!(new.status.and_then(|s| s.agent_id).is_none());
+    w.wait_condition("existing", "Synced", "False", Some("ServiceKeyRejected"))
+        .await;
+    let existing = w.get("existing").await;
+    assert_eq!(
+        condition(&existing, "Ready").map(|c| c.status.as_str()),
+        Some("True")
+    );
+    for name in ["new", "existing"] {
+        let event = w.wait_event(name, "ReconcileError").await;
+        assert_eq!(event.type_.as_deref(), Some("Warning"));
+        assert!(
+            event
+                .note
+                .as_deref()
+                .is_some_and(|n| n.contains("ServiceKeyRejected")),
+            "{:?}",
+            event.note
+        );
+    }
+
+    // No hot loop: over three seconds (three resync intervals), at most a couple of requests.
+    let before = requests(&w);
+    let reconciles_before = reconciles(&w);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let made = delta(&before, &requests(&w));
+    assert!(
+        total(&made) <= 2,
+        "requests while the key is rejected: {made:?}"
+    );
+    let reconciled = reconciles(&w) - reconciles_before;
+    assert!(
+        reconciled <= 4,
+        "reconciles while the key is rejected: {reconciled}"
+    );
+
+    // A new valid service key in the Secret: both recover without a restart.
+    let fresh = w.emu.create_service_key("rotated service key");
+    w.put_service_key(Some(&fresh.api_key)).await;
+    w.wait_settled("new", true).await;
+    w.wait_condition("existing", "Synced", "True", None).await;
+    w.check_invariant("new").await;
+    w.check_invariant("existing").await;
+    w.stop_operator().await;
+}
+
+/// Revokes the world's service key through the emulator's HTTP admin API; the status code.
+async fn reqwest_admin(w: &World) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = w.emu.local_addr();
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect to the emulator");
+    let request = format!(
+        "DELETE /_admin/service-keys/{} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
+         Content-Length: 0\r\nConnection: close\r\n\r\n",
+        w.service_key_id,
+        w.emu.admin_token()
+    );
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("request sent");
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .await
+        .expect("response read");
+    response
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+// ----- 8. quiet steady state --------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_steady_state_is_quiet() {
+    let mut w = World::start("quiet").await;
+    let resync = Duration::from_secs(1);
+    w.start_operator(Options {
+        resync: SignedDuration::try_from(resync).expect("duration"),
+        ..Default::default()
+    })
+    .await;
+    let names = ["quiet-a", "quiet-b"];
+    for name in names {
+        w.create(&bot(name, "")).await;
+    }
+    for name in names {
+        w.wait_settled(name, true).await;
+        w.wait_event(name, "Registered").await;
+    }
+    // Let the reconciles triggered by the operator's own writes pass.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    w.sim.clear_audit_log();
+    let before = requests(&w);
+    let reconciles_before = reconciles(&w);
+    let window = Duration::from_secs(5);
+    tokio::time::sleep(window).await;
+
+    // Zero writes to Kubernetes (events included).
+    let writes: Vec<String> = w
+        .sim
+        .audit_log()
+        .into_iter()
+        .filter(|r| matches!(r.verb.as_str(), "create" | "update" | "patch" | "delete"))
+        .map(|r| format!("{} {}/{} {}", r.verb, r.resource, r.subresource, r.name))
+        .collect();
+    assert!(writes.is_empty(), "writes in the steady state: {writes:?}");
+
+    // At AgentLattice: only the drift read, at most one per resync per resource, and it happens.
+    let made = delta(&before, &requests(&w));
+    let per_resource = window.as_secs() + 1;
+    let reads = made.get("get_agent").copied().unwrap_or(0);
+    assert_eq!(
+        made.keys().collect::<Vec<_>>(),
+        vec!["get_agent"],
+        "only drift reads: {made:?}"
+    );
+    assert!(
+        reads >= names.len() as u64,
+        "each agent is read for drift: {made:?}"
+    );
+    assert!(
+        reads <= per_resource * names.len() as u64,
+        "at most one read per resync per resource: {made:?}"
+    );
+
+    // The controller does not trigger itself: reconciles are bounded by the resyncs.
+    let reconciled = reconciles(&w) - reconciles_before;
+    eprintln!("in {window:?}: AgentLattice requests {made:?}, reconciles {reconciled}");
+    assert!(
+        reconciled <= per_resource * names.len() as u64,
+        "{reconciled} reconciles in {window:?} with a resync of {resync:?}"
+    );
+    w.stop_operator().await;
+}
