@@ -680,9 +680,20 @@ async fn execute(agent: &LatticeAgent, scope: &Scope, deleting: bool) -> Result<
         .secrets
         .get(&ObjectRef::new(&secret_name).within(&namespace))
         .map(|s| (*s).clone());
-    let secret = ctx
+    let mut secret = ctx
         .memory
         .freshest_secret(&uid, &secret_name, cached, ctx.overlay_ttl());
+    if secret.is_none() && !deleting {
+        // The watch sees only Secrets labelled as ours: a foreign Secret of that name is found by
+        // a direct read, before anything is registered for a Secret that cannot be written
+        // (design §3.1 step 3: a conflict costs no remote call). One read per reconcile that
+        // finds no Secret of ours in the cache: a new resource, a deleted Secret, a conflict.
+        secret = scope
+            .cluster
+            .get_secret(&namespace, &secret_name)
+            .await
+            .map_err(Error::Kube)?;
+    }
     let view = secret
         .map(|s| SecretView::observe(&cache_form(s), &uid))
         .unwrap_or_default();

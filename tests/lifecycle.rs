@@ -1,5 +1,6 @@
-//! Behaviours 1, 3, 4, 5 and 10 of the issue against kube-sim and the emulator: registration,
-//! rotation, drift, deletion and events.
+//! Behaviours 1, 4, 5 and 10 of the issue and the Secret rules, against kube-sim and the
+//! emulator: registration, drift, deletion, events, foreign and shared Secrets, suspension and the
+//! service key (rotation, behaviour 3, is in `rotation.rs`).
 
 mod support;
 
@@ -7,7 +8,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use agentlattice::{IdempotencyKey, RegisterAgent};
-use lattice_operator::secret::{KEY_ID_ANNOTATION, key_digest};
+use jiff::SignedDuration;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Patch, PatchParams, PostParams};
+use lattice_operator::crd::{REREGISTER_ANNOTATION, ROTATE_ANNOTATION, SKIP_REVOKE_ANNOTATION};
+use lattice_operator::secret::{API_KEY_FIELD, KEY_ID_ANNOTATION, key_digest};
 use support::*;
 
 const BOT: &str = r#"
@@ -200,4 +205,477 @@ async fn status_is_recovered_from_the_secret_after_a_lost_status_write() {
     assert_eq!(w.emu.snapshot().live_agents().count(), 1);
     w.check_invariant("deploy-bot").await;
     let _ = Duration::ZERO;
+}
+
+// ----- drift (behaviour 4) ----------------------------------------------------------------------
+
+const GRACEFUL: &str = r#"
+apiVersion: agentlattice.io/v1alpha1
+kind: LatticeAgent
+metadata: {name: deploy-bot}
+spec:
+  description: Deploys the payments service
+  capabilities: [deploy.staging]
+  rotation: {gracePeriod: 1s, maxGracePeriod: 10s}
+"#;
+
+fn key_status(w: &World, agent_id: &str, key_id: &str) -> agentlattice_emulator::KeyStatus {
+    w.emu
+        .snapshot()
+        .agent(agent_id)
+        .and_then(|a| a.key(key_id).map(|k| k.status))
+        .expect("the key exists")
+}
+
+async fn wait_key_revoked(w: &World, agent_id: &str, key_id: &str) {
+    wait_until(&format!("key {key_id} is revoked"), || async move {
+        (key_status(w, agent_id, key_id) == agentlattice_emulator::KeyStatus::Revoked).then_some(())
+    })
+    .await;
+}
+
+/// Waits until the Secret holds a key other than `old` and the resource has settled on it.
+async fn wait_new_key(w: &World, name: &str, secret: &str, old: &str) -> String {
+    let new = wait_until("a new key in the Secret", || async move {
+        let s = w.secret(secret).await?;
+        annotations(&s)
+            .get(KEY_ID_ANNOTATION)
+            .filter(|k| *k != old)
+            .cloned()
+    })
+    .await;
+    w.wait_settled(name, false).await;
+    new
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_or_edited_secret_gets_a_fresh_key_and_the_lost_one_is_retired() {
+    let mut w = World::start("drift-secret").await;
+    w.start_operator(Options::default()).await;
+    w.create(GRACEFUL).await;
+    let (a, _) = w.wait_settled("deploy-bot", true).await;
+    let status = a.status.unwrap();
+    let agent_id = status.agent_id.unwrap();
+    let secret = status.secret_name.unwrap();
+    let first = status.active_key.unwrap().id;
+
+    // Deleted: a new key is written to a new Secret, the lost one is revoked after its grace.
+    w.secrets()
+        .delete(&secret, &kube::api::DeleteParams::default())
+        .await
+        .unwrap();
+    let second = wait_new_key(&w, "deploy-bot", &secret, &first).await;
+    w.wait_event("deploy-bot", "SecretRestored").await;
+    wait_key_revoked(&w, &agent_id, &first).await;
+    w.wait_settled("deploy-bot", true).await;
+    w.check_invariant("deploy-bot").await;
+
+    // Edited: the same.
+    w.secrets()
+        .patch(
+            &secret,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"stringData": {API_KEY_FIELD: "pasted by hand"}})),
+        )
+        .await
+        .unwrap();
+    let third = wait_new_key(&w, "deploy-bot", &secret, &second).await;
+    assert_ne!(third, first);
+    wait_key_revoked(&w, &agent_id, &second).await;
+    w.wait_settled("deploy-bot", true).await;
+    w.check_invariant("deploy-bot").await;
+    // One agent throughout, one registration, two new keys.
+    assert_eq!(w.emu.request_count("register"), 1);
+    assert_eq!(w.emu.request_count("mint_key"), 2);
+}
+
+async fn merge_spec(w: &World, spec: serde_json::Value) -> Option<i64> {
+    w.agents()
+        .patch(
+            "deploy-bot",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({ "spec": spec })),
+        )
+        .await
+        .unwrap()
+        .metadata
+        .generation
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spec_changes_update_halt_and_resume_the_agent() {
+    let mut w = World::start("drift-spec").await;
+    w.start_operator(Options::default()).await;
+    w.create(GRACEFUL).await;
+    let (a, secret) = w.wait_settled("deploy-bot", true).await;
+    let agent_id = a.status.unwrap().agent_id.unwrap();
+    let key = annotations(&secret)[KEY_ID_ANNOTATION].clone();
+
+    let generation = merge_spec(
+        &w,
+        serde_json::json!({
+            "capabilities": ["deploy.staging", "deploy.production"],
+            "description": "Deploys everything",
+        }),
+    )
+    .await;
+    wait_until("the agent is updated", || async {
+        let a = w.emu.snapshot().agent(&agent_id).cloned()?;
+        (a.capabilities == vec!["deploy.production", "deploy.staging"]
+            && a.description.as_deref() == Some("Deploys everything"))
+        .then_some(())
+    })
+    .await;
+    w.wait_event("deploy-bot", "AgentUpdated").await;
+    let a = w.wait_ready("deploy-bot").await;
+    wait_until("observedGeneration", || async {
+        (w.get("deploy-bot").await.status?.observed_generation == generation).then_some(())
+    })
+    .await;
+    assert_eq!(
+        a.status.unwrap().agent_id.as_deref(),
+        Some(agent_id.as_str())
+    );
+
+    // suspend: halted at AgentLattice, Ready=False Suspended, the key stays in the Secret.
+    merge_spec(&w, serde_json::json!({"suspend": true})).await;
+    w.wait_condition("deploy-bot", "Ready", "False", Some("Suspended"))
+        .await;
+    wait_until("the agent is halted", || async {
+        (w.emu.snapshot().agent(&agent_id)?.status == agentlattice_emulator::AgentStatus::Halted)
+            .then_some(())
+    })
+    .await;
+    w.wait_event("deploy-bot", "AgentHalted").await;
+    // Resumed: active again with the same key.
+    merge_spec(&w, serde_json::json!({"suspend": false})).await;
+    w.wait_ready("deploy-bot").await;
+    wait_until("the agent is active", || async {
+        (w.emu.snapshot().agent(&agent_id)?.status == agentlattice_emulator::AgentStatus::Active)
+            .then_some(())
+    })
+    .await;
+    w.wait_event("deploy-bot", "AgentResumed").await;
+    let secret = w.secret("deploy-bot-agent-key").await.unwrap();
+    assert_eq!(annotations(&secret)[KEY_ID_ANNOTATION], key);
+    w.whoami_with(&secret).await.expect("the key works");
+    assert_eq!(w.emu.request_count("register"), 1);
+    assert_eq!(w.emu.request_count("mint_key"), 0);
+    w.check_invariant("deploy-bot").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_revoked_outside_is_reported_and_only_reregistered_on_request() {
+    let mut w = World::start("drift-revoked").await;
+    let options = Options {
+        resync: SignedDuration::from_millis(500),
+        ..Default::default()
+    };
+    w.start_operator(options.clone()).await;
+    w.create(GRACEFUL).await;
+    let (a, _) = w.wait_settled("deploy-bot", true).await;
+    let first = a.status.unwrap().agent_id.unwrap();
+
+    w.provisioner().revoke_agent(&first).await.expect("revoked");
+    let a = w
+        .wait_condition(
+            "deploy-bot",
+            "Ready",
+            "False",
+            Some("AgentRevokedExternally"),
+        )
+        .await;
+    assert_eq!(a.status.unwrap().agent_id.as_deref(), Some(first.as_str()));
+    // Not re-registered: not on a later change, nor after a restart.
+    let before = reconciles(&w.metrics());
+    w.agents()
+        .patch(
+            "deploy-bot",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"metadata": {"labels": {"touched": "yes"}}})),
+        )
+        .await
+        .unwrap();
+    w.wait_reconciles_total(before + 1).await;
+    w.stop_operator().await;
+    w.start_operator(options).await;
+    w.wait_reconciles_total(1).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(w.emu.request_count("register"), 1);
+    assert_eq!(w.emu.snapshot().live_agents().count(), 0);
+    w.wait_condition(
+        "deploy-bot",
+        "Ready",
+        "False",
+        Some("AgentRevokedExternally"),
+    )
+    .await;
+
+    // Asked for: a new agent, with a new key in the Secret.
+    w.annotate("deploy-bot", REREGISTER_ANNOTATION, "after-incident-42")
+        .await;
+    let (a, _) = w.wait_settled("deploy-bot", true).await;
+    let status = a.status.unwrap();
+    assert_ne!(status.agent_id.as_deref(), Some(first.as_str()));
+    assert_eq!(
+        status.handled.reregister.as_deref(),
+        Some("after-incident-42")
+    );
+    assert_eq!(w.emu.request_count("register"), 2);
+    w.check_invariant("deploy-bot").await;
+}
+
+// ----- deletion (behaviour 5) -------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletion_revokes_the_agent_and_the_secret_goes_with_the_resource() {
+    let mut w = World::start("delete-revoke").await;
+    w.start_operator(Options::default()).await;
+    w.create(BOT).await;
+    let (a, _) = w.wait_settled("deploy-bot", true).await;
+    let agent_id = a.status.unwrap().agent_id.unwrap();
+    w.delete("deploy-bot").await;
+    w.wait_gone("deploy-bot").await;
+    let agent = w.emu.snapshot().agent(&agent_id).cloned().unwrap();
+    assert_eq!(agent.status, agentlattice_emulator::AgentStatus::Revoked);
+    w.wait_secret_gone("deploy-bot-agent-key").await;
+    // Events outlive the resource.
+    w.wait_event("deploy-bot", "AgentRevoked").await;
+
+    // An agent AgentLattice no longer knows (404) counts as revoked.
+    w.create(BOT).await;
+    let (a, _) = w.wait_settled("deploy-bot", true).await;
+    let uid = a.metadata.uid.clone().unwrap();
+    w.stop_operator().await;
+    w.replace_emulator().await;
+    w.start_operator(Options::default()).await;
+    w.delete("deploy-bot").await;
+    w.wait_gone("deploy-bot").await;
+    assert!(
+        w.remote_calls_with_status(404) >= 1,
+        "{}",
+        w.metrics().encode()
+    );
+    assert_eq!(w.emu.snapshot().agents.len(), 0);
+    let _ = uid;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retain_keeps_the_agent_and_its_secret() {
+    let mut w = World::start("delete-retain").await;
+    w.start_operator(Options::default()).await;
+    w.create(
+        r#"
+apiVersion: agentlattice.io/v1alpha1
+kind: LatticeAgent
+metadata: {name: keeper}
+spec:
+  capabilities: [deploy.staging]
+  deletionPolicy: Retain
+"#,
+    )
+    .await;
+    let (a, _) = w.wait_settled("keeper", true).await;
+    let agent_id = a.status.unwrap().agent_id.unwrap();
+    w.delete("keeper").await;
+    w.wait_gone("keeper").await;
+    w.wait_event("keeper", "AgentRetained").await;
+    // The garbage collector had its chance: the Secret stays, no longer owned, its key works.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let secret = w
+        .secret("keeper-agent-key")
+        .await
+        .expect("the Secret stays");
+    assert!(
+        secret
+            .metadata
+            .owner_references
+            .clone()
+            .unwrap_or_default()
+            .is_empty()
+    );
+    let me = w.whoami_with(&secret).await.expect("the key works");
+    assert_eq!(me.config_id, agent_id);
+    assert!(w.emu.snapshot().agent(&agent_id).unwrap().is_live());
+}
+
+/// The deletion is stuck for want of `category`: finalizer kept, agent live, status says why.
+async fn blocked(w: &World, agent_id: &str, category: &str) {
+    let a = w
+        .wait_condition("deploy-bot", "Synced", "False", Some(category))
+        .await;
+    let ready = condition(&a, "Ready").unwrap();
+    assert_eq!(ready.reason, "RevocationFailed", "{ready:?}");
+    assert!(ready.message.contains("skip-revoke"), "{}", ready.message);
+    assert!(
+        a.metadata
+            .finalizers
+            .iter()
+            .flatten()
+            .any(|f| f == "agentlattice.io/cleanup")
+    );
+    assert!(w.emu.snapshot().agent(agent_id).unwrap().is_live());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deletion_that_cannot_revoke_keeps_the_finalizer_until_skip_revoke() {
+    let mut w = World::start("delete-blocked").await;
+    w.start_operator(Options::default()).await;
+    w.create(BOT).await;
+    let (a, _) = w.wait_settled("deploy-bot", true).await;
+    let agent_id = a.status.unwrap().agent_id.unwrap();
+
+    // The service key Secret is missing.
+    w.put_service_key(None).await;
+    w.delete("deploy-bot").await;
+    blocked(&w, &agent_id, "ServiceKeyMissing").await;
+    // Back, but revoked at AgentLattice.
+    let key = w.service_key.clone();
+    w.emu.revoke_service_key(&w.service_key_id).unwrap();
+    w.put_service_key(Some(&key)).await;
+    blocked(&w, &agent_id, "ServiceKeyRejected").await;
+    // A working key, but AgentLattice is down.
+    w.new_service_key();
+    w.emu
+        .set_faults(agentlattice_emulator::FaultConfig::new().route(
+            "*",
+            agentlattice_emulator::RouteFaults::error_rate(1.0, 503),
+        ));
+    let key = w.service_key.clone();
+    w.put_service_key(Some(&key)).await;
+    blocked(&w, &agent_id, "AgentLatticeUnavailable").await;
+    let errors: Vec<_> = w
+        .events("deploy-bot")
+        .await
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("ReconcileError"))
+        .collect();
+    assert!(errors.len() >= 3, "{errors:?}");
+    assert!(errors.iter().all(|e| e.type_.as_deref() == Some("Warning")));
+    for category in [
+        "ServiceKeyMissing",
+        "ServiceKeyRejected",
+        "AgentLatticeUnavailable",
+    ] {
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.note.as_deref().unwrap_or_default().starts_with(category)),
+            "a Warning for {category}: {errors:?}"
+        );
+    }
+
+    // The escape hatch: deletion finishes on purpose, recorded as a Warning event.
+    w.annotate("deploy-bot", SKIP_REVOKE_ANNOTATION, "true")
+        .await;
+    w.wait_gone("deploy-bot").await;
+    let skipped = w.wait_event("deploy-bot", "RevocationSkipped").await;
+    assert_eq!(skipped.type_.as_deref(), Some("Warning"));
+    assert!(w.emu.snapshot().agent(&agent_id).unwrap().is_live());
+}
+
+// ----- the Secret's rules -----------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_secret_is_never_overwritten_unless_adopted() {
+    let mut w = World::start("secret-foreign").await;
+    w.start_operator(Options::default()).await;
+    let foreign: Secret = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "deploy-bot-agent-key", "labels": {"team": "payments"}},
+        "stringData": {"password": "hunter2"},
+    }))
+    .unwrap();
+    w.secrets()
+        .create(&PostParams::default(), &foreign)
+        .await
+        .unwrap();
+    w.create(BOT).await;
+    let a = w
+        .wait_condition("deploy-bot", "Ready", "False", Some("SecretConflict"))
+        .await;
+    w.wait_event("deploy-bot", "SecretConflict").await;
+    let s = w.secret("deploy-bot-agent-key").await.unwrap();
+    assert_eq!(s.data.unwrap().keys().collect::<Vec<_>>(), vec!["password"]);
+    assert!(s.metadata.owner_references.unwrap_or_default().is_empty());
+    assert_eq!(w.emu.request_count("register"), 0, "no remote call");
+
+    // secretPolicy: Adopt takes it over.
+    w.agents()
+        .patch(
+            "deploy-bot",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"secretPolicy": "Adopt"}})),
+        )
+        .await
+        .unwrap();
+    let (_, s) = w.wait_settled("deploy-bot", true).await;
+    let owner = &s.metadata.owner_references.clone().unwrap_or_default()[0];
+    assert_eq!(Some(&owner.uid), a.metadata.uid.as_ref());
+    assert_eq!(owner.controller, Some(true));
+    w.check_invariant("deploy-bot").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_resources_naming_one_secret_the_older_keeps_it() {
+    let mut w = World::start("secret-shared").await;
+    w.start_operator(Options::default()).await;
+    let yaml = |name: &str| {
+        format!(
+            "apiVersion: agentlattice.io/v1alpha1\nkind: LatticeAgent\nmetadata: {{name: {name}}}\n\
+             spec: {{capabilities: [deploy.staging], secretName: shared-key}}\n"
+        )
+    };
+    let older = w.create(&yaml("older")).await;
+    w.wait_settled("older", true).await;
+    // creationTimestamp has one-second resolution: make the order unambiguous.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    w.create(&yaml("newer")).await;
+    w.wait_condition("newer", "Ready", "False", Some("SecretConflict"))
+        .await;
+    w.wait_event("newer", "SecretConflict").await;
+    let s = w.secret("shared-key").await.unwrap();
+    assert_eq!(
+        s.metadata.owner_references.unwrap()[0].uid,
+        older.metadata.uid.clone().unwrap()
+    );
+    assert_eq!(w.emu.request_count("register"), 1, "only the older one");
+    w.check_invariant("older").await;
+    // The older one stays Ready and keeps its key.
+    w.wait_ready("older").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_key_change_is_picked_up_without_a_restart() {
+    let mut w = World::start("service-key").await;
+    w.put_service_key(None).await;
+    // The fallback retry is far away: only the change can make progress here.
+    w.start_operator(Options::default()).await;
+    w.create(BOT).await;
+    w.wait_condition("deploy-bot", "Ready", "False", Some("ServiceKeyMissing"))
+        .await;
+    let key = w.service_key.clone();
+    w.put_service_key(Some(&key)).await;
+    w.wait_settled("deploy-bot", true).await;
+
+    // The key is replaced and the old one revoked: the operator uses the new one at once.
+    let old = w.new_service_key();
+    let key = w.service_key.clone();
+    w.put_service_key(Some(&key)).await;
+    // Give the watch a moment, then revoke the old key.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    w.emu.revoke_service_key(&old).unwrap();
+    w.annotate("deploy-bot", ROTATE_ANNOTATION, "1").await;
+    wait_until("rotated", || async {
+        (w.emu.request_count("mint_key") == 1).then_some(())
+    })
+    .await;
+    w.wait_settled("deploy-bot", false).await;
+    assert_eq!(
+        w.remote_calls_with_status(401),
+        0,
+        "{}",
+        w.metrics().encode()
+    );
+    w.check_invariant("deploy-bot").await;
 }

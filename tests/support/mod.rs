@@ -571,14 +571,9 @@ pub fn reconciles(metrics: &Metrics) -> u64 {
 }
 
 impl World {
-    /// Waits until the running operator has finished `more` reconciles beyond those counted now
-    /// (so that whatever it would do about the current state has been done).
-    pub async fn wait_reconciles(&self, more: u64) {
-        let target = reconciles(&self.metrics()) + more;
-        self.wait_reconciles_total(target).await;
-    }
-
-    /// Waits until the running operator has finished `target` reconciles since it started.
+    /// Waits until the running operator has finished `target` reconciles since it started (so
+    /// that whatever it would do about the state it saw has been done). Count with
+    /// [`reconciles`] *before* the change whose reconcile is awaited.
     pub async fn wait_reconciles_total(&self, target: u64) {
         let metrics = self.metrics();
         wait_until(&format!("{target} reconciles"), || {
@@ -686,5 +681,76 @@ impl Trace {
 
     pub fn len(&self) -> usize {
         self.0.lock().map(|t| t.len()).unwrap_or_default()
+    }
+}
+
+impl World {
+    /// Replaces the emulator by a fresh one with empty state at the same address (AgentLattice
+    /// forgot every agent: they answer 404) and writes its new service key to the service key
+    /// Secret.
+    pub async fn replace_emulator(&mut self) {
+        let addr = self.emu.local_addr();
+        let placeholder = Arc::new(
+            Emulator::start(EmulatorConfig::default())
+                .await
+                .expect("emulator starts"),
+        );
+        let old = std::mem::replace(&mut self.emu, placeholder);
+        Arc::try_unwrap(old)
+            .expect("nobody else holds the emulator")
+            .shutdown()
+            .await;
+        let config = EmulatorConfig {
+            bind: addr,
+            ..Default::default()
+        };
+        let emu = wait_until("the emulator restarts on its address", || {
+            let config = config.clone();
+            async move { Emulator::start(config).await.ok() }
+        })
+        .await;
+        self.emu = Arc::new(emu);
+        let svc = self.emu.create_service_key("lattice-operator-tests");
+        self.service_key = svc.api_key.clone();
+        self.service_key_id = svc.id.clone();
+        self.put_service_key(Some(&svc.api_key)).await;
+    }
+
+    /// A second service key of the same emulator (the old one stays valid until revoked).
+    pub fn new_service_key(&mut self) -> String {
+        let svc = self.emu.create_service_key("lattice-operator-tests-2");
+        let previous = std::mem::replace(&mut self.service_key_id, svc.id.clone());
+        self.service_key = svc.api_key.clone();
+        previous
+    }
+
+    /// AgentLattice answers with this status code, counted by the operator's metrics.
+    pub fn remote_calls_with_status(&self, code: u16) -> u64 {
+        self.metrics()
+            .encode()
+            .lines()
+            .filter(|l| l.starts_with("lattice_agentlattice_requests_total{"))
+            .filter(|l| l.contains(&format!("=\"{code}\"")))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    }
+
+    /// Whether the resource still exists.
+    pub async fn exists(&self, name: &str) -> bool {
+        self.agents().get_opt(name).await.expect("read").is_some()
+    }
+
+    pub async fn wait_gone(&self, name: &str) {
+        wait_until(&format!("{name} is gone"), || async move {
+            (!self.exists(name).await).then_some(())
+        })
+        .await;
+    }
+
+    pub async fn wait_secret_gone(&self, name: &str) {
+        wait_until(&format!("Secret {name} is gone"), || async move {
+            self.secret(name).await.is_none().then_some(())
+        })
+        .await;
     }
 }
