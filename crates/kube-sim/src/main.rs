@@ -67,8 +67,15 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    println!("kube-sim serving on {}", sim.base_url());
-    println!("kubeconfig: {}", sim.kubeconfig_path().display());
+    // Whoever started us may stop reading stdout after the first line: a closed pipe must not
+    // stop the server (println! would panic on EPIPE).
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "kube-sim serving on {}", sim.base_url());
+        let _ = writeln!(out, "kubeconfig: {}", sim.kubeconfig_path().display());
+        let _ = out.flush();
+    }
     wait_for_signal().await;
     sim.shutdown().await;
     ExitCode::SUCCESS

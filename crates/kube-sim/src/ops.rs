@@ -282,7 +282,13 @@ fn handle_unknown(
         Validation::Strict => {
             let text = format!("strict decoding error: {}", msgs.join(", "));
             match mode {
-                Mode::Create | Mode::Update => Err(StatusError::bad_request(text)),
+                // handlers' transformDecodeError names the decoded kind and version.
+                Mode::Create | Mode::Update => Err(StatusError::bad_request(format!(
+                    "{} in version {} cannot be handled as a {}: {text}",
+                    rt.kind,
+                    go_quote(&rt.version),
+                    rt.kind
+                ))),
                 Mode::Patch => Err(StatusError::invalid(
                     "",
                     "",

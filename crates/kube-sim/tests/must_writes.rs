@@ -711,7 +711,7 @@ async fn field_validation_strict_rejects_unknown_fields() {
     .assert_status(
         400,
         "BadRequest",
-        "strict decoding error: unknown field \"bogus\"",
+        "ConfigMap in version \"v1\" cannot be handled as a ConfigMap: strict decoding error: unknown field \"bogus\"",
     );
     install_widgets(&c).await;
     let mut w = widget("w-fv-neg", "w");
@@ -726,7 +726,7 @@ async fn field_validation_strict_rejects_unknown_fields() {
     .assert_status(
         400,
         "BadRequest",
-        "strict decoding error: unknown field \"spec.bogus\", unknown field \"spec.other\"",
+        "Widget in version \"v1\" cannot be handled as a Widget: strict decoding error: unknown field \"spec.bogus\", unknown field \"spec.other\"",
     );
     // Patches: 422 with the patch path.
     post(&c, &cms("w-fv-neg"), cm("p")).await;
