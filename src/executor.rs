@@ -117,6 +117,10 @@ impl Executor<'_> {
             actions: Vec::new(),
         };
         for _ in 0..MAX_STEPS {
+            // Each decision is made at the time it is made: a retiring key's grace period counts
+            // from the planning of the Secret write that replaces it, not from the start of a
+            // reconcile whose mint may have waited on retries (design §3.2).
+            observed.now = observed.now.max(jiff::Timestamp::now());
             match plan::next_step(&observed) {
                 Step::Done(done) => {
                     report.ending = Ending::Done(done);

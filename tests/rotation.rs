@@ -185,7 +185,7 @@ async fn rotate_annotation_rotates_once_in_order_without_downtime() {
 async fn scheduled_rotation_is_jittered_and_keeps_the_workload_working() {
     let mut w = World::start("schedule").await;
     w.start_operator(Options::default()).await;
-    let interval = SignedDuration::from_secs(3);
+    let interval = SignedDuration::from_secs(4);
     for name in ["sched-a", "sched-b"] {
         w.create(&format!(
             r#"
@@ -194,7 +194,7 @@ kind: LatticeAgent
 metadata: {{name: {name}}}
 spec:
   capabilities: [deploy.staging]
-  rotation: {{interval: 3s, gracePeriod: 1s, maxGracePeriod: 2s}}
+  rotation: {{interval: 4s, gracePeriod: 2s, maxGracePeriod: 3s}}
 "#
         ))
         .await;
@@ -239,15 +239,18 @@ spec:
         let last_used = key_of(&w, &agent_id, old).last_used_at.expect("used");
         if *name == "sched-b" {
             assert!(
-                revoked_at >= created + SignedDuration::from_secs(2),
+                revoked_at >= created + SignedDuration::from_secs(3),
                 "revoked at {revoked_at} before maxGracePeriod (new key of {created})"
             );
             assert!(
-                last_used + SignedDuration::from_secs(1) > revoked_at,
+                last_used + SignedDuration::from_secs(2) > revoked_at,
                 "still in use within the grace period: only maxGracePeriod revokes it"
             );
+            let revoked = w.wait_event(name, "KeyRevoked").await;
+            let note = revoked.note.unwrap_or_default();
+            assert!(note.contains("maximum grace period"), "{note}");
         } else {
-            assert!(revoked_at >= last_used + SignedDuration::from_secs(1));
+            assert!(revoked_at >= last_used + SignedDuration::from_secs(2));
         }
         let reasons = w.event_reasons(name).await;
         assert!(reasons.iter().any(|r| r == "KeyRotated"), "{reasons:?}");

@@ -447,6 +447,9 @@ impl<'a> Cx<'a> {
         if let Some(reason) = self.mint_reason() {
             return self.mint(&agent_id, reason);
         }
+        if let Some(step) = self.revoke_undeliverable(&agent_id) {
+            return step;
+        }
         if let Some(step) = self.repair_secret(&agent_id) {
             return step;
         }
@@ -975,6 +978,37 @@ impl<'a> Cx<'a> {
         let mut record = r.record.clone();
         record.retiring = self.retiring();
         Some(record)
+    }
+
+    /// A key minted in this reconcile that no longer has to be delivered (its Secret write found
+    /// a Secret of ours with a working key after all: a stale cache) is revoked at once: it was
+    /// never delivered, and once this reconcile ends nothing would remember it.
+    fn revoke_undeliverable(&self, agent_id: &str) -> Option<Step> {
+        let (for_agent, key) = self.o.progress.minted.as_ref()?;
+        if for_agent != agent_id || self.key_gone(agent_id, &key.id) {
+            return None;
+        }
+        let delivered = self
+            .record_is_for(agent_id)
+            .and_then(|r| r.record.key.as_ref())
+            .is_some_and(|k| k.id == key.id)
+            || self.retiring().iter().any(|r| r.id == key.id);
+        (!delivered).then(|| {
+            act(
+                Action::RevokeKey {
+                    agent_id: agent_id.to_owned(),
+                    key_id: key.id.clone(),
+                },
+                vec![Event::normal(
+                    "KeyRevoked",
+                    format!(
+                        "revoked key {} of agent {agent_id}: minted but not needed (the Secret \
+                         still holds a working key)",
+                        key.prefix
+                    ),
+                )],
+            )
+        })
     }
 
     /// Step 7, second half: non-key fields of the Secret are wrong → patch them (no new key).

@@ -1306,3 +1306,58 @@ fn a_resource_without_uid_is_refused() {
     };
     assert!(done.failure.is_some());
 }
+
+#[test]
+fn a_minted_key_that_cannot_be_delivered_is_revoked_at_once() {
+    // A stale cache shows no Secret: the lost-key path mints, then its create finds the Secret
+    // (409 AlreadyExists; the executor reads it and plans again). The Secret's key still works,
+    // so the new key will never be delivered: it is revoked before the reconcile ends.
+    let mut w = World::registered();
+    let kept = w.secret.clone().expect("Secret");
+    let kept_key = w.status().active_key.expect("key").id;
+    w.secret = None;
+    let mut o = w.observe();
+    w.secret = Some(kept.clone());
+    let mut held = std::collections::BTreeMap::new();
+    let mut kinds = Vec::new();
+    let mut events = Vec::new();
+    for _ in 0..32 {
+        match next_step(&o) {
+            Step::Act { action, events: e } => {
+                if let Action::WriteSecret(write) = &action
+                    && write.precondition == Precondition::Create
+                {
+                    kinds.push("AlreadyExists");
+                    o.secret = secret::SecretView::observe(&secret::cache_form(kept.clone()), UID);
+                    continue;
+                }
+                let result = w.perform(&action, &mut held);
+                kinds.push(action.kind());
+                if result.is_ok() {
+                    events.extend(e.into_iter().map(|e| e.reason));
+                }
+                o.record(&action, result);
+            }
+            Step::Done(_) => break,
+            Step::Release { .. } => panic!("not deleting"),
+        }
+    }
+    assert_eq!(
+        kinds,
+        [
+            "WriteStatus",
+            "MintKey",
+            "FetchKeys",
+            "AlreadyExists",
+            "RevokeKey",
+            "WriteStatus"
+        ]
+    );
+    assert_eq!(events, ["KeyRevoked"]);
+    assert_eq!(
+        w.secret_annotation(secret::KEY_ID_ANNOTATION).as_deref(),
+        Some(kept_key.as_str())
+    );
+    w.check_invariant().expect("invariant");
+    assert_eq!(w.status().mint_started_at, None);
+}

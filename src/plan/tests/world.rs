@@ -454,7 +454,7 @@ impl World {
         Some(self.faults.remove(pos))
     }
 
-    fn perform(
+    pub fn perform(
         &mut self,
         action: &Action,
         held: &mut BTreeMap<String, String>,
