@@ -661,9 +661,9 @@ async fn a_service_key_change_is_picked_up_without_a_restart() {
     // The key is replaced and the old one revoked: the operator uses the new one at once.
     let old = w.new_service_key();
     let key = w.service_key.clone();
+    let mark = w.service_key_mark();
     w.put_service_key(Some(&key)).await;
-    // Give the watch a moment, then revoke the old key.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    w.wait_service_key_noticed(mark).await;
     w.emu.revoke_service_key(&old).unwrap();
     w.annotate("deploy-bot", ROTATE_ANNOTATION, "1").await;
     wait_until("rotated", || async {

@@ -66,6 +66,8 @@ impl Default for Options {
 pub struct Running {
     pub metrics: Arc<Metrics>,
     pub readiness: Readiness,
+    /// Bumped each time the operator noticed a change of the service key Secret.
+    pub service_key_changes: tokio::sync::watch::Receiver<u64>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
@@ -186,6 +188,7 @@ impl World {
             },
             config,
         ));
+        let service_key_changes = provider.subscribe();
         let remote = Arc::new(AgentLattice::new(Arc::clone(&provider)));
         let mut config = OperatorConfig::new(self.settings(&options));
         config.namespaces = std::iter::once(self.ns.clone())
@@ -206,6 +209,7 @@ impl World {
         self.operator = Some(Running {
             metrics,
             readiness: readiness.clone(),
+            service_key_changes,
             stop: Some(tx),
             task,
         });
@@ -733,6 +737,28 @@ impl World {
             .filter(|l| l.contains(&format!("=\"{code}\"")))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum::<f64>() as u64
+    }
+
+    /// A mark to wait on with [`World::wait_service_key_noticed`]: take it before writing the
+    /// service key Secret.
+    pub fn service_key_mark(&self) -> tokio::sync::watch::Receiver<u64> {
+        let mut rx = self
+            .operator
+            .as_ref()
+            .expect("operator running")
+            .service_key_changes
+            .clone();
+        rx.mark_unchanged();
+        rx
+    }
+
+    /// Waits until the running operator noticed a service key Secret change made after `mark`
+    /// was taken (its cached key is dropped by then).
+    pub async fn wait_service_key_noticed(&self, mut mark: tokio::sync::watch::Receiver<u64>) {
+        tokio::time::timeout(WAIT, mark.changed())
+            .await
+            .expect("the operator noticed the service key change")
+            .expect("the operator runs");
     }
 
     /// Whether the resource still exists.
