@@ -204,7 +204,43 @@ async fn status_is_recovered_from_the_secret_after_a_lost_status_write() {
     w.wait_event("deploy-bot", "StatusRecovered").await;
     assert_eq!(w.emu.snapshot().live_agents().count(), 1);
     w.check_invariant("deploy-bot").await;
-    let _ = Duration::ZERO;
+
+    // The process dies right before its status write (a fail point): the next operator finds
+    // the agent through the Secret, not by registering again.
+    w.stop_operator().await;
+    let fired = Arc::new(Mutex::new(false));
+    let flag = Arc::clone(&fired);
+    let failpoints: lattice_operator::context::FailPoints = Arc::new(move |point: &str| {
+        let mut fired = flag.lock().unwrap();
+        let fire = point == "before:WriteStatus" && !*fired;
+        *fired |= fire;
+        fire
+    });
+    w.start_operator(Options {
+        failpoints: Some(failpoints),
+        ..Default::default()
+    })
+    .await;
+    w.create(&BOT.replace("deploy-bot}", "second-bot}")).await;
+    wait_until("the status write is dropped", || async {
+        fired.lock().unwrap().then_some(())
+    })
+    .await;
+    w.kill_operator().await;
+    let a = w.get("second-bot").await;
+    assert!(
+        a.status.and_then(|s| s.agent_id).is_none(),
+        "status was not written"
+    );
+    assert!(
+        w.secret("second-bot-agent-key").await.is_some(),
+        "the Secret was"
+    );
+    w.start_operator(Options::default()).await;
+    w.wait_settled("second-bot", true).await;
+    w.wait_event("second-bot", "StatusRecovered").await;
+    assert_eq!(w.emu.request_count("register"), 2, "one per resource");
+    w.check_invariant("second-bot").await;
 }
 
 // ----- drift (behaviour 4) ----------------------------------------------------------------------

@@ -73,7 +73,10 @@ async fn rotate_annotation_rotates_once_in_order_without_downtime() {
     })
     .await;
 
-    // The old key is still used (by the lagging pod): it is kept, and status says why.
+    // First the grace period runs (nothing can change before it ends)…
+    w.wait_condition("rotor", "Rotating", "True", Some("WaitingForGracePeriod"))
+        .await;
+    // … then the old key is still used (by the lagging pod): it is kept, and status says why.
     let a = w
         .wait_condition("rotor", "Rotating", "True", Some("WaitingForOldKeyUnused"))
         .await;
