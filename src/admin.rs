@@ -1,10 +1,16 @@
 //! The admin HTTP server: `/metrics` (Prometheus text format), `/healthz` (the process is alive)
-//! and `/readyz` (the CRD is installed and every cache has synced).
+//! and `/readyz`.
+//!
+//! `/readyz` follows the replica's [`Phase`]: not ready while the CRD is missing; ready as a
+//! standby (another replica holds the Lease: a standby that never became ready would stall every
+//! rolling update of a two-replica Deployment); as the leader, ready once every cache has synced;
+//! not ready again once it is shutting down.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
@@ -19,16 +25,84 @@ use crate::controller::Readiness;
 use crate::error::Result;
 use crate::metrics::Metrics;
 
+/// Where a replica is in its life, for `/readyz`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum PhaseKind {
+    /// Waiting for the LatticeAgent CRD to be installed.
+    WaitingForCrd = 0,
+    /// The CRD is installed; another replica holds the Lease.
+    Standby = 1,
+    /// Running the controllers (ready once the caches have synced).
+    Running = 2,
+    /// Stopping (SIGTERM or lost leadership).
+    Stopping = 3,
+}
+
+/// The shared, changing [`PhaseKind`] of this replica.
+#[derive(Clone, Debug)]
+pub struct Phase(Arc<AtomicU8>);
+
+impl Phase {
+    /// Starts in `kind`.
+    pub fn new(kind: PhaseKind) -> Phase {
+        Phase(Arc::new(AtomicU8::new(kind as u8)))
+    }
+
+    /// Moves to `kind`.
+    pub fn set(&self, kind: PhaseKind) {
+        self.0.store(kind as u8, Ordering::SeqCst);
+    }
+
+    /// The current phase.
+    pub fn get(&self) -> PhaseKind {
+        match self.0.load(Ordering::SeqCst) {
+            0 => PhaseKind::WaitingForCrd,
+            1 => PhaseKind::Standby,
+            2 => PhaseKind::Running,
+            _ => PhaseKind::Stopping,
+        }
+    }
+}
+
 /// What the admin server serves.
 #[derive(Clone, Debug)]
 pub struct Admin {
-    /// Metrics for `/metrics`.
-    pub metrics: Arc<Metrics>,
-    /// Readiness for `/readyz`.
-    pub readiness: Readiness,
+    metrics: Arc<Metrics>,
+    readiness: Readiness,
+    phase: Phase,
 }
 
 impl Admin {
+    /// Serves `metrics`, and readiness from the operator's caches (the replica is taken to be
+    /// running: see [`Admin::with_phase`]).
+    pub fn new(metrics: Arc<Metrics>, readiness: Readiness) -> Admin {
+        Admin {
+            metrics,
+            readiness,
+            phase: Phase::new(PhaseKind::Running),
+        }
+    }
+
+    /// Follows `phase` for `/readyz`.
+    pub fn with_phase(mut self, phase: Phase) -> Admin {
+        self.phase = phase;
+        self
+    }
+
+    /// `None` when ready, else why not.
+    pub fn not_ready(&self) -> Option<&'static str> {
+        match self.phase.get() {
+            PhaseKind::WaitingForCrd => {
+                Some("the CustomResourceDefinition latticeagents.agentlattice.io is not installed")
+            }
+            PhaseKind::Standby => None,
+            PhaseKind::Running if self.readiness.is_ready() => None,
+            PhaseKind::Running => Some("the caches have not synced yet"),
+            PhaseKind::Stopping => Some("shutting down"),
+        }
+    }
+
     fn respond(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         let text = |status: StatusCode, body: String, content_type: &'static str| {
             let mut r = Response::new(Full::new(Bytes::from(body)));
@@ -55,14 +129,19 @@ impl Admin {
             "/healthz" | "/livez" => {
                 text(StatusCode::OK, "ok\n".into(), "text/plain; charset=utf-8")
             }
-            "/readyz" if self.readiness.is_ready() => {
-                text(StatusCode::OK, "ok\n".into(), "text/plain; charset=utf-8")
-            }
-            "/readyz" => text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "not ready: the caches have not synced yet\n".into(),
-                "text/plain; charset=utf-8",
-            ),
+            "/readyz" => match self.not_ready() {
+                None if self.phase.get() == PhaseKind::Standby => text(
+                    StatusCode::OK,
+                    "ok: standby (another replica holds the Lease)\n".into(),
+                    "text/plain; charset=utf-8",
+                ),
+                None => text(StatusCode::OK, "ok\n".into(), "text/plain; charset=utf-8"),
+                Some(why) => text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("not ready: {why}\n"),
+                    "text/plain; charset=utf-8",
+                ),
+            },
             _ => text(
                 StatusCode::NOT_FOUND,
                 "not found\n".into(),

@@ -228,10 +228,7 @@ impl Env {
         let readiness = operator.readiness();
         let (addr, admin_server) = admin::start(
             run_args.metrics_addr,
-            Admin {
-                metrics: operator.metrics(),
-                readiness: readiness.clone(),
-            },
+            Admin::new(operator.metrics(), readiness.clone()),
             shutdown.wait(),
         )
         .await?;

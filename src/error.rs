@@ -83,6 +83,11 @@ pub enum Error {
     /// File or socket I/O failed.
     #[error("I/O: {0}")]
     Io(#[source] std::io::Error),
+
+    /// This replica lost the leader-election Lease while it was reconciling; it stopped at once
+    /// and exits so that its pod restarts as a standby (`run`).
+    #[error("leadership lost: {0}")]
+    LeadershipLost(String),
 }
 
 /// Result with [`Error`].
@@ -129,6 +134,7 @@ impl Error {
             Error::KeyNotHeld(_) => "InternalError",
             Error::Json(_) | Error::Yaml(_) => "SerializationError",
             Error::Io(_) => "IoError",
+            Error::LeadershipLost(_) => "LeadershipLost",
         }
     }
 
@@ -156,6 +162,7 @@ impl Error {
             Error::CleanupPending | Error::Internal(_) => true,
             Error::TooManySteps(_) | Error::KeyNotHeld(_) | Error::Io(_) => true,
             Error::Config(_) | Error::CrdNotInstalled(_) | Error::Json(_) | Error::Yaml(_) => false,
+            Error::LeadershipLost(_) => false,
         }
     }
 

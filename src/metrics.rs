@@ -2,7 +2,7 @@
 //!
 //! | metric | type | labels |
 //! |---|---|---|
-//! | `lattice_reconciles_total` | counter | `result` = `ok`, `error`, `released` |
+//! | `lattice_reconciles_total` | counter | `result` = `ok`, `error` |
 //! | `lattice_reconcile_duration_seconds` | histogram | |
 //! | `lattice_reconcile_errors_total` | counter | `category` (the condition reason, e.g. `RateLimited`) |
 //! | `lattice_agentlattice_requests_total` | counter | `operation`, `status` (`201`, `429`, `timeout`, …) |
@@ -13,7 +13,9 @@
 //! | `lattice_agents_managed` | gauge | |
 //! | `lattice_rotations_waiting` | gauge | |
 //!
-//! Labels never carry names of resources (unbounded cardinality) nor anything secret.
+//! Labels never carry names of resources (unbounded cardinality) nor anything secret. The series
+//! with a fixed set of labels (`result`, `kind`) exist from the start at zero, so that rates and
+//! alerts work before the first error or revocation.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -146,6 +148,12 @@ impl Metrics {
             "LatticeAgents with old keys waiting to be revoked",
             rotations_waiting.clone(),
         );
+        for result in ["ok", "error"] {
+            let _ = reconciles.get_or_create(&ResultLabel { result });
+        }
+        for kind in ["key", "agent"] {
+            let _ = revocations.get_or_create(&KindLabel { kind });
+        }
         Metrics {
             registry,
             reconciles,
@@ -169,7 +177,7 @@ impl Metrics {
         out
     }
 
-    /// One reconcile ended (`ok`, `error` or `released`) after `duration`.
+    /// One reconcile ended (`ok` or `error`) after `duration`.
     pub fn reconciled(&self, result: &'static str, duration: Duration) {
         self.reconciles.get_or_create(&ResultLabel { result }).inc();
         self.reconcile_duration.observe(duration.as_secs_f64());
