@@ -321,7 +321,12 @@ impl LeaderElector {
                     tracing::warn!(lease = %self.name, error = %message, "could not renew the Lease");
                     last_error = Some(message);
                 }
-                Err(_elapsed) => return Err(Lost::RenewDeadline { last_error }),
+                Err(_elapsed) => {
+                    return Err(Lost::RenewDeadline {
+                        last_error: last_error
+                            .or_else(|| Some("the last attempt did not finish in time".into())),
+                    });
+                }
             }
             if renewed + self.timing.renew_deadline <= Instant::now() {
                 return Err(Lost::RenewDeadline { last_error });
