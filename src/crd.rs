@@ -300,6 +300,13 @@ fn date_time_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
 /// The CustomResourceDefinition, post-processed from the derive (see the module docs).
 pub fn crd() -> CustomResourceDefinition {
     let mut crd = LatticeAgent::crd();
+    // `helm uninstall` must never delete the CRD (that would delete every LatticeAgent, and with
+    // them their Secrets, while their agents stay alive at AgentLattice). Helm already leaves
+    // CRDs of a chart's `crds/` alone; this also covers a CRD that was templated or adopted.
+    crd.metadata.annotations = Some(BTreeMap::from([(
+        "helm.sh/resource-policy".to_owned(),
+        "keep".to_owned(),
+    )]));
     for version in &mut crd.spec.versions {
         version.additional_printer_columns = Some(printer_columns());
         if let Some(root) = version

@@ -214,7 +214,8 @@ fn non_default_values_reach_the_manifests() {
     );
     assert_eq!(c["imagePullPolicy"], "Always");
     assert_eq!(c["resources"]["limits"]["memory"], "512Mi");
-    assert_eq!(c["env"][0]["name"], "HTTPS_PROXY");
+    assert_eq!(c["env"][0]["name"], "POD_NAME");
+    assert_eq!(c["env"][1]["name"], "HTTPS_PROXY");
     assert_eq!(c["volumeMounts"][0]["mountPath"], "/etc/corporate-ca");
     assert_eq!(c["ports"][0]["containerPort"], 9090);
 
@@ -598,6 +599,54 @@ fn the_chart_crds_are_the_generated_crds() {
     assert_eq!(crds[0]["data"], generated.as_str());
     let r = Rendered::from_response(&responses[1]);
     assert!(r.all("CustomResourceDefinition").is_empty());
+}
+
+/// Uninstalling never strips finalizers nor deletes the CRD: the chart has no hooks at all (a
+/// pre-delete hook that removed finalizers would leave every agent alive at AgentLattice), its
+/// CRD carries `helm.sh/resource-policy: keep`, and the pod knows its own name (its Lease
+/// identity).
+#[test]
+fn uninstall_keeps_the_crd_and_no_hook_touches_finalizers() {
+    let value_sets = [
+        Value::Null,
+        non_default_values(),
+        json!({"watchNamespaces": ["payments", "web"]}),
+        json!({"serviceKey": {"create": true, "value": dev_key()}}),
+    ];
+    for r in render_many(&value_sets) {
+        for o in &r.objects {
+            let annotations = &o.value["metadata"]["annotations"];
+            assert!(
+                annotations.get("helm.sh/hook").is_none(),
+                "{} {} is a Helm hook; the chart must have none",
+                o.kind(),
+                o.name()
+            );
+        }
+        for (template, text) in &r.files {
+            assert!(
+                !text.contains("finalizers: null") && !text.contains("finalizers: []"),
+                "{template} clears finalizers"
+            );
+        }
+        let env = r.container()["env"].as_array().expect("env").clone();
+        assert!(
+            env.iter().any(|e| e["name"] == "POD_NAME"
+                && e["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"),
+            "POD_NAME from the downward API: {env:?}"
+        );
+    }
+    let responses = helm(&[json!({"op": "chart"})]);
+    let crds = responses[0]["ok"]["crds"].as_array().expect("crds");
+    for crd in crds {
+        let data = crd["data"].as_str().expect("CRD text");
+        let value: Value = serde_yaml::from_str(data).expect("CRD YAML");
+        assert_eq!(
+            value["metadata"]["annotations"]["helm.sh/resource-policy"], "keep",
+            "{}",
+            crd["name"]
+        );
+    }
 }
 
 /// Every key of values.yaml is documented by a comment right above it and typed by the schema,

@@ -36,6 +36,11 @@ cluster, a Role per namespace otherwise. */}}
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "watch", "create", "patch"]
+# No Deployments (or any workload) rule: the operator never restarts workloads. A workload that
+# reads its key from a mounted Secret file picks up a rotated key without a restart, and the
+# old key stays valid until it has gone unused for a whole gracePeriod (design.md §3.2). Should
+# "restart targets" (roll a Deployment when its key rotates) be added, its rule belongs here,
+# rendered only when that feature is switched on.
 # Events (events.k8s.io/v1) about LatticeAgents: Registered, KeyRotated, ReconcileError, ...
 # kube-rs's Recorder creates an event, and patches its count when it repeats.
 - apiGroups: ["events.k8s.io"]
