@@ -11,21 +11,32 @@
 
 mod support;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use agentlattice::RegisterAgent;
 use agentlattice_emulator::{FaultConfig, KeyStatus, RouteFaults};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::DeleteParams;
 use lattice_operator::context::FailPoints;
+use lattice_operator::crd::LatticeAgent;
 use lattice_operator::crd::{COMPROMISED_ANNOTATION, ROTATE_ANNOTATION};
-use lattice_operator::secret::KEY_ID_ANNOTATION;
+use lattice_operator::secret::{
+    KEY_ID_ANNOTATION, MINT_STARTED_AT_ANNOTATION, RETIRING_KEYS_ANNOTATION,
+};
 use support::*;
 
 const NAME: &str = "deploy-bot";
+const SECRET: &str = "deploy-bot-agent-key";
 
-/// A short grace period so that a rotation settles (old key revoked) within about a second.
+/// Crash runs at once. A run mostly waits (for a grace period, a requeue, a watch event), so
+/// they overlap well even on two cores.
+const PARALLEL_RUNS: usize = 24;
+
+/// A short grace period so that a rotation settles (old key revoked) within seconds, yet long
+/// enough that a loaded machine still deprecates the old key before its revocation is due.
 const BOT: &str = r#"
 apiVersion: agentlattice.io/v1alpha1
 kind: LatticeAgent
@@ -33,7 +44,7 @@ metadata: {name: deploy-bot}
 spec:
   description: Deploys the payments service
   capabilities: [deploy.staging, rollback.staging]
-  rotation: {gracePeriod: 1s, maxGracePeriod: 3s}
+  rotation: {gracePeriod: 2s, maxGracePeriod: 4s}
 "#;
 
 /// The scenarios whose every fail point is crashed at.
@@ -45,6 +56,10 @@ enum Scenario {
     Rotate,
     /// Registered and settled; then `agentlattice.io/compromised` changes; settle.
     Compromised,
+    /// Registered and settled; then the Secret is deleted (the lost-key path); settle.
+    LostSecret,
+    /// Registered and settled; then the resource is deleted; it goes away.
+    Delete,
 }
 
 impl Scenario {
@@ -53,6 +68,8 @@ impl Scenario {
             Scenario::Register => "reg",
             Scenario::Rotate => "rot",
             Scenario::Compromised => "cmp",
+            Scenario::LostSecret => "lost",
+            Scenario::Delete => "del",
         }
     }
 }
@@ -156,35 +173,86 @@ async fn act(w: &World, scenario: Scenario) {
         }
         Scenario::Rotate => w.annotate(NAME, ROTATE_ANNOTATION, "r1").await,
         Scenario::Compromised => w.annotate(NAME, COMPROMISED_ANNOTATION, "c1").await,
+        Scenario::LostSecret => {
+            w.secrets()
+                .delete(SECRET, &DeleteParams::default())
+                .await
+                .expect("Secret deleted");
+        }
+        Scenario::Delete => w.delete(NAME).await,
     }
+}
+
+/// Whether the scenario is complete now: the resource gone (deletion), or settled — Ready,
+/// status describing the Secret's key, no mint intent, no retiring key — on a key other than
+/// `old` (rotations).
+async fn complete(
+    w: &World,
+    scenario: Scenario,
+    old: Option<&str>,
+) -> Option<(LatticeAgent, Secret)> {
+    if scenario == Scenario::Delete {
+        return match w.agents().get_opt(NAME).await {
+            Ok(None) => Some((
+                LatticeAgent::new(NAME, Default::default()),
+                Secret::default(),
+            )),
+            _ => None,
+        };
+    }
+    let a = w.agents().get_opt(NAME).await.ok()??;
+    if condition(&a, "Ready")?.status != "True" {
+        return None;
+    }
+    let status = a.status.clone()?;
+    let s = w.secrets().get_opt(SECRET).await.ok()??;
+    let ann = annotations(&s);
+    let key_id = ann.get(KEY_ID_ANNOTATION)?;
+    let settled = status.active_key.as_ref().map(|k| &k.id) == Some(key_id)
+        && !ann.contains_key(MINT_STARTED_AT_ANNOTATION)
+        && status.mint_started_at.is_none()
+        && !ann.contains_key(RETIRING_KEYS_ANNOTATION)
+        && status.retiring_keys.is_empty()
+        && old != Some(key_id.as_str());
+    settled.then_some((a, s))
+}
+
+/// Waits until the scenario is complete (see [`complete`]).
+async fn wait_complete(w: &World, scenario: Scenario, old: Option<&str>) -> (LatticeAgent, Secret) {
+    wait_until(&format!("{scenario:?} completes"), || {
+        complete(w, scenario, old)
+    })
+    .await
 }
 
 /// The recording run: every fail point the executor passes during the scenario, in order.
 async fn record(scenario: Scenario) -> Vec<String> {
     let mut w = World::start(&format!("record-{}", scenario.tag())).await;
     let recording = Recording::default();
-    if scenario == Scenario::Register {
+    let old = if scenario == Scenario::Register {
         recording.armed.store(true, Ordering::SeqCst);
         w.start_operator(Options {
             failpoints: Some(recording.failpoints()),
             ..Default::default()
         })
         .await;
-        act(&w, scenario).await;
-        w.wait_settled(NAME, true).await;
+        None
     } else {
         let old = register_and_settle(&mut w, recording.failpoints()).await;
         recording.armed.store(true, Ordering::SeqCst);
-        act(&w, scenario).await;
-        w.wait_until_rotated(&old).await.expect("rotated");
-    }
+        Some(old)
+    };
+    act(&w, scenario).await;
+    wait_complete(&w, scenario, old.as_deref()).await;
     w.stop_operator().await;
     recording.seen()
 }
 
 /// One crash run: the scenario with a crash at the `occurrence`-th `point`, a restart, and the
-/// checks. Panics (with the point in the message) when something is wrong.
-async fn crash_run(scenario: Scenario, index: usize, point: String, occurrence: usize) {
+/// checks. Panics (with the point in the message) when something is wrong; returns whether the
+/// point was reached (timing decides how often some reads happen, e.g. the last-use check of a
+/// retiring key, so a late occurrence may not come; the run is then checked all the same).
+async fn crash_run(scenario: Scenario, index: usize, point: String, occurrence: usize) -> bool {
     let mut w = World::start(&format!("crash-{}-{index}", scenario.tag())).await;
     let crash = CrashOn::new(&point, occurrence);
     let before = if scenario == Scenario::Register {
@@ -194,28 +262,42 @@ async fn crash_run(scenario: Scenario, index: usize, point: String, occurrence: 
             ..Default::default()
         })
         .await;
-        act(&w, scenario).await;
         None
     } else {
         let key = register_and_settle(&mut w, crash.failpoints()).await;
         crash.armed.store(true, Ordering::SeqCst);
-        act(&w, scenario).await;
         Some(key)
     };
-    let what = format!("{scenario:?}: fail point {point} #{occurrence} is reached");
-    wait_until(&what, || async { crash.fired().then_some(()) }).await;
+    act(&w, scenario).await;
+    let what = format!("{scenario:?}: fail point {point} #{occurrence}");
+    wait_until(
+        &format!("{what} is reached or the scenario completes"),
+        || async {
+            (crash.fired() || complete(&w, scenario, before.as_deref()).await.is_some())
+                .then_some(())
+        },
+    )
+    .await;
+    let fired = crash.fired();
     w.kill_operator().await;
 
     // A fresh operator with empty memory finishes the job.
     w.start_operator(Options::default()).await;
-    let (a, secret) = match &before {
-        None => w.wait_settled(NAME, true).await,
-        // Settled is not enough: before the fresh operator acts, the old state looks settled.
-        Some(old) => w
-            .wait_until_rotated(old)
-            .await
-            .expect("rotated after the crash"),
-    };
+    if scenario == Scenario::Delete {
+        // The resource goes, its agent is revoked, nothing of it is left live.
+        wait_complete(&w, scenario, None).await;
+        let snapshot = w.emu.snapshot();
+        assert_eq!(
+            snapshot.live_agents().count(),
+            0,
+            "{what}: the agent is revoked: {:#?}",
+            snapshot.agents
+        );
+        assert_eq!(snapshot.agents.len(), 1, "{what}: one agent ever");
+        w.stop_operator().await;
+        return fired;
+    }
+    let (a, secret) = wait_complete(&w, scenario, before.as_deref()).await;
     w.check_invariant(NAME).await;
 
     let snapshot = w.emu.snapshot();
@@ -247,10 +329,10 @@ async fn crash_run(scenario: Scenario, index: usize, point: String, occurrence: 
             "{what}: the old key is revoked"
         );
         let handled = a.status.map(|s| s.handled).unwrap_or_default();
-        let handled = if scenario == Scenario::Rotate {
-            handled.rotate
-        } else {
-            handled.compromised
+        let handled = match scenario {
+            Scenario::Rotate => handled.rotate,
+            Scenario::Compromised => handled.compromised,
+            _ => Some(String::new()),
         };
         assert!(
             handled.is_some(),
@@ -258,24 +340,38 @@ async fn crash_run(scenario: Scenario, index: usize, point: String, occurrence: 
         );
     }
     w.stop_operator().await;
+    fired
 }
 
-/// Runs `f(item)` for every item, a few at a time, each in its own task; panics listing every
-/// failed item with its panic message.
-async fn run_all<I, F, Fut>(items: Vec<I>, label: impl Fn(&I) -> String, f: F)
+/// Runs `f(item)` for every item, up to [`PARALLEL_RUNS`] at a time, each in its own task (a world of its
+/// own); panics listing every failed item with its panic message.
+async fn run_all<I, T, F, Fut>(
+    items: Vec<I>,
+    label: impl Fn(&I) -> String,
+    f: F,
+) -> Vec<(String, T)>
 where
     I: Clone + Send + 'static,
+    T: Send + 'static,
     F: Fn(I) -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
+    Fut: std::future::Future<Output = T> + Send + 'static,
 {
+    use futures::StreamExt;
+    let results: Vec<(String, Result<T, tokio::task::JoinError>)> =
+        futures::stream::iter(items.into_iter().map(|item| {
+            let label = label(&item);
+            let run = f(item);
+            async move { (label, tokio::spawn(run).await) }
+        }))
+        .buffer_unordered(PARALLEL_RUNS)
+        .collect()
+        .await;
     let mut failures = Vec::new();
-    for chunk in items.chunks(6) {
-        let handles: Vec<_> = chunk
-            .iter()
-            .map(|item| (label(item), tokio::spawn(f(item.clone()))))
-            .collect();
-        for (label, handle) in handles {
-            if let Err(e) = handle.await {
+    let mut outputs = Vec::new();
+    for (label, result) in results {
+        match result {
+            Ok(output) => outputs.push((label, output)),
+            Err(e) => {
                 let message = match e.try_into_panic() {
                     Ok(p) => p
                         .downcast_ref::<String>()
@@ -288,7 +384,9 @@ where
             }
         }
     }
+    failures.sort();
     assert!(failures.is_empty(), "failed runs:\n{}", failures.join("\n"));
+    outputs
 }
 
 /// Every recorded fail point of `scenario`, crashed at one after the other.
@@ -312,12 +410,32 @@ async fn crash_everywhere(scenario: Scenario, must_include: &[&str]) {
         .map(|(i, (p, n))| (i, p, n))
         .filter(|(i, _, _)| only.is_none_or(|o| o == *i))
         .collect();
-    run_all(
+    let outcomes = run_all(
         items,
         |(i, p, n)| format!("#{i} {p} (occurrence {n})"),
         move |(i, p, n)| crash_run(scenario, i, p, n),
     )
     .await;
+    // Every distinct point was crashed at (a late occurrence may not recur in a run).
+    let crashed: BTreeSet<&str> = outcomes
+        .iter()
+        .filter(|(_, fired)| *fired)
+        .filter_map(|(label, _)| label.split(' ').nth(1))
+        .collect();
+    let missed: Vec<&String> = outcomes
+        .iter()
+        .filter(|(_, fired)| !*fired)
+        .map(|(label, _)| label)
+        .collect();
+    eprintln!("{scenario:?}: not reached (checked all the same): {missed:?}");
+    let distinct: BTreeSet<&str> = seen.iter().map(String::as_str).collect();
+    if only.is_none() {
+        assert_eq!(crashed, distinct, "every fail point was crashed at");
+        assert!(
+            missed.len() * 4 <= outcomes.len(),
+            "most recorded points recur: {missed:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -594,4 +712,28 @@ async fn an_agent_of_the_same_name_not_linked_to_the_resource_is_never_adopted()
         "{calls:?}"
     );
     w.stop_operator().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_at_every_fail_point_of_the_lost_key_path() {
+    crash_everywhere(
+        Scenario::LostSecret,
+        &[
+            "before:MintKey",
+            "after:MintKey",
+            "before:WriteSecret",
+            "after:WriteSecret",
+            "before:WriteStatus",
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_at_every_fail_point_of_deletion() {
+    crash_everywhere(
+        Scenario::Delete,
+        &["before:RevokeAgent", "after:RevokeAgent"],
+    )
+    .await;
 }
