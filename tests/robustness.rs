@@ -596,3 +596,113 @@ async fn the_steady_state_is_quiet() {
     );
     w.stop_operator().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forbidden_answer_is_a_rejected_service_key_too() {
+    let mut w = World::start("svc-forbidden").await;
+    w.start_operator(Options::default()).await;
+    // A gateway in front of AgentLattice answers 403 to everything.
+    w.emu
+        .set_faults(FaultConfig::new().route("*", RouteFaults::fail_next(10_000, 403)));
+    w.create(&bot("forbidden", "")).await;
+    w.wait_condition("forbidden", "Ready", "False", Some("ServiceKeyRejected"))
+        .await;
+    let event = w.wait_event("forbidden", "ReconcileError").await;
+    assert_eq!(event.type_.as_deref(), Some("Warning"));
+    // Not retried in a loop: at most one more attempt over two seconds.
+    let before = requests(&w);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let made = delta(&before, &requests(&w));
+    assert!(total(&made) <= 2, "requests while forbidden: {made:?}");
+    // The way out is a change of the service key Secret (here: a new key, the gateway fixed).
+    w.emu.clear_faults();
+    let fresh = w.emu.create_service_key("after the gateway fix");
+    w.put_service_key(Some(&fresh.api_key)).await;
+    w.wait_settled("forbidden", true).await;
+    w.check_invariant("forbidden").await;
+    w.stop_operator().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_with_ready_resources_is_quiet() {
+    let mut w = World::start("restart-quiet").await;
+    let names = ["one", "two", "three"];
+    w.start_operator(Options::default()).await;
+    for name in names {
+        w.create(&bot(name, "")).await;
+    }
+    for name in names {
+        w.wait_settled(name, true).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    w.stop_operator().await;
+
+    // A new process, empty memory: it reads each agent once (its drift check is due) and
+    // writes nothing, anywhere.
+    w.sim.clear_audit_log();
+    let before = requests(&w);
+    let audit_before = w.emu.audit().len();
+    w.start_operator(Options::default()).await;
+    wait_until("each agent is read once", || async {
+        (w.emu.request_count("get_agent") >= before.get("get_agent").copied().unwrap_or(0) + 3)
+            .then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let made = delta(&before, &requests(&w));
+    assert_eq!(
+        made,
+        BTreeMap::from([("get_agent".to_owned(), 3)]),
+        "one drift read per resource"
+    );
+    assert_eq!(w.emu.audit().len(), audit_before, "no AgentLattice write");
+    let writes: Vec<String> = w
+        .sim
+        .audit_log()
+        .into_iter()
+        .filter(|r| matches!(r.verb.as_str(), "create" | "update" | "patch" | "delete"))
+        .map(|r| format!("{} {}/{} {}", r.verb, r.resource, r.subresource, r.name))
+        .collect();
+    assert!(writes.is_empty(), "writes after a restart: {writes:?}");
+    for name in names {
+        w.check_invariant(name).await;
+    }
+    w.stop_operator().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registered_resource_made_invalid_keeps_its_key_and_stops_calling_agentlattice() {
+    let mut w = World::start("made-invalid").await;
+    w.start_operator(Options {
+        resync: SignedDuration::from_secs(1),
+        ..Default::default()
+    })
+    .await;
+    w.create(&bot("bot", "")).await;
+    let (_, secret) = w.wait_settled("bot", true).await;
+    // An interval shorter than the grace period: only the operator can tell.
+    w.agents()
+        .patch(
+            "bot",
+            &PatchParams::default(),
+            &Patch::Merge(
+                serde_json::json!({"spec": {"rotation": {"interval": "1m", "gracePeriod": "10m"}}}),
+            ),
+        )
+        .await
+        .expect("spec changed");
+    let a = w
+        .wait_condition("bot", "Synced", "False", Some("InvalidSpec"))
+        .await;
+    assert_eq!(
+        condition(&a, "Ready").map(|c| (c.status.as_str(), c.reason.as_str())),
+        Some(("True", "AgentReady")),
+        "the key keeps working"
+    );
+    // Over several resyncs: no AgentLattice request at all, the key still works.
+    let before = requests(&w);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(delta(&before, &requests(&w)), BTreeMap::new());
+    w.whoami_with(&secret).await.expect("the key still works");
+    w.stop_operator().await;
+}
