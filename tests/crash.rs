@@ -737,3 +737,58 @@ async fn crash_at_every_fail_point_of_deletion() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_secret_of_the_same_name_leaves_no_orphan_agent() {
+    let mut w = World::start("foreign-secret").await;
+    // Someone else's Secret, not labelled as the operator's (its watch does not see it).
+    let foreign: Secret = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": SECRET},
+        "stringData": {"password": "hunter2"},
+    }))
+    .expect("secret");
+    w.secrets()
+        .create(&kube::api::PostParams::default(), &foreign)
+        .await
+        .expect("foreign Secret");
+    // Conflicts are retried at the resync interval (the operator does not watch that Secret).
+    w.start_operator(Options {
+        resync: jiff::SignedDuration::from_secs(1),
+        ..Default::default()
+    })
+    .await;
+    w.create(BOT).await;
+    w.wait_condition(NAME, "Ready", "False", Some("SecretConflict"))
+        .await;
+    w.wait_event(NAME, "SecretConflict").await;
+    let s = w.secret(SECRET).await.expect("still there");
+    assert_eq!(
+        s.data.map(|d| d.keys().cloned().collect::<Vec<_>>()),
+        Some(vec!["password".to_owned()]),
+        "never overwritten"
+    );
+    // The conflict is found before anything is registered: no agent, hence no undelivered key.
+    assert_eq!(
+        w.emu.request_count("register"),
+        0,
+        "no AgentLattice call on a SecretConflict"
+    );
+    assert!(w.emu.snapshot().agents.is_empty());
+    // The conflict goes away: the resource gets its agent and key, and nothing else is live.
+    w.secrets()
+        .delete(SECRET, &DeleteParams::default())
+        .await
+        .expect("foreign Secret deleted");
+    w.wait_settled(NAME, true).await;
+    w.check_invariant(NAME).await;
+    let snapshot = w.emu.snapshot();
+    assert_eq!(snapshot.live_agents().count(), 1);
+    assert_eq!(
+        snapshot.live_agents().flat_map(|a| a.live_keys()).count(),
+        1,
+        "{:#?}",
+        snapshot.agents
+    );
+    w.stop_operator().await;
+}
