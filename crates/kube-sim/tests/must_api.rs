@@ -995,3 +995,103 @@ async fn rbac_denies_with_the_upstream_forbidden_message() {
         .assert_status(401, "Unauthorized", "Unauthorized");
     assert!(sim.audit_log().iter().any(|a| !a.allowed));
 }
+
+// ---------------------------------------------------------------------------------------------
+// §0.4 request bodies: JSON and YAML accepted, protobuf (kubectl typed commands) refused
+
+#[tokio::test]
+async fn json_and_yaml_bodies_are_accepted_protobuf_is_415() {
+    let sim = sim_with_ns("m-body").await;
+    let c = sim.client();
+    let yaml = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: y\ndata:\n  a: \"1\"\n";
+    let r = raw_bytes(
+        &c,
+        Method::POST,
+        &cms("m-body"),
+        Some("application/yaml"),
+        None,
+        yaml.as_bytes().to_vec(),
+    )
+    .await;
+    assert_eq!(r.code, 201, "{}", r.text);
+    assert_eq!(r.json()["data"]["a"], "1");
+    let r = raw_bytes(
+        &c,
+        Method::POST,
+        &cms("m-body"),
+        Some("application/vnd.kubernetes.protobuf"),
+        Some("application/vnd.kubernetes.protobuf,application/json"),
+        b"k8s\0\x0a\x02v1".to_vec(),
+    )
+    .await;
+    r.assert_status(
+        415,
+        "UnsupportedMediaType",
+        "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml",
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// §13.17 watch bodies are never compressed
+
+#[tokio::test]
+async fn responses_and_watches_are_not_compressed() {
+    let sim = sim_with_ns("m-gzip").await;
+    let c = sim.client();
+    assert_eq!(post(&c, &cms("m-gzip"), cm("a")).await.code, 201);
+    for path in [
+        cms("m-gzip"),
+        format!("{}?watch=true&timeoutSeconds=1", cms("m-gzip")),
+    ] {
+        let req = http::Request::builder()
+            .method(Method::GET)
+            .uri(&path)
+            .header("Accept-Encoding", "gzip")
+            .body(kube::client::Body::empty())
+            .unwrap();
+        let resp = c.send(req).await.expect("response");
+        assert_eq!(resp.status(), 200);
+        assert!(
+            resp.headers().get("content-encoding").is_none(),
+            "{path}: {:?}",
+            resp.headers()
+        );
+        let body = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .expect("body")
+            .to_bytes();
+        let text = String::from_utf8(body.to_vec()).expect("plain UTF-8 JSON");
+        assert!(text.contains("\"name\":\"a\""), "{text}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// §8.2 events.k8s.io validation (the Recorder's happy path is in kube_rs_e2e)
+
+#[tokio::test]
+async fn events_without_required_fields_are_invalid() {
+    let sim = sim_with_ns("m-ev").await;
+    let c = sim.client();
+    let ev = |name: &str| {
+        json!({"apiVersion": "events.k8s.io/v1", "kind": "Event",
+            "metadata": {"name": name},
+            "eventTime": "2026-01-02T03:04:05.123456Z", "type": "Normal",
+            "reason": "Registered", "action": "Reconcile", "note": "ok",
+            "reportingController": "example.com/op", "reportingInstance": "op-0",
+            "regarding": {"kind": "ConfigMap", "namespace": "m-ev", "name": "a", "apiVersion": "v1"}})
+    };
+    let p = "/apis/events.k8s.io/v1/namespaces/m-ev/events";
+    let r = post(&c, p, ev("ok")).await;
+    assert_eq!(r.code, 201, "{}", r.text);
+    // Core and events.k8s.io views are one store.
+    let core = get(&c, "/api/v1/namespaces/m-ev/events/ok").await.json();
+    assert_eq!(core["message"], "ok");
+    assert_eq!(core["involvedObject"]["name"], "a");
+    let mut bad = ev("bad");
+    bad.as_object_mut().unwrap().remove("eventTime");
+    post(&c, p, bad).await.assert_status(
+        422,
+        "Invalid",
+        "Event.events.k8s.io \"bad\" is invalid: eventTime: Required value",
+    );
+}
