@@ -264,8 +264,28 @@ spec:
     assert!(report.keys.len() >= 2, "{report:?}");
     let lagging = lagging.stop().await;
     assert_eq!(lagging.keys.len(), 1, "{lagging:?}");
-    w.check_invariant("sched-a").await;
-    w.check_invariant("sched-b").await;
+    // Stop the schedule so that no rotation is under way while the invariant is checked.
+    for name in ["sched-a", "sched-b"] {
+        w.agents()
+            .patch(
+                name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(
+                    serde_json::json!({"spec": {"rotation": {"interval": null}}}),
+                ),
+            )
+            .await
+            .unwrap();
+    }
+    for name in ["sched-a", "sched-b"] {
+        wait_until("the schedule is off", || async {
+            let a = w.get(name).await;
+            (a.status?.next_rotation_time.is_none()).then_some(())
+        })
+        .await;
+        w.wait_settled(name, true).await;
+        w.check_invariant(name).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
