@@ -17,6 +17,11 @@ Requests:
         -> {"ok": {"total_charts_linted": n, "messages": [...], "errors": [...]}}
     {"op": "chart"}
         -> {"ok": {"metadata", "values", "schema", "crds": [{"name", "data"}], "templates": [name]}}
+    {"op": "install", "kubeconfig": "path", "values": {...} | null, "name": "release",
+     "namespace": "ns", "storage_driver": "secret" | "memory" | null}
+        -> {"ok": {"manifest": "<the installed manifest>", "status": "deployed"}}
+        (a real ``helm install`` against the cluster of that kubeconfig: CRDs from crds/ first,
+        then the templates; release stored as a Secret in the namespace)
 
 The assertions live in Rust; this script only runs Helm. It never skips: a missing
 helm-python-sdk is an error that says how to install it.
@@ -79,6 +84,26 @@ def run(helm: Any, chart: Any, chart_dir: str, request: dict[str, Any]) -> Any:
             namespace=request.get("namespace", "lattice-system"),
             kube_version=request.get("kube_version"),
         )
+    if op == "install":
+        with helm.Config(
+            kubeconfig_path=request["kubeconfig"],
+            namespace=request["namespace"],
+            storage_driver=request.get("storage_driver"),
+        ) as config:
+            release = config.install(
+                chart,
+                request["name"],
+                values,
+                namespace=request["namespace"],
+                timeout=60,
+            )
+        info = release.get("info") or {}
+        status = info.get("status") if isinstance(info, dict) else None
+        return {
+            "manifest": release.get("manifest", ""),
+            "status": status or release.get("status"),
+            "fields": sorted(release.keys()),
+        }
     if op == "chart":
         return {
             "metadata": chart.metadata,
