@@ -12,7 +12,10 @@ use jiff::SignedDuration;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams, PostParams};
 use lattice_operator::crd::{REREGISTER_ANNOTATION, ROTATE_ANNOTATION, SKIP_REVOKE_ANNOTATION};
-use lattice_operator::secret::{API_KEY_FIELD, KEY_ID_ANNOTATION, key_digest};
+use lattice_operator::secret::{
+    AGENT_ID_ANNOTATION, AGENT_ID_FIELD, AGENT_NAME_LABEL, API_KEY_FIELD, BASE_URL_FIELD,
+    KEY_ID_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE, key_digest,
+};
 use support::*;
 
 const BOT: &str = r#"
@@ -103,6 +106,37 @@ async fn register_finalizer_first_secret_then_status() {
     );
     let me = w.whoami_with(&secret).await.expect("the key works");
     assert_eq!(me.config_id, agent.id);
+
+    // The Secret: Opaque, owned by the resource, the three fields a workload can `envFrom`, our
+    // labels, and annotations that describe the key without holding it.
+    assert_eq!(secret.type_.as_deref(), Some("Opaque"));
+    let data = secret.data.clone().unwrap_or_default();
+    assert_eq!(
+        data.keys().map(String::as_str).collect::<Vec<_>>(),
+        vec![AGENT_ID_FIELD, API_KEY_FIELD, BASE_URL_FIELD]
+    );
+    assert_eq!(data[AGENT_ID_FIELD].0, agent.id.as_bytes());
+    assert_eq!(data[BASE_URL_FIELD].0, w.emu.base_url().as_bytes());
+    let labels = secret.metadata.labels.clone().unwrap_or_default();
+    assert_eq!(labels[MANAGED_BY_LABEL], MANAGED_BY_VALUE);
+    assert_eq!(labels[AGENT_NAME_LABEL], "register-deploy-bot");
+    let ann = annotations(&secret);
+    assert_eq!(ann[AGENT_ID_ANNOTATION], agent.id);
+    let key = secret_key(&secret).expect("key");
+    assert!(
+        ann.values().all(|v| !v.contains(key.expose_secret())),
+        "no annotation holds the key"
+    );
+    let owners = secret.metadata.owner_references.clone().unwrap_or_default();
+    assert_eq!(owners.len(), 1);
+    assert_eq!(
+        (
+            owners[0].kind.as_str(),
+            owners[0].uid.as_str(),
+            owners[0].controller
+        ),
+        ("LatticeAgent", uid.as_str(), Some(true))
+    );
 
     // One AgentLattice write, and the idempotency key is derived from the uid: replaying it
     // with the same body answers with the same agent.
