@@ -797,3 +797,65 @@ fn no_chart_object_is_labelled_as_the_operators_own() {
         );
     }
 }
+
+// ----- the image ---------------------------------------------------------------------------------
+
+/// The Dockerfile (it cannot be built on these machines) agrees with the chart: a multi-stage
+/// build of the locked workspace without the `dev` feature, a static (musl) binary on distroless
+/// `static:nonroot`, the same non-root user and group the pod runs as, the admin port exposed,
+/// and the binary as entrypoint (the chart passes `run` and its flags as arguments).
+#[test]
+fn the_dockerfile_builds_a_static_non_root_image_the_chart_can_run() {
+    let text = std::fs::read_to_string(workspace().join("Dockerfile")).expect("Dockerfile");
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#'))
+        .collect();
+    let froms: Vec<&&str> = lines.iter().filter(|l| l.starts_with("FROM ")).collect();
+    assert!(froms.len() >= 2, "multi-stage: {froms:?}");
+    let last = froms.last().expect("a final stage");
+    assert!(
+        last.contains("distroless/static") && last.ends_with(":nonroot"),
+        "{last}"
+    );
+    assert!(text.contains("unknown-linux-musl"), "a static musl build");
+    for flag in ["--locked", "--no-default-features", "--release"] {
+        assert!(text.contains(flag), "cargo build {flag}");
+    }
+
+    let r = render(Value::Null);
+    let pod = &r.deployment()["spec"]["template"]["spec"];
+    let user = pod["securityContext"]["runAsUser"]
+        .as_i64()
+        .expect("runAsUser");
+    let group = pod["securityContext"]["runAsGroup"]
+        .as_i64()
+        .expect("runAsGroup");
+    assert!(
+        lines.contains(&format!("USER {user}:{group}").as_str()),
+        "the image's USER is the pod's {user}:{group}"
+    );
+    let port = r.container()["ports"][0]["containerPort"]
+        .as_i64()
+        .expect("port");
+    assert!(
+        lines.contains(&format!("EXPOSE {port}").as_str()),
+        "EXPOSE {port}"
+    );
+    assert_eq!(r.args()[0], "run", "the chart passes the subcommand");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("ENTRYPOINT [\"/usr/local/bin/lattice-operator\"]")),
+        "the binary is the entrypoint"
+    );
+
+    let ignore = std::fs::read_to_string(workspace().join(".dockerignore")).expect(".dockerignore");
+    for path in ["target/", ".venv/", ".git/"] {
+        assert!(
+            ignore.lines().any(|l| l.trim() == path),
+            ".dockerignore lacks {path}"
+        );
+    }
+}
