@@ -201,3 +201,27 @@ pub async fn start(
     let (listener, local) = bind(addr).await?;
     Ok((local, serve(listener, admin, shutdown)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readiness_follows_the_phase() {
+        let phase = Phase::new(PhaseKind::WaitingForCrd);
+        let admin =
+            Admin::new(Arc::new(Metrics::new()), Readiness::default()).with_phase(phase.clone());
+        assert!(
+            admin
+                .not_ready()
+                .is_some_and(|w| w.contains("not installed"))
+        );
+        phase.set(PhaseKind::Standby);
+        assert_eq!(admin.not_ready(), None, "a standby is ready");
+        phase.set(PhaseKind::Running);
+        assert!(admin.not_ready().is_some_and(|w| w.contains("caches")));
+        phase.set(PhaseKind::Stopping);
+        assert_eq!(admin.not_ready(), Some("shutting down"));
+        assert_eq!(phase.get(), PhaseKind::Stopping);
+    }
+}
