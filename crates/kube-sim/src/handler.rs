@@ -151,7 +151,7 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let _ = tls;
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
     let query_str = parts.uri.query().unwrap_or("").to_string();
     let max = st.cfg.max_body_bytes;
@@ -165,6 +165,11 @@ where
             ))
             .into_response();
         }
+    };
+    // client-go typed clients write protobuf: convert the kinds we know to JSON up front.
+    let body = match protobuf_to_json(&mut parts.headers, body) {
+        Ok(b) => b,
+        Err(e) => return Reply::error(&e).into_response(),
     };
     // Authentication.
     let token = auth::bearer(
@@ -579,6 +584,32 @@ async fn resource_request(ctx: &Ctx, rp: ResourcePath) -> Result<Reply, StatusEr
             delete_collection(ctx, &rt, &ns)
         }
         _ => Err(method_not_allowed()),
+    }
+}
+
+/// A protobuf body of a kind [`crate::protobuf`] decodes becomes its JSON form (and the
+/// Content-Type says so); other protobuf bodies are left for the 415 of the write paths.
+fn protobuf_to_json(headers: &mut HeaderMap, body: Bytes) -> Result<Bytes, StatusError> {
+    let is_proto = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .map(request::MediaType::parse)
+        .is_some_and(|m| m.essence == "application/vnd.kubernetes.protobuf");
+    if !is_proto || body.is_empty() {
+        return Ok(body);
+    }
+    match crate::protobuf::decode(&body) {
+        Ok(v) => {
+            headers.insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            Ok(Bytes::from(serde_json::to_vec(&v).unwrap_or_default()))
+        }
+        Err(crate::protobuf::ProtoError::Unsupported(_)) => Ok(body),
+        Err(crate::protobuf::ProtoError::Malformed(m)) => Err(StatusError::bad_request(format!(
+            "the body of the request could not be decoded as protobuf: {m}"
+        ))),
     }
 }
 

@@ -50,6 +50,7 @@ mod kubeconfig;
 mod meta;
 #[allow(clippy::result_large_err)] // handler errors are upstream `Status`es, by value
 mod ops;
+mod protobuf;
 #[allow(clippy::result_large_err)] // handler errors are upstream `Status`es, by value
 mod registry;
 #[allow(clippy::result_large_err)] // handler errors are upstream `Status`es, by value

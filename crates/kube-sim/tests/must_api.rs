@@ -997,10 +997,31 @@ async fn rbac_denies_with_the_upstream_forbidden_message() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// §0.4 request bodies: JSON and YAML accepted, protobuf (kubectl typed commands) refused
+// §0.4 request bodies: JSON, YAML, and protobuf for the kinds client-go's typed clients write
+// here (Secret, ConfigMap, Namespace, DeleteOptions); other protobuf bodies are 415.
+
+fn pb_field(n: u64, b: &[u8], out: &mut Vec<u8>) {
+    out.push(((n << 3) | 2) as u8);
+    out.push(b.len() as u8);
+    out.extend_from_slice(b);
+}
+
+/// `k8s\0` + runtime.Unknown{typeMeta{apiVersion, kind}, raw}.
+fn pb_envelope(api_version: &str, kind: &str, raw: &[u8]) -> Vec<u8> {
+    let mut tm = Vec::new();
+    pb_field(1, api_version.as_bytes(), &mut tm);
+    pb_field(2, kind.as_bytes(), &mut tm);
+    let mut out = b"k8s\0".to_vec();
+    pb_field(1, &tm, &mut out);
+    pb_field(2, raw, &mut out);
+    out
+}
+
+const PROTO: &str = "application/vnd.kubernetes.protobuf";
+const PROTO_ACCEPT: &str = "application/vnd.kubernetes.protobuf,application/json";
 
 #[tokio::test]
-async fn json_and_yaml_bodies_are_accepted_protobuf_is_415() {
+async fn json_yaml_and_typed_protobuf_bodies_are_accepted() {
     let sim = sim_with_ns("m-body").await;
     let c = sim.client();
     let yaml = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: y\ndata:\n  a: \"1\"\n";
@@ -1015,13 +1036,59 @@ async fn json_and_yaml_bodies_are_accepted_protobuf_is_415() {
     .await;
     assert_eq!(r.code, 201, "{}", r.text);
     assert_eq!(r.json()["data"]["a"], "1");
+    // A Secret as Helm's storage driver sends it: protobuf in, JSON out.
+    let mut meta = Vec::new();
+    pb_field(1, b"release", &mut meta);
+    let mut entry = Vec::new();
+    pb_field(1, b"k", &mut entry);
+    pb_field(2, b"v", &mut entry);
+    let mut secret = Vec::new();
+    pb_field(1, &meta, &mut secret);
+    pb_field(2, &entry, &mut secret);
+    pb_field(3, b"helm.sh/release.v1", &mut secret);
     let r = raw_bytes(
         &c,
         Method::POST,
-        &cms("m-body"),
-        Some("application/vnd.kubernetes.protobuf"),
-        Some("application/vnd.kubernetes.protobuf,application/json"),
-        b"k8s\0\x0a\x02v1".to_vec(),
+        "/api/v1/namespaces/m-body/secrets",
+        Some(PROTO),
+        Some(PROTO_ACCEPT),
+        pb_envelope("v1", "Secret", &secret),
+    )
+    .await;
+    assert_eq!(r.code, 201, "{}", r.text);
+    assert_eq!(
+        r.header("content-type").as_deref(),
+        Some("application/json")
+    );
+    assert_eq!(r.json()["data"]["k"], "dg==");
+    assert_eq!(r.json()["type"], "helm.sh/release.v1");
+    // A typed delete's protobuf DeleteOptions.
+    let mut opts = Vec::new();
+    pb_field(4, b"Background", &mut opts);
+    let r = raw_bytes(
+        &c,
+        Method::DELETE,
+        "/api/v1/namespaces/m-body/secrets/release",
+        Some(PROTO),
+        Some(PROTO_ACCEPT),
+        pb_envelope("meta.k8s.io/v1", "DeleteOptions", &opts),
+    )
+    .await;
+    assert_eq!(r.code, 200, "{}", r.text);
+    assert_eq!(r.json()["details"]["name"], "release");
+}
+
+#[tokio::test]
+async fn other_protobuf_bodies_are_415_and_garbage_is_400() {
+    let sim = sim_with_ns("m-body-neg").await;
+    let c = sim.client();
+    let r = raw_bytes(
+        &c,
+        Method::POST,
+        "/apis/apps/v1/namespaces/m-body-neg/deployments",
+        Some(PROTO),
+        Some(PROTO_ACCEPT),
+        pb_envelope("apps/v1", "Deployment", &[]),
     )
     .await;
     r.assert_status(
@@ -1029,6 +1096,21 @@ async fn json_and_yaml_bodies_are_accepted_protobuf_is_415() {
         "UnsupportedMediaType",
         "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml",
     );
+    let r = raw_bytes(
+        &c,
+        Method::POST,
+        &cms("m-body-neg"),
+        Some(PROTO),
+        Some(PROTO_ACCEPT),
+        b"k8s\0\x0a\x20truncated".to_vec(),
+    )
+    .await;
+    r.assert_status(
+        400,
+        "BadRequest",
+        "the body of the request could not be decoded as protobuf: truncated field",
+    );
+    assert_eq!(get(&c, &format!("{}/x", cms("m-body-neg"))).await.code, 404);
 }
 
 // ---------------------------------------------------------------------------------------------
