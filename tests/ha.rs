@@ -1,5 +1,5 @@
 //! High availability: two replicas run as `lattice-operator run` runs them, with leader election
-//! on one Lease (2 s duration: renew deadline 1.33 s, retry every 0.29 s), against one kube-sim
+//! on one Lease (3 s duration: renew deadline 2 s, retry every 0.43 s), against one kube-sim
 //! and one emulator.
 //!
 //! - Only the leader reconciles; the standby is ready but reconciles nothing.
@@ -24,8 +24,8 @@ use lattice_operator::admin::PhaseKind;
 use replica::{Running, http_get};
 use support::{SERVICE_KEY_SECRET, World, wait_until};
 
-const LEASE: &str = "2s";
-const LEASE_DURATION: SignedDuration = SignedDuration::from_secs(2);
+const LEASE: &str = "3s";
+const LEASE_DURATION: SignedDuration = SignedDuration::from_secs(3);
 
 fn bot(name: &str) -> String {
     format!(
@@ -115,7 +115,7 @@ async fn the_standby_takes_over_a_killed_leader_without_registering_twice() {
     println!("takeover {took:?} after the kill (Lease duration {LEASE})");
     assert!(
         took < Duration::from_secs(10),
-        "the standby took {took:?} to take over a 2 s Lease"
+        "the standby took {took:?} to take over a 3 s Lease"
     );
 
     // The new leader finishes the work: every resource Ready, one agent each, never two.
