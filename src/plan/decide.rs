@@ -811,6 +811,17 @@ impl<'a> Cx<'a> {
             // The intent goes first, where the next reconcile will find it: on the record if the
             // Secret holds this agent's record, else on status. An adopted agent needs none: a
             // crash re-adopts it, and adoption always sweeps.
+            // An adopted agent's keys were never delivered: sweep them before minting too, down
+            // to one (AgentLattice refuses to revoke an agent's last live key; the sweep after
+            // the delivery takes that one). Otherwise every failed delivery (the Secret write
+            // fails, the process dies) leaves one more live key, and at AgentLattice's limit of
+            // live keys per agent the mint is refused forever.
+            if self.adopted
+                && (!self.o.remote.listed.contains(agent_id) || self.strays(agent_id).len() > 1)
+                && let Some(step) = self.sweep(agent_id)
+            {
+                return step;
+            }
             if self.intent().is_none() && !self.adopted {
                 if let Some(mut record) = self.current_record(agent_id) {
                     record.mint_started_at = Some(self.o.now);

@@ -199,9 +199,9 @@ fn row_register_committed_response_lost_replays_and_revokes_the_original_key() {
         [
             "Register",
             "FetchAgent",
+            "FetchKeys",
             "MintKey",
             "WriteSecret",
-            "FetchKeys",
             "RevokeKey",
             "WriteSecret",
             "WriteStatus"

@@ -735,9 +735,9 @@ fn a_replayed_registration_takes_the_lost_key_path_and_revokes_the_undelivered_k
         [
             "Register",
             "FetchAgent",
+            "FetchKeys",
             "MintKey",
             "WriteSecret",
-            "FetchKeys",
             "RevokeKey",
             "WriteSecret",
             "WriteStatus"
@@ -766,9 +766,9 @@ fn a_name_held_by_our_own_agent_is_adopted() {
             "Register",
             "FindAgents",
             "UpdateAgent",
+            "FetchKeys",
             "MintKey",
             "WriteSecret",
-            "FetchKeys",
             "RevokeKey",
             "WriteSecret",
             "WriteStatus"
