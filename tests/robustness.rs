@@ -706,3 +706,133 @@ async fn a_registered_resource_made_invalid_keeps_its_key_and_stops_calling_agen
     w.whoami_with(&secret).await.expect("the key still works");
     w.stop_operator().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_failing_object_backs_off_alone_and_leaves_no_orphan_key() {
+    let mut w = World::start("per-object").await;
+    let other = "per-object-failing";
+    w.create_namespace(other).await;
+    w.start_operator(Options {
+        backoff: lattice_operator::context::BackoffPolicy {
+            base: Duration::from_millis(200),
+            max: Duration::from_secs(2),
+        },
+        namespaces: vec![other.to_owned()],
+        ..Default::default()
+    })
+    .await;
+    // Every Secret create in the other namespace fails: its resource registers, then cannot
+    // deliver the key, again and again.
+    w.sim.faults().fail(
+        kube_sim::Matcher::verb("create")
+            .resource("secrets")
+            .namespace(other),
+        500,
+        10_000,
+    );
+    let mut failing: LatticeAgent = serde_yaml::from_str(&bot("failing", "")).expect("yaml");
+    failing.metadata.namespace = Some(other.to_owned());
+    w.agents_in(other)
+        .create(&PostParams::default(), &failing)
+        .await
+        .expect("created");
+    wait_until("the failing resource reports its failure", || async {
+        let a = w.agents_in(other).get("failing").await.ok()?;
+        let ready = condition(&a, "Ready")?;
+        (ready.status == "False" && ready.reason == "TransientError").then_some(())
+    })
+    .await;
+
+    // Meanwhile a resource elsewhere is served at once, not behind the failing one's backoff.
+    w.create(&bot("healthy", "")).await;
+    w.wait_settled("healthy", true).await;
+    w.check_invariant("healthy").await;
+
+    // Over three seconds the failing one retries with a growing delay (up to 2 s): a few
+    // attempts, each a replayed registration and a key minted for the Secret that fails.
+    let mints = w.emu.request_count("mint_key");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let made = w.emu.request_count("mint_key") - mints;
+    assert!((1..=10).contains(&made), "{made} mints in 3 s");
+
+    // The API server recovers: the key is delivered and every key minted on the way, never
+    // delivered, is revoked.
+    w.sim.faults().clear();
+    let api = w.agents_in(other);
+    let a = wait_until("the failing resource settles", || {
+        let api = api.clone();
+        async move {
+            let a = api.get("failing").await.ok()?;
+            let ready = condition(&a, "Ready")?;
+            (ready.status == "True" && a.status.as_ref()?.mint_started_at.is_none()).then_some(a)
+        }
+    })
+    .await;
+    let agent_id = a.status.and_then(|s| s.agent_id).expect("agent id");
+    let secret = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(w.client.clone(), other)
+        .get("failing-agent-key")
+        .await
+        .expect("Secret");
+    let key_id = annotations(&secret)
+        .get(lattice_operator::secret::KEY_ID_ANNOTATION)
+        .cloned();
+    let sweep = || {
+        let snapshot = w.emu.snapshot();
+        let agent = snapshot.agent(&agent_id).cloned().expect("agent");
+        let live: Vec<String> = agent.live_keys().map(|k| k.key_id.clone()).collect();
+        (agent.keys.len(), live)
+    };
+    wait_until("every undelivered key is revoked", || async {
+        let (_, live) = sweep();
+        (live.len() == 1 && Some(&live[0]) == key_id.as_ref()).then_some(())
+    })
+    .await;
+    let (minted, _) = sweep();
+    assert!(minted >= 3, "keys were minted on the way: {minted}");
+    w.stop_operator().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_failure_to_write_the_secret_does_not_exhaust_the_key_limit() {
+    let mut w = World::start("key-limit").await;
+    w.start_operator(Options {
+        backoff: lattice_operator::context::BackoffPolicy {
+            base: Duration::from_millis(100),
+            max: Duration::from_millis(300),
+        },
+        resync: SignedDuration::from_secs(1),
+        ..Default::default()
+    })
+    .await;
+    // Secret creates keep failing (a quota, a webhook) for longer than it takes to reach
+    // AgentLattice's limit of ten live keys per agent if every retry minted one.
+    w.sim.faults().fail(
+        kube_sim::Matcher::verb("create")
+            .resource("secrets")
+            .namespace(&w.ns),
+        403,
+        10_000,
+    );
+    w.create(&bot("bot", "")).await;
+    wait_until("a dozen delivery attempts", || async {
+        let m = w.emu.metrics();
+        (m.count_status("mint_key", 201) >= 10 || m.count_status("mint_key", 409) > 0).then_some(())
+    })
+    .await;
+    w.sim.faults().clear();
+    w.wait_settled("bot", true).await;
+    w.check_invariant("bot").await;
+    let snapshot = w.emu.snapshot();
+    let agent = snapshot.live_agents().next().expect("the agent");
+    assert_eq!(agent.live_keys().count(), 1, "{:#?}", agent.keys);
+    // Ten or more keys were minted in all, never more than two live at once: no refusal.
+    let m = w.emu.metrics();
+    assert_eq!(
+        m.count_status("mint_key", 409),
+        0,
+        "{:?}",
+        m.requests.get("mint_key")
+    );
+    assert!(m.count_status("mint_key", 201) >= 10);
+    w.stop_operator().await;
+}
