@@ -6,7 +6,8 @@
 //! - The leader is killed mid-work (its task aborted: the Lease is not released): the standby
 //!   takes over once the Lease has expired and not before, finishes the work, and no resource is
 //!   registered twice (one agent per resource at the emulator, the design §4 invariant for each).
-//! - A graceful stop releases the Lease, so the standby takes over without waiting for expiry.
+//! - A graceful stop (SIGTERM) finishes the reconcile in flight, then releases the Lease, so the
+//!   standby takes over without waiting for expiry.
 //! - A leader that cannot renew stops before its Lease expires.
 
 mod replica;
@@ -226,4 +227,40 @@ async fn lease_without_faults(w: &World) -> Timestamp {
         .and_then(|l| l.spec?.renew_time)
         .expect("the Lease has a renew time")
         .0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_the_running_reconcile_before_releasing_the_lease() {
+    let w = World::start("ha-drain").await;
+    let a = start(&w, "ha-a").await;
+    wait_phase(&a, PhaseKind::Running).await;
+    // Writing a Secret takes 1.5 s: once the registration has been answered, the reconcile is
+    // in flight (the key is only in the operator's memory) for that long.
+    w.sim.faults().set_latency(
+        Matcher::verb("create").resource("secrets").namespace(&w.ns),
+        Duration::from_millis(1500),
+    );
+    w.create(&bot("slow-bot")).await;
+    wait_until("the registration is answered", || async {
+        (w.emu.request_count("register") == 1).then_some(())
+    })
+    .await;
+    assert!(w.secret("slow-bot-agent-key").await.is_none());
+    // SIGTERM now.
+    a.terminate().await.expect("a clean stop");
+    w.sim.faults().clear_latency();
+    // The reconcile was not cut short: the key reached its Secret and the status says so.
+    let secret = w
+        .secret("slow-bot-agent-key")
+        .await
+        .expect("the Secret was written before the replica stopped");
+    assert!(support::secret_key(&secret).is_some());
+    let agent = w.get("slow-bot").await;
+    let ready = support::condition(&agent, "Ready").expect("a Ready condition");
+    assert_eq!(ready.status, "True");
+    assert_eq!(
+        lease(&w).await.holder_identity,
+        None,
+        "then the Lease was released"
+    );
 }
