@@ -42,7 +42,24 @@ pub fn random_token(len: usize) -> String {
 }
 
 pub fn str_at<'a>(v: &'a Value, pointer: &str) -> &'a str {
-    v.pointer(pointer).and_then(Value::as_str).unwrap_or("")
+    at(v, pointer).and_then(Value::as_str).unwrap_or("")
+}
+
+/// `Value::pointer` without its per-segment allocations (it unescapes `~0`/`~1` with
+/// `String::replace`), for the fixed, escape-free paths of this module: these run for every
+/// object of every list and watch filter.
+fn at<'a>(v: &'a Value, pointer: &str) -> Option<&'a Value> {
+    if pointer.contains('~') {
+        return v.pointer(pointer);
+    }
+    pointer
+        .split('/')
+        .skip(1)
+        .try_fold(v, |cur, seg| match cur {
+            Value::Object(m) => m.get(seg),
+            Value::Array(a) => seg.parse::<usize>().ok().and_then(|i| a.get(i)),
+            _ => None,
+        })
 }
 
 pub fn name(v: &Value) -> &str {
@@ -82,7 +99,7 @@ pub fn meta_mut(v: &mut Value) -> &mut Map<String, Value> {
 }
 
 pub fn finalizers(v: &Value) -> Vec<String> {
-    v.pointer("/metadata/finalizers")
+    at(v, "/metadata/finalizers")
         .and_then(Value::as_array)
         .map(|a| {
             a.iter()
@@ -105,12 +122,11 @@ pub fn set_finalizers(v: &mut Value, f: Vec<String>) {
 }
 
 pub fn is_deleting(v: &Value) -> bool {
-    v.pointer("/metadata/deletionTimestamp")
-        .is_some_and(|t| !t.is_null())
+    at(v, "/metadata/deletionTimestamp").is_some_and(|t| !t.is_null())
 }
 
 pub fn labels(v: &Value) -> Option<&Map<String, Value>> {
-    v.pointer("/metadata/labels").and_then(Value::as_object)
+    at(v, "/metadata/labels").and_then(Value::as_object)
 }
 
 /// Top-level keys of an object other than `apiVersion`, `kind`, `metadata`.
