@@ -1,0 +1,684 @@
+//! Operator benchmarks (issue 4's performance targets). Not tests: they print figures, they do
+//! not assert on time. `docs/benchmarks.md` records the figures and how to read them.
+//!
+//! ```text
+//! cargo bench --bench operator -- create   [--agents 1000]  [--latency-ms 20] [--concurrency 16] [--al-rate 1000] [--al-burst 1000]
+//! cargo bench --bench operator -- scale    [--agents 10000] [--latency-ms 20] ...
+//! cargo bench --bench operator -- all
+//! ```
+//!
+//! Set-up, for every scenario: kube-sim (TLS) and the AgentLattice emulator run in this process
+//! (with `--latency-ms` added to every emulator route); the operator is the real release binary,
+//! `lattice-operator run`, started as a separate process against them, so that its memory is its
+//! own (`/proc/<pid>/status`). Kubernetes writes are counted from kube-sim's audit log,
+//! AgentLattice calls from the emulator's request counters.
+//!
+//! - `create`: the LatticeAgents are created at once (64 requests in flight); time until all are
+//!   Ready, against the bound `ceil(agents / concurrency) × AgentLattice calls per agent ×
+//!   latency`; Kubernetes writes and AgentLattice calls per new agent.
+//! - `scale`: `create` with 10,000 agents, then the operator's RSS (VmRSS, VmHWM) once idle; then
+//!   a restart (SIGTERM, a fresh process): time until idle, AgentLattice calls and writes, and
+//!   Kubernetes writes during the restart, and the new process's RSS.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use agentlattice_emulator::{Emulator, EmulatorConfig, FaultConfig, OPERATIONS, RouteFaults};
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::watcher;
+use kube_sim::KubeSim;
+use lattice_operator::controller::install_crd;
+use lattice_operator::crd::LatticeAgent;
+
+const BIN: &str = env!("CARGO_BIN_EXE_lattice-operator");
+const NS: &str = "bench";
+const SERVICE_KEY_SECRET: &str = "agentlattice-service-key";
+/// AgentLattice operations that change state.
+const AL_WRITES: [&str; 9] = [
+    "register",
+    "update_agent",
+    "halt_agent",
+    "resume_agent",
+    "revoke_agent",
+    "mint_key",
+    "deprecate_key",
+    "undeprecate_key",
+    "revoke_key",
+];
+/// Kubernetes verbs that write.
+const K8S_WRITES: [&str; 5] = ["create", "update", "patch", "delete", "deletecollection"];
+/// How long any wait may last before the benchmark gives up.
+const GIVE_UP: Duration = Duration::from_secs(30 * 60);
+
+#[derive(Clone, Debug)]
+struct Options {
+    scenario: String,
+    agents: Option<usize>,
+    latency_ms: u64,
+    concurrency: u16,
+    al_rate: f64,
+    al_burst: u32,
+}
+
+fn parse_args() -> Result<Options, String> {
+    let mut o = Options {
+        scenario: String::new(),
+        agents: None,
+        latency_ms: 20,
+        concurrency: 16,
+        al_rate: 1000.0,
+        al_burst: 1000,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
+        match a.as_str() {
+            // cargo bench passes --bench to harness-less benchmarks.
+            "--bench" => {}
+            "--agents" => o.agents = Some(value(&a)?.parse().map_err(|e| format!("{e}"))?),
+            "--latency-ms" => o.latency_ms = value(&a)?.parse().map_err(|e| format!("{e}"))?,
+            "--concurrency" => o.concurrency = value(&a)?.parse().map_err(|e| format!("{e}"))?,
+            "--al-rate" => o.al_rate = value(&a)?.parse().map_err(|e| format!("{e}"))?,
+            "--al-burst" => o.al_burst = value(&a)?.parse().map_err(|e| format!("{e}"))?,
+            s if !s.starts_with('-') && o.scenario.is_empty() => o.scenario = s.to_owned(),
+            s => return Err(format!("unknown argument {s}")),
+        }
+    }
+    if o.scenario.is_empty() {
+        o.scenario = "all".into();
+    }
+    Ok(o)
+}
+
+fn main() -> ExitCode {
+    let options = match parse_args() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!(
+                "{e}\nusage: cargo bench --bench operator -- create|scale|all [--agents N] [--latency-ms MS] [--concurrency C] [--al-rate R] [--al-burst B]"
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("tokio: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match options.scenario.as_str() {
+            "create" => create(&options, options.agents.unwrap_or(1000))
+                .await
+                .map(|_| ()),
+            "scale" => scale(&options, options.agents.unwrap_or(10_000)).await,
+            "all" => {
+                create(&options, options.agents.unwrap_or(1000)).await?;
+                scale(&options, options.agents.unwrap_or(10_000)).await
+            }
+            other => Err(format!("unknown scenario {other} (create, scale, all)")),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("benchmark failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+/// kube-sim and the emulator in this process, the CRD installed, the service key Secret written.
+struct World {
+    sim: KubeSim,
+    emu: Emulator,
+    dir: PathBuf,
+}
+
+impl World {
+    async fn start(latency_ms: u64) -> Result<World, String> {
+        let dir = std::env::temp_dir().join(format!("lattice-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(err)?;
+        let sim = KubeSim::builder()
+            .kubeconfig_path(dir.join("kubeconfig"))
+            .history(1_000_000)
+            .start()
+            .await
+            .map_err(err)?;
+        let faults = if latency_ms > 0 {
+            FaultConfig::new().route("*", RouteFaults::latency(latency_ms, 0))
+        } else {
+            FaultConfig::new()
+        };
+        let emu = Emulator::start(EmulatorConfig {
+            faults,
+            ..EmulatorConfig::default()
+        })
+        .await
+        .map_err(err)?;
+        let client = sim.client();
+        install_crd(&client, Duration::from_secs(20))
+            .await
+            .map_err(err)?;
+        let mut ns = Namespace::default();
+        ns.metadata.name = Some(NS.into());
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .map_err(err)?;
+        let svc = emu.create_service_key("bench");
+        let secret: Secret = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": SERVICE_KEY_SECRET},
+            "stringData": {"AL_SERVICE_KEY": svc.api_key},
+        }))
+        .map_err(err)?;
+        Api::<Secret>::namespaced(client, NS)
+            .patch(
+                SERVICE_KEY_SECRET,
+                &PatchParams::apply("bench").force(),
+                &Patch::Apply(&secret),
+            )
+            .await
+            .map_err(err)?;
+        Ok(World { sim, emu, dir })
+    }
+
+    /// Every AgentLattice request so far, and the state-changing ones.
+    fn al_counts(&self) -> (u64, u64, BTreeMap<String, u64>) {
+        let m = self.emu.metrics();
+        let by_op: BTreeMap<String, u64> = OPERATIONS
+            .iter()
+            .map(|op| (op.to_string(), m.count(op)))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        let all = by_op.values().sum();
+        let writes = AL_WRITES.iter().map(|op| m.count(op)).sum();
+        (all, writes, by_op)
+    }
+
+    /// Kubernetes writes in the audit log, by `verb resource[/subresource]`, without the
+    /// benchmark's own creates of LatticeAgents.
+    fn k8s_writes(&self) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        for r in self.sim.audit_log() {
+            if !K8S_WRITES.contains(&r.verb.as_str()) {
+                continue;
+            }
+            if r.verb == "create" && r.resource == "latticeagents" && r.subresource.is_empty() {
+                continue;
+            }
+            let what = if r.subresource.is_empty() {
+                format!("{} {}", r.verb, r.resource)
+            } else {
+                format!("{} {}/{}", r.verb, r.resource, r.subresource)
+            };
+            *out.entry(what).or_insert(0) += 1;
+        }
+        out
+    }
+}
+
+impl World {
+    /// Kubernetes requests that are not writes, by `verb resource[/subresource]`.
+    fn k8s_reads(&self) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        for r in self.sim.audit_log() {
+            if K8S_WRITES.contains(&r.verb.as_str()) {
+                continue;
+            }
+            let what = if r.resource.is_empty() {
+                format!("{} {}", r.verb, r.path)
+            } else if r.subresource.is_empty() {
+                format!("{} {}", r.verb, r.resource)
+            } else {
+                format!("{} {}/{}", r.verb, r.resource, r.subresource)
+            };
+            *out.entry(what).or_insert(0) += 1;
+        }
+        out
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The operator as a separate process.
+struct OperatorProcess {
+    child: Child,
+    admin: SocketAddr,
+}
+
+fn free_port() -> Result<u16, String> {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(err)?;
+    Ok(l.local_addr().map_err(err)?.port())
+}
+
+impl OperatorProcess {
+    fn start(world: &World, o: &Options, log: &Path) -> Result<OperatorProcess, String> {
+        let admin = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let log = std::fs::File::create(log).map_err(err)?;
+        let child = Command::new(BIN)
+            .args([
+                "run",
+                "--agentlattice-url",
+                &world.emu.base_url(),
+                "--service-key-secret",
+                &format!("{NS}/{SERVICE_KEY_SECRET}"),
+                "--leader-election",
+                "false",
+                "--metrics-addr",
+                &admin.to_string(),
+                "--namespaces",
+                NS,
+                "--concurrency",
+                &o.concurrency.to_string(),
+                "--al-rate",
+                &o.al_rate.to_string(),
+                "--al-burst",
+                &o.al_burst.to_string(),
+            ])
+            .env("KUBECONFIG", world.sim.kubeconfig_path())
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("{BIN}: {e}"))?;
+        Ok(OperatorProcess { child, admin })
+    }
+
+    async fn wait_ready(&mut self) -> Result<Duration, String> {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().map_err(err)? {
+                return Err(format!("the operator exited: {status}"));
+            }
+            if http_get(self.admin, "/readyz").is_some_and(|(code, _)| code == 200) {
+                return Ok(start.elapsed());
+            }
+            if start.elapsed() > GIVE_UP {
+                return Err("the operator never became ready".into());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// `lattice_reconciles_total` summed over results.
+    fn reconciles(&self) -> u64 {
+        let Some((_, body)) = http_get(self.admin, "/metrics") else {
+            return 0;
+        };
+        body.lines()
+            .filter(|l| l.starts_with("lattice_reconciles_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    }
+
+    /// CPU time (user + system) the operator process has used.
+    fn cpu(&self) -> Duration {
+        cpu_of(&format!("/proc/{}/stat", self.child.id()))
+    }
+
+    /// (VmRSS, VmHWM) in KiB.
+    fn memory(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+
+    /// SIGTERM, then wait for the exit.
+    async fn stop(mut self) -> Result<Duration, String> {
+        let start = Instant::now();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        loop {
+            if self.child.try_wait().map_err(err)?.is_some() {
+                return Ok(start.elapsed());
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                let _ = self.child.kill();
+                return Err("the operator did not stop within 60 s of SIGTERM".into());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for OperatorProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// User + system CPU time from a `/proc/<pid>/stat` file (clock ticks of 1/100 s, Linux's
+/// `USER_HZ`).
+fn cpu_of(stat: &str) -> Duration {
+    let text = std::fs::read_to_string(stat).unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may contain spaces).
+    let rest = text.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name.
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
+/// A plain HTTP/1.0 GET: (status code, body).
+fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let code = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+    Some((code, body))
+}
+
+fn agent(i: usize) -> Result<LatticeAgent, String> {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "agentlattice.io/v1alpha1", "kind": "LatticeAgent",
+        "metadata": {"name": format!("agent-{i:05}"), "namespace": NS},
+        "spec": {"capabilities": ["deploy.staging"]},
+    }))
+    .map_err(err)
+}
+
+/// Creates `n` LatticeAgents, 64 requests in flight; returns how long that took.
+async fn create_agents(client: &kube::Client, n: usize) -> Result<Duration, String> {
+    let api: Api<LatticeAgent> = Api::namespaced(client.clone(), NS);
+    let start = Instant::now();
+    let agents: Vec<LatticeAgent> = (0..n).map(agent).collect::<Result<_, _>>()?;
+    futures::stream::iter(agents)
+        .map(|a| {
+            let api = api.clone();
+            async move { api.create(&PostParams::default(), &a).await.map(|_| ()) }
+        })
+        .buffer_unordered(64)
+        .try_collect::<Vec<()>>()
+        .await
+        .map_err(err)?;
+    Ok(start.elapsed())
+}
+
+fn is_ready(a: &LatticeAgent) -> bool {
+    a.status.as_ref().is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+    })
+}
+
+/// Watches the namespace until `n` LatticeAgents are Ready; returns when that happened, measured
+/// from `since`.
+async fn wait_all_ready(
+    client: kube::Client,
+    n: usize,
+    since: Instant,
+) -> Result<Duration, String> {
+    let api: Api<LatticeAgent> = Api::namespaced(client, NS);
+    let stream = watcher::watcher(api, watcher::Config::default());
+    futures::pin_mut!(stream);
+    let mut ready: HashSet<String> = HashSet::new();
+    let mut last_report = Instant::now();
+    while let Some(event) = tokio::time::timeout(GIVE_UP, stream.next())
+        .await
+        .map_err(|_| "gave up waiting for Ready".to_string())?
+    {
+        let objects = match event {
+            Ok(watcher::Event::Apply(a)) | Ok(watcher::Event::InitApply(a)) => vec![a],
+            Ok(_) => Vec::new(),
+            Err(e) => {
+                eprintln!("  (watch error, retrying: {e})");
+                Vec::new()
+            }
+        };
+        for a in objects {
+            let name = a.metadata.name.clone().unwrap_or_default();
+            if is_ready(&a) {
+                ready.insert(name);
+            } else {
+                ready.remove(&name);
+            }
+        }
+        if ready.len() >= n {
+            return Ok(since.elapsed());
+        }
+        if last_report.elapsed() > Duration::from_secs(10) {
+            eprintln!(
+                "  … {} of {n} Ready after {:.1?}",
+                ready.len(),
+                since.elapsed()
+            );
+            last_report = Instant::now();
+        }
+    }
+    Err("the watch ended".into())
+}
+
+fn print_map(title: &str, m: &BTreeMap<String, u64>, per: usize) {
+    let total: u64 = m.values().sum();
+    println!(
+        "  {title}: {total} ({:.2} per agent)",
+        total as f64 / per.max(1) as f64
+    );
+    for (k, v) in m {
+        println!(
+            "    {k:<40} {v:>8}  ({:.2} per agent)",
+            *v as f64 / per.max(1) as f64
+        );
+    }
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+/// Scenario (a).
+async fn create(o: &Options, n: usize) -> Result<(), String> {
+    println!(
+        "== create: {n} LatticeAgents at once, emulator latency {} ms, concurrency {}, AgentLattice rate {}/s burst {}",
+        o.latency_ms, o.concurrency, o.al_rate, o.al_burst
+    );
+    let world = World::start(o.latency_ms).await?;
+    let mut op = OperatorProcess::start(&world, o, &world.dir.join("operator-create.log"))?;
+    op.wait_ready().await?;
+    world.sim.clear_audit_log();
+    let (al_before, alw_before, _) = world.al_counts();
+
+    let (op_cpu, bench_cpu) = (op.cpu(), cpu_of("/proc/self/stat"));
+    let start = Instant::now();
+    let waiter = tokio::spawn(wait_all_ready(world.sim.client(), n, start));
+    let created = create_agents(&world.sim.client(), n).await?;
+    let all_ready = waiter.await.map_err(err)??;
+    let (op_cpu, bench_cpu) = (op.cpu() - op_cpu, cpu_of("/proc/self/stat") - bench_cpu);
+    // Let trailing writes (events) land before counting.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (al_after, alw_after, by_op) = world.al_counts();
+    let calls = al_after - al_before;
+    let calls_per_agent = calls as f64 / n as f64;
+    let rounds = n.div_ceil(usize::from(o.concurrency));
+    let bound = Duration::from_secs_f64(
+        rounds as f64 * calls_per_agent.max(1.0) * o.latency_ms as f64 / 1000.0,
+    );
+    let rate_bound =
+        Duration::from_secs_f64((calls as f64 - f64::from(o.al_burst)).max(0.0) / o.al_rate);
+    println!("  created {n} LatticeAgents in {created:.2?}");
+    println!("  all Ready after {all_ready:.2?} (from the first create)");
+    let ratio = if bound.is_zero() {
+        "n/a".to_owned()
+    } else {
+        format!("{:.2}", all_ready.as_secs_f64() / bound.as_secs_f64())
+    };
+    println!(
+        "  bound ceil({n}/{}) × {calls_per_agent:.2} calls × {} ms = {bound:.2?}; ratio {ratio}",
+        o.concurrency, o.latency_ms,
+    );
+    println!(
+        "  CPU until all Ready: operator {op_cpu:.2?} ({:.2?} per agent); kube-sim + emulator + this benchmark {bench_cpu:.2?}",
+        op_cpu / n as u32
+    );
+    println!(
+        "  (the client rate limit alone needs {rate_bound:.2?} for {calls} calls at {}/s after a burst of {})",
+        o.al_rate, o.al_burst
+    );
+    println!(
+        "  AgentLattice: {calls} calls ({calls_per_agent:.2} per agent), {} writes",
+        alw_after - alw_before
+    );
+    for (k, v) in &by_op {
+        println!("    {k:<40} {v:>8}");
+    }
+    print_map("Kubernetes writes", &world.k8s_writes(), n);
+    print_map(
+        "Kubernetes reads (the benchmark's watch included)",
+        &world.k8s_reads(),
+        n,
+    );
+    let (rss, hwm) = op.memory();
+    println!(
+        "  operator memory: VmRSS {:.1} MiB, VmHWM {:.1} MiB",
+        mib(rss),
+        mib(hwm)
+    );
+    op.stop().await?;
+    Ok(())
+}
+
+/// Scenarios (b) and (c).
+async fn scale(o: &Options, n: usize) -> Result<(), String> {
+    println!(
+        "== scale: {n} LatticeAgents, emulator latency {} ms, concurrency {}, AgentLattice rate {}/s burst {}",
+        o.latency_ms, o.concurrency, o.al_rate, o.al_burst
+    );
+    let world = World::start(o.latency_ms).await?;
+    let mut op = OperatorProcess::start(&world, o, &world.dir.join("operator-scale-1.log"))?;
+    op.wait_ready().await?;
+    let (idle_rss, idle_hwm) = op.memory();
+    println!(
+        "  operator idle with 0 agents: VmRSS {:.1} MiB, VmHWM {:.1} MiB",
+        mib(idle_rss),
+        mib(idle_hwm)
+    );
+    let start = Instant::now();
+    let waiter = tokio::spawn(wait_all_ready(world.sim.client(), n, start));
+    let created = create_agents(&world.sim.client(), n).await?;
+    let all_ready = waiter.await.map_err(err)??;
+    println!("  created {n} in {created:.2?}; all Ready after {all_ready:.2?}");
+    let settle = wait_idle(&op, &world, n as u64, Instant::now()).await?;
+    let (rss, hwm) = op.memory();
+    println!(
+        "  (b) operator with {n} Ready agents, idle ({settle:.2?} after all Ready): VmRSS {:.1} MiB, VmHWM {:.1} MiB",
+        mib(rss),
+        mib(hwm)
+    );
+    let stopped = op.stop().await?;
+    println!("  SIGTERM → exit in {stopped:.2?}");
+
+    // (c) restart.
+    world.sim.clear_audit_log();
+    let (al_before, alw_before, by_op_before) = world.al_counts();
+    let start = Instant::now();
+    let mut op = OperatorProcess::start(&world, o, &world.dir.join("operator-scale-2.log"))?;
+    let ready = op.wait_ready().await?;
+    let idle = wait_idle(&op, &world, n as u64, start).await?;
+    let (al_after, alw_after, by_op_after) = world.al_counts();
+    let (rss2, hwm2) = op.memory();
+    println!("  (c) restart: ready (caches synced) after {ready:.2?}, idle after {idle:.2?}");
+    println!(
+        "      AgentLattice during the restart: {} calls, {} writes",
+        al_after - al_before,
+        alw_after - alw_before
+    );
+    for (k, v) in &by_op_after {
+        let d = v - by_op_before.get(k).copied().unwrap_or(0);
+        if d > 0 {
+            println!("        {k:<36} {d:>8}");
+        }
+    }
+    print_map(
+        "    Kubernetes writes during the restart",
+        &world.k8s_writes(),
+        n,
+    );
+    println!(
+        "      restarted operator: VmRSS {:.1} MiB, VmHWM {:.1} MiB",
+        mib(rss2),
+        mib(hwm2)
+    );
+    op.stop().await?;
+    Ok(())
+}
+
+/// Waits until the operator has reconciled at least `n` times and neither its reconcile count,
+/// the AgentLattice request count nor the Kubernetes write count changed for 3 s; returns the
+/// time of the last change, from `since`.
+async fn wait_idle(
+    op: &OperatorProcess,
+    world: &World,
+    n: u64,
+    since: Instant,
+) -> Result<Duration, String> {
+    let sample = || {
+        let k8s: u64 = world.k8s_writes().values().sum();
+        (op.reconciles(), world.al_counts().0, k8s)
+    };
+    let mut last = sample();
+    let mut last_change = since.elapsed();
+    let mut report = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = sample();
+        if now != last {
+            last = now;
+            last_change = since.elapsed();
+        } else if now.0 >= n && since.elapsed() - last_change >= Duration::from_secs(3) {
+            return Ok(last_change);
+        }
+        if report.elapsed() > Duration::from_secs(10) {
+            eprintln!(
+                "  … reconciles {}, AgentLattice calls {}, Kubernetes writes {} after {:.1?}",
+                now.0,
+                now.1,
+                now.2,
+                since.elapsed()
+            );
+            report = Instant::now();
+        }
+        if since.elapsed() > GIVE_UP {
+            return Err("the operator did not become idle".into());
+        }
+    }
+}
