@@ -247,6 +247,19 @@ async fn main() -> Result<(), BoxError> {
         cr_patch.as_secs_f64()
     );
 
+    // --- reads: one object (the fixed cost of a request, client included)
+    println!();
+    let (m, x) = timed(50, || async {
+        crs.get("b-00000").await?;
+        Ok(1)
+    })
+    .await?;
+    println!(
+        "GET of one CR (median / max of 50)      {:>10} / {}",
+        ms(m),
+        ms(x)
+    );
+
     // --- lists
     println!();
     println!("lists (median / max of 10 runs)");

@@ -102,6 +102,8 @@ pub enum Error {
     },
     #[error("cannot build a kube client: {0}")]
     Client(String),
+    #[error("cannot read the state file {path}: {message}")]
+    State { path: PathBuf, message: String },
 }
 
 /// Options of a simulator; see [`KubeSim::builder`].
@@ -118,6 +120,7 @@ pub struct KubeSimBuilder {
     watch_list: bool,
     owner_references_permission_enforcement: bool,
     kubeconfig_path: Option<PathBuf>,
+    state_file: Option<PathBuf>,
 }
 
 impl Default for KubeSimBuilder {
@@ -134,6 +137,7 @@ impl Default for KubeSimBuilder {
             watch_list: true,
             owner_references_permission_enforcement: false,
             kubeconfig_path: None,
+            state_file: None,
         }
     }
 }
@@ -207,6 +211,16 @@ impl KubeSimBuilder {
         self
     }
 
+    /// Keep the stored objects in `path` across restarts: loaded at start when the file
+    /// exists (objects keep their uids and resourceVersions; watch history starts empty, so
+    /// clients re-list), written by [`KubeSim::shutdown`], on drop, and by
+    /// [`KubeSim::save_state`]. The file holds every object, Secrets included, in clear
+    /// text (mode 0600), like an unencrypted etcd; tokens are not kept.
+    pub fn state_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.state_file = Some(path.into());
+        self
+    }
+
     /// Start serving.
     pub async fn start(self) -> Result<KubeSim, Error> {
         KubeSim::start_with(self).await
@@ -222,6 +236,7 @@ pub struct KubeSim {
     admin_token: String,
     temp_dir: Option<PathBuf>,
     kubeconfig_path: PathBuf,
+    state_file: Option<PathBuf>,
     client: kube::Client,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -284,6 +299,9 @@ impl KubeSim {
         let st = Arc::new(state::State::new(cfg, b.history));
         let admin_token = b.admin_token.unwrap_or_else(|| meta::random_token(40));
         st.tokens.insert(&admin_token, auth::admin_user());
+        if let Some(path) = &b.state_file {
+            load_state(&st, path)?;
+        }
         seed(&st);
         let events = st.store.listen();
         let mut tasks = vec![tokio::spawn(controllers::run(st.clone(), events))];
@@ -310,6 +328,7 @@ impl KubeSim {
             admin_token,
             temp_dir: temp,
             kubeconfig_path: kubeconfig_path.clone(),
+            state_file: b.state_file.clone(),
             client,
             tasks,
         };
@@ -456,8 +475,50 @@ impl KubeSim {
         self.state.store.count(&store::Gr::new(group, resource))
     }
 
+    /// Write every stored object to `path` (see [`KubeSimBuilder::state_file`]).
+    pub fn save_state(&self, path: &Path) -> Result<(), Error> {
+        let (rv, objects) = self.state.store.dump();
+        let items: Vec<serde_json::Value> = objects
+            .into_iter()
+            .map(|(gr, v)| json!({"group": gr.group, "resource": gr.resource, "object": v}))
+            .collect();
+        let doc =
+            json!({"kind": "KubeSimState", "resourceVersion": rv.to_string(), "items": items});
+        let write_err = |source| Error::Write {
+            path: path.to_path_buf(),
+            source,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(write_err)?;
+        }
+        let tmp = path.with_extension("tmp");
+        {
+            let mut opts = std::fs::OpenOptions::new();
+            opts.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                opts.mode(0o600);
+            }
+            let mut f = opts.open(&tmp).map_err(write_err)?;
+            use std::io::Write;
+            f.write_all(&serde_json::to_vec(&doc).unwrap_or_default())
+                .map_err(write_err)?;
+        }
+        std::fs::rename(&tmp, path).map_err(write_err)
+    }
+
+    fn save_state_on_exit(&self) {
+        if let Some(p) = &self.state_file
+            && let Err(e) = self.save_state(p)
+        {
+            tracing::warn!("kube-sim: {e}");
+        }
+    }
+
     /// Stop serving: open watches end, connections close gracefully.
     pub async fn shutdown(mut self) {
+        self.save_state_on_exit();
         let _ = self.state.shutdown.send(true);
         for t in self.tasks.drain(..) {
             let _ = tokio::time::timeout(Duration::from_secs(3), t).await;
@@ -467,6 +528,10 @@ impl KubeSim {
 
 impl Drop for KubeSim {
     fn drop(&mut self) {
+        if !self.tasks.is_empty() {
+            // Not shut down (which saved and drained the tasks): save now.
+            self.save_state_on_exit();
+        }
         let _ = self.state.shutdown.send(true);
         for t in &self.tasks {
             t.abort();
@@ -498,6 +563,51 @@ fn client_for(
 ) -> Result<kube::Client, Error> {
     kube::Client::try_from(config_for(base_url, tls, token))
         .map_err(|e| Error::Client(e.to_string()))
+}
+
+/// Load a state file written by [`KubeSim::save_state`]; a missing file is a fresh cluster.
+fn load_state(st: &state::State, path: &Path) -> Result<(), Error> {
+    let bad = |message: String| Error::State {
+        path: path.to_path_buf(),
+        message,
+    };
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(bad(e.to_string())),
+    };
+    let doc: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+    if doc.get("kind").and_then(|k| k.as_str()) != Some("KubeSimState") {
+        return Err(bad("not a kube-sim state file".into()));
+    }
+    let rv = doc
+        .get("resourceVersion")
+        .and_then(|r| r.as_str())
+        .and_then(|r| r.parse::<u64>().ok())
+        .ok_or_else(|| bad("no resourceVersion".into()))?;
+    let mut objects = Vec::new();
+    for item in doc
+        .get("items")
+        .and_then(|i| i.as_array())
+        .ok_or_else(|| bad("no items".into()))?
+    {
+        let s = |k: &str| item.get(k).and_then(|v| v.as_str()).unwrap_or("");
+        let Some(obj) = item.get("object").filter(|o| o.is_object()) else {
+            return Err(bad("an item without an object".into()));
+        };
+        objects.push((store::Gr::new(s("group"), s("resource")), obj.clone()));
+    }
+    let crds: Vec<String> = objects
+        .iter()
+        .filter(|(gr, _)| *gr == crd::crd_gr())
+        .map(|(_, o)| meta::name(o).to_string())
+        .collect();
+    st.store.restore(rv, objects);
+    for name in crds {
+        crd::sync(st, &name);
+    }
+    st.rbac_changed();
+    Ok(())
 }
 
 /// The objects a fresh cluster has: namespaces, the `kubernetes` Service, the bootstrap RBAC

@@ -45,6 +45,10 @@ struct Args {
     /// Watch history length (changes kept for watch resumption).
     #[arg(long, env = "KUBE_SIM_HISTORY", default_value_t = 100_000)]
     history: usize,
+    /// Keep the stored objects in this file across restarts (loaded at start, written at
+    /// exit; holds Secrets in clear text, mode 0600).
+    #[arg(long, env = "KUBE_SIM_STATE_FILE")]
+    state_file: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -57,6 +61,9 @@ async fn main() -> ExitCode {
         .rbac(args.rbac)
         .history(args.history)
         .kubeconfig_path(&args.kubeconfig);
+    if let Some(p) = &args.state_file {
+        b = b.state_file(p);
+    }
     if let Some(t) = &args.admin_token {
         b = b.admin_token(t.clone());
     }

@@ -536,6 +536,55 @@ impl Store {
         Ok(event)
     }
 
+    /// Every stored object with its resource, and the current revision (for a state file).
+    pub fn dump(&self) -> (u64, Vec<(Gr, Value)>) {
+        let inner = self.inner.lock();
+        let mut out = Vec::new();
+        let mut grs: Vec<&Gr> = inner.tables.keys().collect();
+        grs.sort();
+        for gr in grs {
+            if let Some(t) = inner.tables.get(gr) {
+                out.extend(t.objects.values().map(|o| (gr.clone(), o.value.clone())));
+            }
+        }
+        (inner.rv, out)
+    }
+
+    /// Load objects as they were stored (each keeps its uid and resourceVersion), without
+    /// events; the history starts empty at `rv`, as after an etcd compaction.
+    pub fn restore(&self, rv: u64, objects: Vec<(Gr, Value)>) {
+        let mut inner = self.inner.lock();
+        let cap = self.channel_capacity;
+        let mut top = rv.max(inner.rv);
+        for (gr, value) in objects {
+            let orv = value
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .and_then(|r| r.parse::<u64>().ok())
+                .unwrap_or(rv);
+            top = top.max(orv);
+            let obj = Arc::new(Obj::new(value, orv));
+            let okey = ObjKey {
+                gr: gr.clone(),
+                namespace: obj.namespace().to_string(),
+                name: obj.name().to_string(),
+            };
+            inner.uid_index.insert(obj.uid().to_string(), okey.clone());
+            for o in obj.owner_uids() {
+                inner.owner_index.entry(o).or_default().insert(okey.clone());
+            }
+            inner
+                .tables
+                .entry(gr)
+                .or_insert_with(|| Table::new(cap))
+                .objects
+                .insert((okey.namespace, okey.name), obj);
+        }
+        inner.rv = top;
+        inner.history.clear();
+        inner.history_start = top;
+    }
+
     /// Forget all history: every watch or exact read from an older resourceVersion gets 410.
     pub fn compact(&self) {
         let mut inner = self.inner.lock();
