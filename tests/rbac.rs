@@ -101,10 +101,9 @@ async fn install(mode: Mode) -> Installed {
         "values": values,
         "name": chart::RELEASE,
         "namespace": RELEASE_NS,
-        // kube-sim does not decode protobuf request bodies, which client-go's typed clients
-        // (Helm's Secret release storage) send; the release record stays in Helm's memory.
-        // Every chart object still goes through the API server (see kube-sim-issues.md).
-        "storage_driver": "memory",
+        // Helm's default release storage: a Secret in the release namespace (written with
+        // client-go's protobuf encoding).
+        "storage_driver": null,
     });
     let response = tokio::task::spawn_blocking(move || chart::helm(&[request]).remove(0))
         .await
@@ -114,6 +113,11 @@ async fn install(mode: Mode) -> Installed {
     };
     assert_eq!(ok["status"], "deployed", "{}", ok["fields"]);
     let manifest = ok["manifest"].as_str().expect("a manifest").to_owned();
+    let release_records = Api::<Secret>::namespaced(w.client.clone(), RELEASE_NS)
+        .list(&ListParams::default().labels("owner=helm"))
+        .await
+        .expect("Helm's release records listed");
+    assert_eq!(release_records.items.len(), 1, "Helm stored its release");
 
     // The service key Secret, as the user creates it (NOTES step 1).
     let secrets: Api<Secret> = Api::namespaced(w.client.clone(), RELEASE_NS);
@@ -310,6 +314,16 @@ async fn with_watched_namespaces_the_operator_cannot_read_secrets_it_does_not_ow
     // In its own namespace: only the service key, by name.
     let e = as_operator(RELEASE_NS)
         .get("unrelated")
+        .await
+        .expect_err("403");
+    assert_eq!(code(e), 403);
+    // Helm's release record (it holds the chart's values) is not readable either.
+    Api::<Secret>::namespaced(w.client.clone(), RELEASE_NS)
+        .get("sh.helm.release.v1.lattice-operator.v1")
+        .await
+        .expect("Helm's release record exists");
+    let e = as_operator(RELEASE_NS)
+        .get("sh.helm.release.v1.lattice-operator.v1")
         .await
         .expect_err("403");
     assert_eq!(code(e), 403);
