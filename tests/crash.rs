@@ -44,7 +44,7 @@ metadata: {name: deploy-bot}
 spec:
   description: Deploys the payments service
   capabilities: [deploy.staging, rollback.staging]
-  rotation: {gracePeriod: 2s, maxGracePeriod: 4s}
+  rotation: {gracePeriod: 3s, maxGracePeriod: 6s}
 "#;
 
 /// The scenarios whose every fail point is crashed at.
@@ -417,10 +417,10 @@ async fn crash_everywhere(scenario: Scenario, must_include: &[&str]) {
     )
     .await;
     // Every distinct point was crashed at (a late occurrence may not recur in a run).
-    let crashed: BTreeSet<&str> = outcomes
+    let mut crashed: BTreeSet<String> = outcomes
         .iter()
         .filter(|(_, fired)| *fired)
-        .filter_map(|(label, _)| label.split(' ').nth(1))
+        .filter_map(|(label, _)| label.split(' ').nth(1).map(str::to_owned))
         .collect();
     let missed: Vec<&String> = outcomes
         .iter()
@@ -428,14 +428,36 @@ async fn crash_everywhere(scenario: Scenario, must_include: &[&str]) {
         .map(|(label, _)| label)
         .collect();
     eprintln!("{scenario:?}: not reached (checked all the same): {missed:?}");
-    let distinct: BTreeSet<&str> = seen.iter().map(String::as_str).collect();
-    if only.is_none() {
-        assert_eq!(crashed, distinct, "every fail point was crashed at");
-        assert!(
-            missed.len() * 4 <= outcomes.len(),
-            "most recorded points recur: {missed:?}"
-        );
+    let distinct: BTreeSet<String> = seen.iter().cloned().collect();
+    if only.is_some() {
+        return;
     }
+    assert!(
+        missed.len() * 4 <= outcomes.len(),
+        "most recorded points recur: {missed:?}"
+    );
+    // A second chance for a point no run reached: on a loaded machine a grace period can pass
+    // before the old key is deprecated, and the planner then revokes it without deprecating.
+    let retry: Vec<(usize, String, usize)> = distinct
+        .difference(&crashed)
+        .enumerate()
+        .map(|(i, p)| (100 + i, p.clone(), 1))
+        .collect();
+    if !retry.is_empty() {
+        eprintln!("{scenario:?}: second chance for {retry:?}");
+        for (label, fired) in run_all(
+            retry,
+            |(i, p, n)| format!("#{i} {p} (occurrence {n})"),
+            move |(i, p, n)| crash_run(scenario, i, p, n),
+        )
+        .await
+        {
+            if fired && let Some(p) = label.split(' ').nth(1) {
+                crashed.insert(p.to_owned());
+            }
+        }
+    }
+    assert_eq!(crashed, distinct, "every fail point was crashed at");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
