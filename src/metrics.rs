@@ -6,7 +6,7 @@
 //! | `lattice_reconcile_duration_seconds` | histogram | |
 //! | `lattice_reconcile_errors_total` | counter | `category` (the condition reason, e.g. `RateLimited`) |
 //! | `lattice_agentlattice_requests_total` | counter | `operation`, `status` (`201`, `429`, `timeout`, …) |
-//! | `lattice_agentlattice_request_duration_seconds` | histogram | `operation` |
+//! | `lattice_agentlattice_request_duration_seconds` | histogram | `operation`, `status` |
 //! | `lattice_agentlattice_throttle_wait_seconds_total` | counter | `operation` |
 //! | `lattice_keys_rotated_total` | counter | |
 //! | `lattice_revocations_total` | counter | `kind` = `key`, `agent` |
@@ -69,7 +69,7 @@ pub struct Metrics {
     reconcile_duration: Histogram,
     reconcile_errors: Family<CategoryLabel, Counter>,
     calls: Family<CallLabels, Counter>,
-    call_duration: HistogramFamily<OperationLabel>,
+    call_duration: HistogramFamily<CallLabels>,
     throttle_wait: Family<OperationLabel, Counter<f64>>,
     keys_rotated: Counter,
     revocations: Family<KindLabel, Counter>,
@@ -111,11 +111,11 @@ impl Metrics {
             "AgentLattice HTTP attempts by operation and status code",
             calls.clone(),
         );
-        let call_duration: HistogramFamily<OperationLabel> =
+        let call_duration: HistogramFamily<CallLabels> =
             Family::new_with_constructor(latency_histogram);
         registry.register(
             "agentlattice_request_duration_seconds",
-            "Latency of AgentLattice HTTP attempts",
+            "Latency of AgentLattice HTTP attempts by operation and status code",
             call_duration.clone(),
         );
         let throttle_wait = Family::<OperationLabel, Counter<f64>>::default();
@@ -218,17 +218,14 @@ struct Observer(Arc<Metrics>);
 
 impl CallObserver for Observer {
     fn on_attempt(&self, attempt: &Attempt<'_>) {
-        let operation = attempt.operation.as_str();
-        self.0
-            .calls
-            .get_or_create(&CallLabels {
-                operation,
-                status: attempt.outcome.label().into_owned(),
-            })
-            .inc();
+        let labels = CallLabels {
+            operation: attempt.operation.as_str(),
+            status: attempt.outcome.label().into_owned(),
+        };
+        self.0.calls.get_or_create(&labels).inc();
         self.0
             .call_duration
-            .get_or_create(&OperationLabel { operation })
+            .get_or_create(&labels)
             .observe(attempt.duration.as_secs_f64());
     }
 

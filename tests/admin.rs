@@ -171,13 +171,13 @@ async fn readyz_waits_for_the_crd_and_metrics_show_every_series() {
     assert!(
         value(
             &m,
-            "lattice_agentlattice_request_duration_seconds_count{operation=\"register\"}"
+            "lattice_agentlattice_request_duration_seconds_count{operation=\"register\",status=\"201\"}"
         ) >= 1.0
     );
     assert!(
         value(
             &m,
-            "lattice_agentlattice_request_duration_seconds_bucket{le=\"+Inf\",operation=\"register\"}"
+            "lattice_agentlattice_request_duration_seconds_bucket{le=\"+Inf\",operation=\"register\",status=\"201\"}"
         ) >= 1.0
     );
     assert_eq!(value(&m, "lattice_keys_rotated_total"), 1.0);
@@ -199,6 +199,13 @@ async fn readyz_waits_for_the_crd_and_metrics_show_every_series() {
         counted.len() >= 3,
         "register, mint_key, deprecate_key at least: {counted:?}"
     );
+    // Each attempt has its latency observed under the same labels.
+    for (series, v) in &m {
+        if let Some(labels) = series.strip_prefix("lattice_agentlattice_requests_total") {
+            let count = format!("lattice_agentlattice_request_duration_seconds_count{labels}");
+            assert_eq!(value(&m, &count), *v, "{count}");
+        }
+    }
     for (op, n) in &counted {
         assert_eq!(
             *n,
