@@ -836,3 +836,35 @@ async fn a_long_failure_to_write_the_secret_does_not_exhaust_the_key_limit() {
     assert!(m.count_status("mint_key", 201) >= 10);
     w.stop_operator().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_retry_after_holds_every_object_without_a_hot_loop() {
+    let mut w = World::start("long-retry-after").await;
+    w.start_operator(Options::default()).await;
+    // Two minutes: longer than the client waits inside a call, so each reconcile fails at once
+    // and must requeue no sooner than that.
+    w.emu
+        .set_faults(FaultConfig::new().route("*", RouteFaults::throttle_next(1, 120)));
+    w.create(&bot("a", "")).await;
+    w.wait_condition("a", "Ready", "False", Some("RateLimited"))
+        .await;
+    // Resources created while the gate is closed do not even try.
+    for name in ["b", "c"] {
+        w.create(&bot(name, "")).await;
+    }
+    for name in ["b", "c"] {
+        w.wait_condition(name, "Ready", "False", Some("RateLimited"))
+            .await;
+    }
+    let before = requests(&w);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let made = delta(&before, &requests(&w));
+    assert_eq!(made, BTreeMap::new(), "nothing is sent before Retry-After");
+    assert_eq!(
+        w.emu.metrics().count_status("register", 429),
+        1,
+        "one refused request, then the gate held every worker"
+    );
+    assert_eq!(w.emu.request_count("register"), 1, "b and c never tried");
+    w.stop_operator().await;
+}
