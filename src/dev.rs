@@ -10,11 +10,13 @@
 //! happen, until Ctrl-C or SIGTERM (graceful: running reconciles finish, the emulator writes its
 //! state file). `--exit` ends after the walkthrough.
 //!
-//! State: the emulator persists to `<state-dir>/agentlattice-emulator.json` (key hashes only).
-//! kube-sim keeps everything in memory, so a restart is a new, empty cluster: the LatticeAgents
-//! of the previous session are gone, and the agents registered for them (their metadata names a
-//! resource uid that no longer exists) are revoked at start-up so that the examples can register
-//! under the same names again. Their history stays in the emulator's state and audit trail.
+//! State: both keep their state under `--state-dir`: the emulator in
+//! `agentlattice-emulator.json` (key hashes only), kube-sim in `kube-sim.json` (every object,
+//! Secrets included, like an unencrypted etcd; written at a clean stop). A restart resumes the
+//! same LatticeAgents with the same agents and keys; the operator repairs what changed meanwhile
+//! (the emulator's new address in each Secret's `AL_BASE_URL`, the new service key). Agents whose
+//! resource no longer exists (kube-sim's file lost, or the process killed before it was written)
+//! are revoked at start-up, so that their names can be registered again.
 //!
 //! Nothing printed ever contains a key: keys are shown by id and public prefix only, and every
 //! line passes through [`redact`] as a last line of defence.
@@ -61,6 +63,8 @@ pub const SERVICE_KEY_FIELD: &str = "AL_SERVICE_KEY";
 const SERVICE_KEY_LABEL: &str = "lattice-operator-dev";
 /// The emulator's state file under the state directory.
 const STATE_FILE: &str = "agentlattice-emulator.json";
+/// kube-sim's state file under the state directory.
+const KUBE_STATE_FILE: &str = "kube-sim.json";
 /// Field manager of what `dev` applies.
 const FIELD_MANAGER: &str = "lattice-operator-dev";
 /// Namespace of example objects that name none.
@@ -133,15 +137,18 @@ impl Env {
         let kubeconfig = absolute(&kubeconfig);
 
         // 1. The Kubernetes API server simulator.
+        let kube_state = absolute(&args.state_dir.join(KUBE_STATE_FILE));
         let sim = KubeSim::builder()
             .kubeconfig_path(&kubeconfig)
+            .state_file(&kube_state)
             .start()
             .await
             .map_err(|e| dev_error("kube-sim did not start", e))?;
         let client = sim.client();
         say(format!(
-            "1. kube-sim (Kubernetes API server simulator, in memory) serving on {}",
-            sim.base_url()
+            "1. kube-sim (Kubernetes API server simulator) serving on {} (state: {})",
+            sim.base_url(),
+            kube_state.display()
         ));
         say(format!("   kubeconfig: {}", kubeconfig.display()));
         say(format!("   export KUBECONFIG={}", kubeconfig.display()));
@@ -173,7 +180,18 @@ impl Env {
 
         // 3. The CRD.
         install_crd(&client, Duration::from_secs(20)).await?;
-        say(format!("3. CRD {CRD_NAME} installed"));
+        let existing = Api::<LatticeAgent>::all(client.clone())
+            .list(&ListParams::default())
+            .await?;
+        let uids: HashSet<String> = existing
+            .items
+            .iter()
+            .filter_map(|a| a.metadata.uid.clone())
+            .collect();
+        say(format!(
+            "3. CRD {CRD_NAME} installed ({} LatticeAgents from earlier sessions)",
+            uids.len()
+        ));
 
         // 4. The service key Secret.
         let svc = emu.create_service_key(SERVICE_KEY_LABEL);
@@ -203,12 +221,12 @@ impl Env {
         ));
         drop(svc);
 
-        // Agents of an earlier session belong to resources of a cluster that no longer exists.
+        // Agents whose resource no longer exists (kube-sim's state was lost).
         let provisioner = ProvisionerClient::new(&ClientConfig::new(emu.base_url()), service_key)
             .map_err(|e| dev_error("AgentLattice client", e))?;
         let orphans: Vec<_> = before
             .live_agents()
-            .filter(|a| a.metadata.contains_key("k8s.uid"))
+            .filter(|a| a.metadata.get("k8s.uid").is_some_and(|u| !uids.contains(u)))
             .map(|a| (a.id.clone(), a.name.clone()))
             .collect();
         for (id, name) in &orphans {
@@ -217,8 +235,8 @@ impl Env {
                 .await
                 .map_err(|e| dev_error("revoking an earlier session's agent", e))?;
             say(format!(
-                "   revoked agent {name} ({id}) of an earlier session: kube-sim keeps no state, \
-                 so its LatticeAgent is gone"
+                "   revoked agent {name} ({id}) of an earlier session: its LatticeAgent no \
+                 longer exists"
             ));
         }
 
@@ -279,8 +297,11 @@ impl Env {
         self.emu.shutdown().await;
         self.sim.shutdown().await;
         say(format!(
-            "stopped. AgentLattice state kept in {}; the simulated cluster is gone.",
-            state_file.display()
+            "stopped. State kept in {} (the next `dev` resumes from it).",
+            state_file
+                .parent()
+                .map(|d| d.display().to_string())
+                .unwrap_or_default()
         ));
     }
 }
@@ -484,10 +505,19 @@ async fn show_agent(env: &Env, agent: &Applied, step: &mut usize) -> Result<()> 
     let api: Api<LatticeAgent> = Api::namespaced(env.client.clone(), agent.ns());
     let what = format!("LatticeAgent {}/{}", agent.ns(), agent.name);
     let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), agent.ns());
+    let base_url = env.emu.base_url();
     let la = loop {
         let la = api.get(&agent.name).await?;
         if let Some(c) = ready_condition(&la) {
-            if c.status == "True" {
+            // Ready, and the operator has seen this generation and this session's emulator
+            // (after a restart the Secret names the previous session's address until repaired).
+            let current = la
+                .status
+                .as_ref()
+                .is_some_and(|s| s.observed_generation == la.metadata.generation)
+                && secret_base_url(&secrets, &la).await.as_deref() == Some(base_url.as_str());
+            if c.status == "True" && current {
                 break la;
             }
             if tokio::time::Instant::now() > deadline {
@@ -516,9 +546,7 @@ async fn show_agent(env: &Env, agent: &Applied, step: &mut usize) -> Result<()> 
         .secret_name
         .clone()
         .ok_or_else(|| Error::Internal(format!("{what}: Ready without a Secret name")))?;
-    let secret = Api::<Secret>::namespaced(env.client.clone(), agent.ns())
-        .get(&secret_name)
-        .await?;
+    let secret = secrets.get(&secret_name).await?;
     let ann = secret.metadata.annotations.clone().unwrap_or_default();
     let data = secret.data.clone().unwrap_or_default();
     let text = |k: &str| {
@@ -551,7 +579,6 @@ async fn show_agent(env: &Env, agent: &Applied, step: &mut usize) -> Result<()> 
         .ok_or_else(|| Error::Internal(format!("{what}: the Secret holds no agent key")))?;
     drop(data);
     drop(secret);
-    let base_url = env.emu.base_url();
     let client = AgentClient::new(&ClientConfig::new(base_url), key)
         .map_err(|e| dev_error("AgentLattice client", e))?;
     let whoami = client
@@ -599,6 +626,14 @@ async fn show_agent(env: &Env, agent: &Applied, step: &mut usize) -> Result<()> 
         *step += 1;
     }
     Ok(())
+}
+
+/// `AL_BASE_URL` of the resource's Secret, if it has one.
+async fn secret_base_url(secrets: &Api<Secret>, la: &LatticeAgent) -> Option<String> {
+    let name = la.status.as_ref()?.secret_name.clone()?;
+    let secret = secrets.get_opt(&name).await.ok()??;
+    let value = secret.data?.remove(BASE_URL_FIELD)?;
+    String::from_utf8(value.0).ok()
 }
 
 /// The Secrets a Deployment's containers take with `envFrom`.

@@ -87,10 +87,9 @@ fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
     }
 }
 
-#[test]
-fn dev_exit_walks_through_the_examples_without_printing_a_key() {
-    let dir = TempDir::new("exit");
-    let mut child = dev_command(&dir.0)
+/// Runs `dev --exit` with the state under `dir`; returns (stdout, stderr) of a successful run.
+fn run_exit(dir: &Path) -> (String, String) {
+    let mut child = dev_command(dir)
         .arg("--exit")
         .spawn()
         .expect("lattice-operator dev starts");
@@ -110,11 +109,28 @@ fn dev_exit_walks_through_the_examples_without_printing_a_key() {
     let out = out_reader.join().expect("stdout read");
     let err = err_reader.join().expect("stderr read");
     assert!(status.success(), "dev --exit failed:\n{out}\n{err}");
+    assert_no_key_material(&out);
+    assert_no_key_material(&err);
+    (out, err)
+}
 
+/// The agent id in the walkthrough's Ready line.
+fn ready_agent_id(out: &str) -> String {
+    out.lines()
+        .find_map(|l| l.split_once("is Ready: agent default-deploy-bot ("))
+        .and_then(|(_, rest)| rest.split_once(')'))
+        .map(|(id, _)| id.to_owned())
+        .unwrap_or_else(|| panic!("no Ready line in:\n{out}"))
+}
+
+#[test]
+fn dev_exit_walks_through_the_examples_and_resumes_without_printing_a_key() {
+    let dir = TempDir::new("exit");
+    let (out, err) = run_exit(&dir.0);
     let kubeconfig = dir.0.join("state").join("kubeconfig");
     for expected in [
         format!("export KUBECONFIG={}", kubeconfig.display()),
-        "CRD latticeagents.agentlattice.io installed".to_owned(),
+        "CRD latticeagents.agentlattice.io installed (0 LatticeAgents".to_owned(),
         "applied LatticeAgent default/deploy-bot".to_owned(),
         "applied Deployment default/deploy-bot".to_owned(),
         "LatticeAgent default/deploy-bot is Ready: agent default-deploy-bot".to_owned(),
@@ -131,14 +147,25 @@ fn dev_exit_walks_through_the_examples_without_printing_a_key() {
             "missing {expected:?} in:\n{out}\n{err}"
         );
     }
-    assert_no_key_material(&out);
-    assert_no_key_material(&err);
+    for file in ["agentlattice-emulator.json", "kube-sim.json"] {
+        assert!(
+            dir.0.join("state").join(file).is_file(),
+            "{file} is written"
+        );
+    }
+    let first = ready_agent_id(&out);
+
+    // A restart resumes the same resource with the same agent: nothing re-registered or revoked.
+    let (again, err) = run_exit(&dir.0);
     assert!(
-        dir.0
-            .join("state")
-            .join("agentlattice-emulator.json")
-            .is_file(),
-        "the emulator's state file is written"
+        again.contains("(1 LatticeAgents from earlier sessions)"),
+        "{again}\n{err}"
+    );
+    assert!(!again.contains("revoked agent"), "{again}");
+    assert_eq!(ready_agent_id(&again), first, "{again}");
+    assert!(
+        again.contains("whoami with the key from the Secret: ok"),
+        "{again}"
     );
 }
 
