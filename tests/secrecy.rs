@@ -52,19 +52,30 @@ impl std::io::Write for CaptureWriter {
 }
 
 impl Capture {
-    /// Installs the process-wide subscriber: everything at TRACE, spans' fields when they open
-    /// and close, `log` records bridged.
+    /// Installs the process-wide subscriber: everything at TRACE, in both of the operator's log
+    /// formats (plain with spans' fields when they open and close, and JSON as `--log-format json`
+    /// writes it), `log` records bridged.
     fn install() -> Capture {
+        use tracing_subscriber::fmt::{self, format::FmtSpan};
+        use tracing_subscriber::prelude::*;
         let capture = Capture::default();
-        let buf = Arc::clone(&capture.0);
-        tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_ansi(false)
-            .with_span_events(
-                tracing_subscriber::fmt::format::FmtSpan::NEW
-                    | tracing_subscriber::fmt::format::FmtSpan::CLOSE,
+        let (plain, json) = (Arc::clone(&capture.0), Arc::clone(&capture.0));
+        tracing_subscriber::registry()
+            .with(tracing_subscriber::filter::LevelFilter::TRACE)
+            .with(
+                fmt::layer()
+                    .with_ansi(false)
+                    .with_span_events(FmtSpan::NEW | FmtSpan::CLOSE)
+                    .with_writer(move || CaptureWriter(Arc::clone(&plain))),
             )
-            .with_writer(move || CaptureWriter(Arc::clone(&buf)))
+            .with(
+                fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_span_list(true)
+                    .with_writer(move || CaptureWriter(Arc::clone(&json))),
+            )
             .try_init()
             .expect("the only subscriber of this test binary");
         capture
@@ -320,6 +331,10 @@ async fn no_key_material_in_logs_events_status_or_metrics() {
     // The capture is real: library TRACE lines, the operator's own lines about these keys.
     assert!(logs.lines().filter(|l| l.contains(" TRACE ")).count() > 100);
     assert!(logs.contains("lattice_operator::executor"));
+    assert!(
+        logs.contains("\"target\":\"lattice_operator::executor\""),
+        "JSON lines too"
+    );
     assert!(logs.contains("minted key"));
     assert!(
         logs.contains(last.as_deref().unwrap_or("no key id")),
