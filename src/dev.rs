@@ -107,7 +107,7 @@ pub async fn run(args: DevArgs) -> Result<()> {
                 () = follow(&env) => {}
                 () = shutdown.wait() => {}
             }
-            say("\nstopping: running reconciles finish, the emulator writes its state file");
+            say("\nstopping: running reconciles finish, then the state files are written");
             Ok(())
         }
     };
