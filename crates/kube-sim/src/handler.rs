@@ -1041,7 +1041,9 @@ async fn list(
         }
     };
     let rv_now = snapshot.rv;
-    let mut matched: Vec<Arc<Obj>> = if filter.is_trivial() && filter.namespace.is_none() {
+    // The snapshot is already restricted to the namespace: without selectors there is
+    // nothing to filter (and scanning 10 000 objects' metadata costs milliseconds).
+    let mut matched: Vec<Arc<Obj>> = if filter.is_trivial() {
         snapshot.items
     } else {
         snapshot
