@@ -406,10 +406,22 @@ fn validate(
             let mut errs =
                 validate_object_meta(new_meta, builtin::name_rule(rt.behaviour), old_meta);
             if let Some(schema) = rt.custom.as_ref().and_then(|c| c.schema.as_ref()) {
-                let more = match target {
+                let mut more = match target {
                     Target::Status => schema.validate_status(new, old, &errs),
                     _ => schema.validate_with(new, old, &errs),
                 };
+                // CRD validation ratcheting (1.30+): on update, an error about a value that
+                // did not change is tolerated, so objects stored under a looser schema can
+                // still get unrelated writes.
+                if let Some(old) = old {
+                    more.retain(|e| {
+                        match (field_value(new, &e.field), field_value(old, &e.field)) {
+                            (Some(n), Some(o)) => !meta::json_eq(n, o),
+                            (None, None) => !field_path_resolvable(&e.field),
+                            _ => true,
+                        }
+                    });
+                }
                 errs.extend(more);
             }
             errs
@@ -431,6 +443,45 @@ fn validate(
             &errs,
         ))
     }
+}
+
+/// Split an upstream field path (`spec.items[0].name`, `metadata.labels[app]`) into segments;
+/// `None` for what is not a path (`<nil>`).
+fn field_segments(field: &str) -> Option<Vec<&str>> {
+    if field.is_empty() || field.starts_with('<') {
+        return None;
+    }
+    let mut out = Vec::new();
+    for part in field.split('.') {
+        let (head, mut rest) = match part.find('[') {
+            Some(i) => (&part[..i], &part[i..]),
+            None => (part, ""),
+        };
+        if !head.is_empty() {
+            out.push(head);
+        }
+        while let Some(r) = rest.strip_prefix('[') {
+            let end = r.find(']')?;
+            out.push(&r[..end]);
+            rest = &r[end + 1..];
+        }
+    }
+    Some(out)
+}
+
+fn field_path_resolvable(field: &str) -> bool {
+    field_segments(field).is_some()
+}
+
+/// The value at an upstream field path, if present.
+fn field_value<'a>(v: &'a Value, field: &str) -> Option<&'a Value> {
+    field_segments(field)?
+        .into_iter()
+        .try_fold(v, |cur, seg| match cur {
+            Value::Object(m) => m.get(seg),
+            Value::Array(a) => seg.parse::<usize>().ok().and_then(|i| a.get(i)),
+            _ => None,
+        })
 }
 
 fn ignored_top_level(rt: &ResourceType, sub: Option<&str>, a: &Value, b: &Value) -> Vec<String> {

@@ -1177,3 +1177,68 @@ async fn events_without_required_fields_are_invalid() {
         "Event.events.k8s.io \"bad\" is invalid: eventTime: Required value",
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// §2.4 item 8: validation ratcheting (unchanged invalid values are tolerated on update)
+
+async fn tighten_size_to_two(c: &kube::Client) {
+    let r = patch(
+        c,
+        &format!("{CRDS}/widgets.example.com"),
+        JSON_PATCH,
+        json!([{"op": "add",
+                "path": "/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/size/maximum",
+                "value": 2}]),
+    )
+    .await;
+    assert_eq!(r.code, 200, "{}", r.text);
+}
+
+#[tokio::test]
+async fn unchanged_invalid_fields_are_ratcheted() {
+    let sim = sim_with_ns("m-ratchet").await;
+    let c = sim.client();
+    install_widgets(&c).await;
+    let base = widgets("m-ratchet");
+    assert_eq!(post(&c, &base, widget("m-ratchet", "w")).await.code, 201);
+    tighten_size_to_two(&c).await;
+    // size 3 now violates maximum 2, but it does not change: metadata and other fields may.
+    let r = patch(
+        &c,
+        &format!("{base}/w"),
+        MERGE,
+        json!({"metadata": {"annotations": {"a": "b"}}, "spec": {"color": "blue"}}),
+    )
+    .await;
+    assert_eq!(r.code, 200, "{}", r.text);
+    assert_eq!(r.json()["spec"]["size"], 3);
+    assert_eq!(r.json()["spec"]["color"], "blue");
+}
+
+#[tokio::test]
+async fn changed_invalid_fields_are_not_ratcheted() {
+    let sim = sim_with_ns("m-ratchet-neg").await;
+    let c = sim.client();
+    install_widgets(&c).await;
+    let base = widgets("m-ratchet-neg");
+    assert_eq!(
+        post(&c, &base, widget("m-ratchet-neg", "w")).await.code,
+        201
+    );
+    tighten_size_to_two(&c).await;
+    patch(&c, &format!("{base}/w"), MERGE, json!({"spec": {"size": 4}}))
+        .await
+        .assert_status(
+            422,
+            "Invalid",
+            "Widget.example.com \"w\" is invalid: spec.size: Invalid value: 4: spec.size in body should be less than or equal to 2",
+        );
+    // New objects get no ratcheting at all.
+    post(&c, &base, widget("m-ratchet-neg", "w2"))
+        .await
+        .assert_status(
+            422,
+            "Invalid",
+            "Widget.example.com \"w2\" is invalid: spec.size: Invalid value: 3: spec.size in body should be less than or equal to 2",
+        );
+}
