@@ -144,6 +144,49 @@ impl Memory {
             .unwrap_or_default()
     }
 
+    /// When this process last read (or registered) the agent of `uid` (without copying the
+    /// overlays, as [`Memory::get`] does).
+    pub fn last_remote_check(&self, uid: &str) -> Option<Timestamp> {
+        self.objects
+            .lock()
+            .ok()
+            .and_then(|m| m.get(uid).and_then(|o| o.last_remote_check))
+    }
+
+    /// Drops every overlay older than `ttl` (design §2.3): past its TTL an overlay is never
+    /// preferred to the cache again, so keeping it only costs memory. Called periodically: an
+    /// object whose last write was a status update (which the predicate does not reconcile) would
+    /// otherwise keep a copy of itself and of its Secret for the life of the process.
+    pub fn sweep(&self, ttl: Duration) -> usize {
+        let Ok(mut objects) = self.objects.lock() else {
+            return 0;
+        };
+        let mut dropped = 0;
+        for o in objects.values_mut() {
+            if o.resource.as_ref().is_some_and(|r| r.at.elapsed() > ttl) {
+                o.resource = None;
+                dropped += 1;
+            }
+            if o.secret.as_ref().is_some_and(|s| s.at.elapsed() > ttl) {
+                o.secret = None;
+                dropped += 1;
+            }
+        }
+        dropped
+    }
+
+    /// How many overlays are held (tests and debugging).
+    pub fn overlays(&self) -> usize {
+        self.objects
+            .lock()
+            .map(|m| {
+                m.values()
+                    .map(|o| usize::from(o.resource.is_some()) + usize::from(o.secret.is_some()))
+                    .sum()
+            })
+            .unwrap_or_default()
+    }
+
     /// Changes what is remembered of `uid`.
     pub fn update<R>(&self, uid: &str, f: impl FnOnce(&mut ObjectMemory) -> R) -> Option<R> {
         let mut objects = self.objects.lock().ok()?;
@@ -183,7 +226,9 @@ impl Memory {
     }
 
     /// Remembers a write of the resource.
-    pub fn wrote_resource(&self, uid: &str, replaced: Option<String>, latest: LatticeAgent) {
+    pub fn wrote_resource(&self, uid: &str, replaced: Option<String>, mut latest: LatticeAgent) {
+        // As in the cache: the planner never reads them.
+        latest.metadata.managed_fields = None;
         self.update(uid, |m| Overlay::push(&mut m.resource, replaced, latest));
     }
 
@@ -207,16 +252,17 @@ impl Memory {
         ttl: Duration,
     ) -> LatticeAgent {
         let rv = cached.metadata.resource_version.clone();
-        self.update(uid, |m| match &m.resource {
-            Some(o) if o.prefer(Some(rv.clone()), ttl) => o.latest.clone(),
-            Some(o) if o.latest.metadata.resource_version == rv => o.latest.clone(),
+        let preferred = self.update(uid, |m| match &m.resource {
+            Some(o) if o.prefer(Some(rv.clone()), ttl) => Some(o.latest.clone()),
+            // The cache shows what this process wrote last, or something newer: it has caught
+            // up, and the overlay has nothing left to cover.
             Some(_) => {
                 m.resource = None;
-                cached.clone()
+                None
             }
-            None => cached.clone(),
-        })
-        .unwrap_or(cached)
+            None => None,
+        });
+        preferred.flatten().unwrap_or(cached)
     }
 
     /// The Secret to reconcile with (see [`Memory::freshest_resource`]); `name` is the Secret the
@@ -229,7 +275,7 @@ impl Memory {
         ttl: Duration,
     ) -> Option<Secret> {
         let rv = cached.as_ref().map(|s| s.metadata.resource_version.clone());
-        self.update(uid, |m| match &m.secret {
+        let preferred = self.update(uid, |m| match &m.secret {
             Some(o)
                 if o.latest.metadata.name.as_deref() == Some(name) && o.prefer(rv.clone(), ttl) =>
             {
@@ -237,11 +283,14 @@ impl Memory {
             }
             Some(_) => {
                 m.secret = None;
-                cached.clone()
+                None
             }
-            None => cached.clone(),
-        })
-        .unwrap_or(cached)
+            None => None,
+        });
+        match preferred.flatten() {
+            Some(latest) => Some(latest),
+            None => cached,
+        }
     }
 }
 
@@ -263,6 +312,10 @@ pub struct Context {
     pub memory: Memory,
     /// Fail points (tests only).
     pub failpoints: Option<FailPoints>,
+    /// When this process started reconciling.
+    pub started: Timestamp,
+    /// Whether the first drift read of each resource is spread over the first resync interval.
+    pub spread_first_drift_read: bool,
 }
 
 impl std::fmt::Debug for Context {
@@ -357,5 +410,39 @@ mod tests {
         // Another Secret name: never overlaid.
         m.wrote_secret("u", None, secret("s", "10"));
         assert_eq!(m.freshest_secret("u", "other", None, ttl), None);
+    }
+
+    fn agent(rv: &str) -> LatticeAgent {
+        let mut a = LatticeAgent::new("a", Default::default());
+        a.metadata.resource_version = Some(rv.into());
+        a
+    }
+
+    #[test]
+    fn an_overlay_goes_once_the_cache_caught_up_or_its_ttl_passed() {
+        let m = Memory::default();
+        let ttl = Duration::from_secs(60);
+        // Status written 1 → 2: the cache at 1 is stale, the overlay wins and stays.
+        m.wrote_resource("u", Some("1".into()), agent("2"));
+        let got = m.freshest_resource("u", agent("1"), ttl);
+        assert_eq!(got.metadata.resource_version.as_deref(), Some("2"));
+        assert_eq!(m.overlays(), 1);
+        // The cache shows 2: caught up, the overlay is dropped.
+        let got = m.freshest_resource("u", agent("2"), ttl);
+        assert_eq!(got.metadata.resource_version.as_deref(), Some("2"));
+        assert_eq!(m.overlays(), 0);
+        // A sweep keeps young overlays and drops old ones; the rest of the memory stays.
+        m.wrote_resource("u", Some("2".into()), agent("3"));
+        m.wrote_secret("u", None, secret("s", "4"));
+        m.update("u", |o| o.failures = 3);
+        assert_eq!(m.sweep(ttl), 0);
+        assert_eq!(m.overlays(), 2);
+        assert_eq!(m.sweep(Duration::ZERO), 2);
+        assert_eq!(m.overlays(), 0);
+        assert_eq!(m.get("u").failures, 3);
+        // Past its TTL an overlay would not have been preferred anyway.
+        m.wrote_resource("u", Some("3".into()), agent("5"));
+        let got = m.freshest_resource("u", agent("3"), Duration::ZERO);
+        assert_eq!(got.metadata.resource_version.as_deref(), Some("3"));
     }
 }

@@ -35,15 +35,14 @@ use kube::{Resource, ResourceExt};
 use tokio::sync::watch;
 use tracing::Instrument;
 
+use crate::claims::ClaimIndex;
 use crate::context::{BackoffPolicy, Context, FailPoints, Memory};
 use crate::crd::{FINALIZER, GROUP, LatticeAgent};
 use crate::error::{Error, Result};
 use crate::executor::{Cluster, Ending, Executor};
 use crate::metrics::Metrics;
 use crate::plan::validate::effective_secret_name;
-use crate::plan::{
-    self, ErrorClass, Observed, Requeue, Settings, condition_reason, older_claimant,
-};
+use crate::plan::{self, ErrorClass, Observed, Requeue, Settings, condition_reason, schedule};
 use crate::redact::redact;
 use crate::remote::Remote;
 use crate::secret::{self, SecretView, cache_form};
@@ -237,6 +236,9 @@ pub struct OperatorConfig {
     pub backoff: BackoffPolicy,
     /// `reportingInstance` of events (the pod name); the controller name when `None`.
     pub instance: Option<String>,
+    /// Spread the first drift read of each resource over the first resync interval after the
+    /// start (design §3.1 step 6), instead of reading every registered agent at once.
+    pub spread_first_drift_read: bool,
 }
 
 impl OperatorConfig {
@@ -248,6 +250,7 @@ impl OperatorConfig {
             concurrency: 16,
             backoff: BackoffPolicy::default(),
             instance: None,
+            spread_first_drift_read: true,
         }
     }
 }
@@ -352,6 +355,8 @@ impl Operator {
             backoff: config.backoff,
             memory: Memory::default(),
             failpoints,
+            started: Timestamp::now(),
+            spread_first_drift_read: config.spread_first_drift_read,
         });
         let cluster = KubeCluster::new(client, recorder);
         let scopes: Vec<Option<String>> = if config.namespaces.is_empty() {
@@ -391,8 +396,25 @@ impl Operator {
             }
         });
         let mut stop_bg = stop_rx.clone();
+        let sweeper = {
+            let ctx = Arc::clone(&ctx);
+            async move {
+                // Overlays past their TTL are dropped (design §2.3); a tick of half the TTL keeps
+                // each at most 1.5 TTL.
+                let ttl = ctx.overlay_ttl();
+                let mut tick = tokio::time::interval((ttl / 2).max(Duration::from_secs(1)));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    let dropped = ctx.memory.sweep(ttl);
+                    if dropped > 0 {
+                        tracing::debug!(dropped, "overlays past their TTL dropped");
+                    }
+                }
+            }
+        };
         let background = async move {
-            let all = futures::future::join_all(background);
+            let all = futures::future::join(futures::future::join_all(background), sweeper);
             tokio::select! {
                 _ = all => {}
                 _ = stop_bg.wait_for(|s| *s) => {}
@@ -441,9 +463,23 @@ async fn run_controller(
         Arc::clone(&local_tx),
     );
     let secrets_synced = synced_once(pending, readiness, local_tx);
+    let claims = ClaimIndex::default();
+    let (claims_feed, forget) = (claims.clone(), Arc::clone(&ctx));
     let agents = watcher(agents_api, watcher::Config::default())
         .default_backoff()
         .modify(|g: &mut Guarded| g.meta_mut().managed_fields = None)
+        .inspect(move |e| {
+            if let Ok(event) = e {
+                claims_feed.apply_event(event);
+                // A resource gone from the cluster needs no memory (its reconcile that released
+                // the finalizer forgot it already; this covers the ones deleted without one).
+                if let watcher::Event::Delete(g) = event
+                    && let Some(uid) = g.meta().uid.as_deref()
+                {
+                    forget.memory.forget(uid);
+                }
+            }
+        })
         .reflect(agent_writer)
         .inspect(move |e| {
             if matches!(e, Ok(watcher::Event::InitDone)) {
@@ -471,7 +507,7 @@ async fn run_controller(
     let scope = Arc::new(Scope {
         ctx: Arc::clone(&ctx),
         cluster,
-        agents: agent_reader.clone(),
+        claims,
         secrets: secret_reader,
         synced,
     });
@@ -575,7 +611,8 @@ fn main_predicate(obj: &Guarded) -> Option<u64> {
 pub struct Scope {
     ctx: Arc<Context>,
     cluster: KubeCluster,
-    agents: Store<Guarded>,
+    /// Who claims which Secret (kept by the LatticeAgent watch).
+    claims: ClaimIndex,
     secrets: Store<Secret>,
     /// How many of this controller's two caches have synced.
     synced: watch::Receiver<u8>,
@@ -673,7 +710,6 @@ async fn execute(agent: &LatticeAgent, scope: &Scope, deleting: bool) -> Result<
     let namespace = agent.metadata.namespace.clone().unwrap_or_default();
     let name = agent.metadata.name.clone().unwrap_or_default();
     let now = Timestamp::now();
-    let memory = ctx.memory.get(&uid);
 
     let secret_name = effective_secret_name(agent);
     let cached = scope
@@ -698,9 +734,17 @@ async fn execute(agent: &LatticeAgent, scope: &Scope, deleting: bool) -> Result<
         .map(|s| SecretView::observe(&cache_form(s), &uid))
         .unwrap_or_default();
     let mut observed = Observed::new(now, ctx.settings.clone(), agent.clone(), view);
-    let all = scope.agents.state();
-    observed.older_claimant = older_claimant(agent, all.iter().filter_map(|g| g.0.as_ref().ok()));
-    observed.last_remote_check = memory.last_remote_check;
+    observed.older_claimant = scope.claims.older_claimant(agent);
+    observed.last_remote_check = ctx.memory.last_remote_check(&uid).or_else(|| {
+        // Not read by this process yet: the first read falls at a point of the first resync
+        // interval after the start that depends on the uid alone, as if the last read had been
+        // one interval before it (design §3.1 step 6).
+        ctx.spread_first_drift_read.then(|| {
+            let interval = ctx.settings.resync_interval;
+            let due = schedule::add(ctx.started, schedule::startup_offset(&uid, interval));
+            due.checked_sub(interval).unwrap_or(due)
+        })
+    });
 
     let executor = Executor {
         remote: ctx.remote.as_ref(),

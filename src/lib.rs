@@ -24,6 +24,7 @@
 //! - [`run`] — the `run` subcommand; `dev` — the quick start on an embedded simulator.
 
 pub mod admin;
+pub mod claims;
 pub mod config;
 pub mod context;
 pub mod controller;

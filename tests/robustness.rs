@@ -642,7 +642,13 @@ async fn a_restart_with_ready_resources_is_quiet() {
     w.sim.clear_audit_log();
     let before = requests(&w);
     let audit_before = w.emu.audit().len();
-    w.start_operator(Options::default()).await;
+    // All first reads at once (not spread over the 30 s resync interval, as in production), so
+    // that this test sees them within its wait.
+    w.start_operator(Options {
+        spread_first_drift_read: false,
+        ..Default::default()
+    })
+    .await;
     wait_until("each agent is read once", || async {
         (w.emu.request_count("get_agent") >= before.get("get_agent").copied().unwrap_or(0) + 3)
             .then_some(())

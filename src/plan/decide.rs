@@ -1303,6 +1303,12 @@ impl<'a> Cx<'a> {
             at = at.min(next);
         }
         if let Some(agent_id) = self.agent_id.as_deref() {
+            // The next drift read: earlier than a full interval from now when the last read was
+            // earlier than now (a reconcile between two reads, or the spread first read after a
+            // start).
+            if let Some(last) = self.o.last_remote_check {
+                at = at.min(schedule::add(last, self.o.settings.resync_interval));
+            }
             for key in self.retiring() {
                 if let Some(Retirement::Wait { until, .. }) = self.retirement(agent_id, &key) {
                     at = at.min(until);

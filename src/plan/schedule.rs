@@ -30,6 +30,22 @@ pub fn jitter(uid: &str, key_id: &str, interval: SignedDuration) -> SignedDurati
     SignedDuration::from_millis(millis as i64)
 }
 
+/// Where, within one resync interval after a start, the first drift read of the resource `uid`
+/// falls: in `[0, interval)`, at millisecond granularity, derived from the uid alone. A process
+/// that starts with many registered resources spreads their first reads (design §3.1 step 6)
+/// instead of making them all at once.
+pub fn startup_offset(uid: &str, interval: SignedDuration) -> SignedDuration {
+    let span = interval.as_millis();
+    if span <= 0 {
+        return SignedDuration::ZERO;
+    }
+    let hash = Sha256::digest(format!("drift/{uid}").as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&hash[..8]);
+    let n = u64::from_be_bytes(first) as i128;
+    SignedDuration::from_millis((n % span) as i64)
+}
+
 /// When the key created at `created_at` is due for a scheduled rotation.
 pub fn next_rotation(
     created_at: Timestamp,
@@ -117,5 +133,35 @@ pub fn retirement(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn startup_offsets_are_deterministic_within_the_interval_and_spread() {
+        let interval = SignedDuration::from_mins(10);
+        let mut buckets = [0u32; 10];
+        for i in 0..1000 {
+            let uid = format!("uid-{i}");
+            let offset = startup_offset(&uid, interval);
+            assert_eq!(offset, startup_offset(&uid, interval), "deterministic");
+            assert!(
+                offset >= SignedDuration::ZERO && offset < interval,
+                "{offset:?}"
+            );
+            buckets[(offset.as_millis() * 10 / interval.as_millis()) as usize] += 1;
+        }
+        // 1,000 uids over ten minutes: every minute gets some, none gets a burst.
+        assert!(
+            buckets.iter().all(|&n| (50..=150).contains(&n)),
+            "{buckets:?}"
+        );
+        assert_eq!(
+            startup_offset("u", SignedDuration::ZERO),
+            SignedDuration::ZERO
+        );
     }
 }

@@ -45,6 +45,8 @@ pub struct Options {
     pub failpoints: Option<FailPoints>,
     /// Extra namespaces to watch besides the world's.
     pub namespaces: Vec<String>,
+    /// Spread the first drift reads after a start (the production default).
+    pub spread_first_drift_read: bool,
 }
 
 impl Default for Options {
@@ -58,6 +60,7 @@ impl Default for Options {
             },
             failpoints: None,
             namespaces: Vec::new(),
+            spread_first_drift_read: true,
         }
     }
 }
@@ -196,6 +199,7 @@ impl World {
             .collect();
         config.concurrency = 4;
         config.backoff = options.backoff;
+        config.spread_first_drift_read = options.spread_first_drift_read;
         let mut operator = Operator::new(self.client.clone(), config, remote, Arc::clone(&metrics))
             .with_service_key_provider(provider);
         if let Some(fp) = options.failpoints.clone() {
