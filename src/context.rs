@@ -96,6 +96,11 @@ impl<T: Clone> Overlay<T> {
         }
     }
 
+    /// Whether `rv` is one of the versions this one replaced.
+    fn replaces(&self, rv: Option<&str>) -> bool {
+        rv.is_some() && self.superseded.iter().any(|s| s.as_deref() == rv)
+    }
+
     /// The newer of the cached object (`cached_rv`: its resourceVersion, `None` if not cached)
     /// and this one: this one when the cache still shows a version it replaced.
     fn prefer(&self, cached_rv: Option<Option<String>>, ttl: Duration) -> bool {
@@ -173,6 +178,32 @@ impl Memory {
             }
         }
         dropped
+    }
+
+    /// The LatticeAgent cache now holds version `rv` of `uid`: its overlay goes unless `rv` is a
+    /// version the overlay replaced (then the cache is still stale and the overlay still needed).
+    /// Called by the watch after the store was updated, so a reconcile that no longer finds the
+    /// overlay finds that version or a newer one in the cache.
+    pub fn cached_resource(&self, uid: &str, rv: Option<&str>) {
+        if let Ok(mut objects) = self.objects.lock()
+            && let Some(o) = objects.get_mut(uid)
+            && o.resource.as_ref().is_some_and(|r| !r.replaces(rv))
+        {
+            o.resource = None;
+        }
+    }
+
+    /// The Secret cache now holds version `rv` of the Secret `name` owned by `uid` (see
+    /// [`Memory::cached_resource`]).
+    pub fn cached_secret(&self, uid: &str, name: &str, rv: Option<&str>) {
+        if let Ok(mut objects) = self.objects.lock()
+            && let Some(o) = objects.get_mut(uid)
+            && o.secret
+                .as_ref()
+                .is_some_and(|s| s.latest.metadata.name.as_deref() == Some(name) && !s.replaces(rv))
+        {
+            o.secret = None;
+        }
     }
 
     /// How many overlays are held (tests and debugging).
@@ -440,6 +471,18 @@ mod tests {
         assert_eq!(m.sweep(Duration::ZERO), 2);
         assert_eq!(m.overlays(), 0);
         assert_eq!(m.get("u").failures, 3);
+        // The watch delivers a replaced version: kept; the written one: dropped.
+        m.wrote_resource("u", Some("3".into()), agent("4"));
+        m.cached_resource("u", Some("3"));
+        assert_eq!(m.overlays(), 1);
+        m.cached_resource("u", Some("4"));
+        assert_eq!(m.overlays(), 0);
+        m.wrote_secret("u", Some("7".into()), secret("s", "8"));
+        m.cached_secret("u", "other", Some("8"));
+        m.cached_secret("u", "s", Some("7"));
+        assert_eq!(m.overlays(), 1);
+        m.cached_secret("u", "s", Some("9"));
+        assert_eq!(m.overlays(), 0);
         // Past its TTL an overlay would not have been preferred anyway.
         m.wrote_resource("u", Some("3".into()), agent("5"));
         let got = m.freshest_resource("u", agent("3"), Duration::ZERO);

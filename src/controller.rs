@@ -465,6 +465,7 @@ async fn run_controller(
     let secrets_synced = synced_once(pending, readiness, local_tx);
     let claims = ClaimIndex::default();
     let (claims_feed, forget) = (claims.clone(), Arc::clone(&ctx));
+    let (caught_up, secret_caught_up) = (Arc::clone(&ctx), Arc::clone(&ctx));
     let agents = watcher(agents_api, watcher::Config::default())
         .default_backoff()
         .modify(|g: &mut Guarded| g.meta_mut().managed_fields = None)
@@ -481,10 +482,18 @@ async fn run_controller(
             }
         })
         .reflect(agent_writer)
-        .inspect(move |e| {
-            if matches!(e, Ok(watcher::Event::InitDone)) {
-                agents_synced();
+        .inspect(move |e| match e {
+            Ok(watcher::Event::InitDone) => agents_synced(),
+            // The store has this version now: an overlay it catches up with goes (design §2.1).
+            Ok(watcher::Event::Apply(g) | watcher::Event::InitApply(g)) => {
+                let meta = g.meta();
+                if let Some(uid) = meta.uid.as_deref() {
+                    caught_up
+                        .memory
+                        .cached_resource(uid, meta.resource_version.as_deref());
+                }
             }
+            _ => {}
         })
         .applied_objects()
         .predicate_filter(main_predicate, Default::default());
@@ -497,10 +506,24 @@ async fn run_controller(
             *s = cached;
         })
         .reflect(secret_writer)
-        .inspect(move |e| {
-            if matches!(e, Ok(watcher::Event::InitDone)) {
-                secrets_synced();
+        .inspect(move |e| match e {
+            Ok(watcher::Event::InitDone) => secrets_synced(),
+            Ok(watcher::Event::Apply(s) | watcher::Event::InitApply(s)) => {
+                let owner = s
+                    .metadata
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .find(|r| r.controller == Some(true));
+                if let (Some(owner), Some(name)) = (owner, s.metadata.name.as_deref()) {
+                    secret_caught_up.memory.cached_secret(
+                        &owner.uid,
+                        name,
+                        s.metadata.resource_version.as_deref(),
+                    );
+                }
             }
+            _ => {}
         })
         .touched_objects();
 
