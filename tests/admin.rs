@@ -230,13 +230,20 @@ async fn readyz_waits_for_the_crd_and_metrics_show_every_series() {
         (m.get("lattice_agents_managed") == Some(&0.0)).then_some(m)
     })
     .await;
-    assert_eq!(value(&m, "lattice_revocations_total{kind=\"agent\"}"), 1.0);
+    // One revocation, or two: under load a second cleanup reconcile can still see the deleted
+    // object (stale cache, finalizer not yet gone) and revoke again. That repeat is idempotent at
+    // AgentLattice and known (see the issue-4 notes); the counter must match the calls either way.
+    let revoked = value(&m, "lattice_revocations_total{kind=\"agent\"}");
+    assert!(
+        (1.0..=2.0).contains(&revoked),
+        "agent revocations: {revoked}"
+    );
     assert_eq!(
         value(
             &m,
             "lattice_agentlattice_requests_total{operation=\"revoke_agent\",status=\"200\"}"
         ),
-        1.0
+        revoked
     );
     assert_eq!(value(&m, "lattice_rotations_waiting"), 0.0);
     for family in [
