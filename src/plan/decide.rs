@@ -348,6 +348,19 @@ impl<'a> Cx<'a> {
         self.spec
     }
 
+    /// Writes `record` (an intent set or lifted) to the Secret, keeping the key it holds.
+    fn write_intent(&self, agent_id: &str, record: SecretRecord) -> Step {
+        act(
+            Action::WriteSecret(Box::new(SecretWrite {
+                desired: self.desired_secret(agent_id, record),
+                key: KeyWrite::Keep,
+                precondition: self.precondition(),
+                purpose: WritePurpose::Intent,
+            })),
+            vec![],
+        )
+    }
+
     fn desired_secret(&self, agent_id: &str, record: SecretRecord) -> DesiredSecret {
         DesiredSecret::new(
             SecretInputs {
@@ -825,15 +838,7 @@ impl<'a> Cx<'a> {
             if self.intent().is_none() && !self.adopted {
                 if let Some(mut record) = self.current_record(agent_id) {
                     record.mint_started_at = Some(self.o.now);
-                    return act(
-                        Action::WriteSecret(Box::new(SecretWrite {
-                            desired: self.desired_secret(agent_id, record),
-                            key: KeyWrite::Keep,
-                            precondition: self.precondition(),
-                            purpose: WritePurpose::Intent,
-                        })),
-                        vec![],
-                    );
+                    return self.write_intent(agent_id, record);
                 }
                 let mut intent = self.desired_status(&Verdict::Ok);
                 intent.mint_started_at = Some(self.o.now);
@@ -1060,15 +1065,7 @@ impl<'a> Cx<'a> {
             let mut record = self.current_record(agent_id)?;
             record.mint_started_at?;
             record.mint_started_at = None;
-            return Some(act(
-                Action::WriteSecret(Box::new(SecretWrite {
-                    desired: self.desired_secret(agent_id, record),
-                    key: KeyWrite::Keep,
-                    precondition: self.precondition(),
-                    purpose: WritePurpose::Intent,
-                })),
-                vec![],
-            ));
+            return Some(self.write_intent(agent_id, record));
         };
         Some(act(
             Action::RevokeKey {
