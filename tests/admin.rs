@@ -6,10 +6,8 @@
 mod replica;
 mod support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use agentlattice_emulator::{Emulator, EmulatorConfig};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
 use kube_sim::KubeSim;
@@ -17,7 +15,7 @@ use lattice_operator::admin::PhaseKind;
 use lattice_operator::controller::install_crd;
 use lattice_operator::crd::ROTATE_ANNOTATION;
 use replica::{http_get, parse_metrics};
-use support::{SERVICE_KEY_SECRET, World, init_logs, wait_until};
+use support::{SERVICE_KEY_SECRET, World, wait_until};
 
 const BOT: &str = r#"
 apiVersion: agentlattice.io/v1alpha1
@@ -30,27 +28,9 @@ spec:
 
 /// A world like `World::start`, but without the CRD.
 async fn world_without_crd(ns: &str) -> World {
-    init_logs();
-    let sim = KubeSim::builder()
-        .bookmark_interval(Duration::from_secs(5))
-        .start()
-        .await
-        .expect("kube-sim starts");
-    let emu = Emulator::start(EmulatorConfig::default())
-        .await
-        .expect("emulator starts");
-    let svc = emu.create_service_key("admin-tests");
-    let world = World {
-        client: sim.client(),
-        sim: Arc::new(sim),
-        emu: Arc::new(emu),
-        ns: ns.to_owned(),
-        service_key: svc.api_key.clone(),
-        service_key_id: svc.id.clone(),
-        operator: None,
-    };
+    let world = World::bare(KubeSim::builder(), "admin-tests", ns).await;
     world.create_namespace(ns).await;
-    world.put_service_key(Some(&svc.api_key)).await;
+    world.put_service_key(Some(&world.service_key)).await;
     world
 }
 

@@ -16,7 +16,6 @@ mod support;
 
 use std::time::Duration;
 
-use agentlattice_emulator::{Emulator, EmulatorConfig};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, Role};
 use kube::api::{Api, ListParams, PostParams};
@@ -25,7 +24,6 @@ use lattice_operator::admin::PhaseKind;
 use lattice_operator::config::{Args, Command, RunArgs};
 use lattice_operator::crd::ROTATE_ANNOTATION;
 use serde_json::{Value, json};
-use std::sync::Arc;
 use support::{World, wait_until};
 
 /// The release namespace (the operator's own).
@@ -64,27 +62,10 @@ struct Installed {
 }
 
 async fn install(mode: Mode) -> Installed {
-    support::init_logs();
     let sim = KubeSim::builder()
         .rbac(true)
-        .owner_references_permission_enforcement(true)
-        .bookmark_interval(Duration::from_secs(5))
-        .start()
-        .await
-        .expect("kube-sim starts");
-    let emu = Emulator::start(EmulatorConfig::default())
-        .await
-        .expect("emulator starts");
-    let svc = emu.create_service_key("rbac-tests");
-    let w = World {
-        client: sim.client(),
-        sim: Arc::new(sim),
-        emu: Arc::new(emu),
-        ns: TEAM_NS.to_owned(),
-        service_key: svc.api_key.clone(),
-        service_key_id: svc.id.clone(),
-        operator: None,
-    };
+        .owner_references_permission_enforcement(true);
+    let w = World::bare(sim, "rbac-tests", TEAM_NS).await;
     for ns in [RELEASE_NS, TEAM_NS, OTHER_NS] {
         w.create_namespace(ns).await;
     }
@@ -124,7 +105,7 @@ async fn install(mode: Mode) -> Installed {
     let secret: Secret = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Secret",
         "metadata": {"name": SERVICE_KEY_SECRET},
-        "stringData": {"AL_SERVICE_KEY": svc.api_key},
+        "stringData": {"AL_SERVICE_KEY": w.service_key},
     }))
     .expect("secret");
     secrets

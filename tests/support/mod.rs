@@ -16,7 +16,7 @@ use jiff::SignedDuration;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::api::events::v1::Event as KubeEvent;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube_sim::KubeSim;
+use kube_sim::{KubeSim, KubeSimBuilder};
 use lattice_operator::config::SecretRef;
 use lattice_operator::context::{BackoffPolicy, FailPoints};
 use lattice_operator::controller::{Operator, OperatorConfig, Readiness, install_crd};
@@ -90,8 +90,20 @@ impl World {
     /// A fresh simulator and emulator, the CRD installed, namespace `ns` with the service key
     /// Secret.
     pub async fn start(ns: &str) -> World {
+        let world = World::bare(KubeSim::builder(), "lattice-operator-tests", ns).await;
+        install_crd(&world.client, Duration::from_secs(10))
+            .await
+            .expect("CRD installed");
+        world.create_namespace(ns).await;
+        world.put_service_key(Some(&world.service_key)).await;
+        world
+    }
+
+    /// A simulator started from `sim` (5 s bookmarks) and a fresh emulator with a service key
+    /// labelled `label`; nothing installed, no namespace created, no service key Secret written.
+    pub async fn bare(sim: KubeSimBuilder, label: &str, ns: &str) -> World {
         init_logs();
-        let sim = KubeSim::builder()
+        let sim = sim
             .bookmark_interval(Duration::from_secs(5))
             .start()
             .await
@@ -99,23 +111,16 @@ impl World {
         let emu = Emulator::start(EmulatorConfig::default())
             .await
             .expect("emulator starts");
-        let client = sim.client();
-        install_crd(&client, Duration::from_secs(10))
-            .await
-            .expect("CRD installed");
-        let svc = emu.create_service_key("lattice-operator-tests");
-        let world = World {
+        let svc = emu.create_service_key(label);
+        World {
+            client: sim.client(),
             sim: Arc::new(sim),
             emu: Arc::new(emu),
-            client,
             ns: ns.to_owned(),
             service_key: svc.api_key.clone(),
             service_key_id: svc.id.clone(),
             operator: None,
-        };
-        world.create_namespace(ns).await;
-        world.put_service_key(Some(&svc.api_key)).await;
-        world
+        }
     }
 
     pub async fn create_namespace(&self, ns: &str) {
