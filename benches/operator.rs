@@ -64,6 +64,25 @@ struct Options {
     concurrency: u16,
     al_rate: f64,
     al_burst: u32,
+    /// `RUST_LOG` of the operator process (default `warn`).
+    log: String,
+    /// Where to copy the operator's log(s) at the end (default: deleted with the run's files).
+    log_dir: Option<PathBuf>,
+}
+
+impl Options {
+    /// Where the operator process logs: under `--log-dir` (kept), else in the run's files.
+    fn log_file(&self, world: &World, name: &str) -> Result<PathBuf, String> {
+        match &self.log_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(err)?;
+                let path = dir.join(name);
+                println!("  operator log: {}", path.display());
+                Ok(path)
+            }
+            None => Ok(world.dir.join(name)),
+        }
+    }
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -74,6 +93,8 @@ fn parse_args() -> Result<Options, String> {
         concurrency: 16,
         al_rate: 1000.0,
         al_burst: 1000,
+        log: "warn".to_owned(),
+        log_dir: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -86,6 +107,8 @@ fn parse_args() -> Result<Options, String> {
             "--concurrency" => o.concurrency = value(&a)?.parse().map_err(|e| format!("{e}"))?,
             "--al-rate" => o.al_rate = value(&a)?.parse().map_err(|e| format!("{e}"))?,
             "--al-burst" => o.al_burst = value(&a)?.parse().map_err(|e| format!("{e}"))?,
+            "--log" => o.log = value(&a)?,
+            "--log-dir" => o.log_dir = Some(PathBuf::from(value(&a)?)),
             s if !s.starts_with('-') && o.scenario.is_empty() => o.scenario = s.to_owned(),
             s => return Err(format!("unknown argument {s}")),
         }
@@ -101,7 +124,7 @@ fn main() -> ExitCode {
         Ok(o) => o,
         Err(e) => {
             eprintln!(
-                "{e}\nusage: cargo bench --bench operator -- create|scale|all [--agents N] [--latency-ms MS] [--concurrency C] [--al-rate R] [--al-burst B]"
+                "{e}\nusage: cargo bench --bench operator -- create|scale|all [--agents N] [--latency-ms MS] [--concurrency C] [--al-rate R] [--al-burst B] [--log RUST_LOG] [--log-dir DIR]"
             );
             return ExitCode::FAILURE;
         }
@@ -296,9 +319,9 @@ impl OperatorProcess {
                 &o.al_burst.to_string(),
             ])
             .env("KUBECONFIG", world.sim.kubeconfig_path())
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", &o.log)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(log.try_clone().map_err(err)?)
             .stderr(log)
             .spawn()
             .map_err(|e| format!("{BIN}: {e}"))?;
@@ -513,7 +536,7 @@ async fn create(o: &Options, n: usize) -> Result<(), String> {
         o.latency_ms, o.concurrency, o.al_rate, o.al_burst
     );
     let world = World::start(o.latency_ms).await?;
-    let mut op = OperatorProcess::start(&world, o, &world.dir.join("operator-create.log"))?;
+    let mut op = OperatorProcess::start(&world, o, &o.log_file(&world, "operator-create.log")?)?;
     op.wait_ready().await?;
     world.sim.clear_audit_log();
     let (al_before, alw_before, _) = world.al_counts();
@@ -584,7 +607,7 @@ async fn scale(o: &Options, n: usize) -> Result<(), String> {
         o.latency_ms, o.concurrency, o.al_rate, o.al_burst
     );
     let world = World::start(o.latency_ms).await?;
-    let mut op = OperatorProcess::start(&world, o, &world.dir.join("operator-scale-1.log"))?;
+    let mut op = OperatorProcess::start(&world, o, &o.log_file(&world, "operator-scale-1.log")?)?;
     op.wait_ready().await?;
     let (idle_rss, idle_hwm) = op.memory();
     println!(
@@ -611,7 +634,7 @@ async fn scale(o: &Options, n: usize) -> Result<(), String> {
     world.sim.clear_audit_log();
     let (al_before, alw_before, by_op_before) = world.al_counts();
     let start = Instant::now();
-    let mut op = OperatorProcess::start(&world, o, &world.dir.join("operator-scale-2.log"))?;
+    let mut op = OperatorProcess::start(&world, o, &o.log_file(&world, "operator-scale-2.log")?)?;
     let ready = op.wait_ready().await?;
     let idle = wait_idle(&op, &world, n as u64, start).await?;
     let (al_after, alw_after, by_op_after) = world.al_counts();

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::events::Recorder;
 use rand::Rng;
 
@@ -185,10 +186,12 @@ impl Memory {
     /// Called by the watch after the store was updated, so a reconcile that no longer finds the
     /// overlay finds that version or a newer one in the cache.
     pub fn cached_resource(&self, uid: &str, rv: Option<&str>) {
+        tracing::trace!(uid, rv = rv.unwrap_or_default(), "cached resource");
         if let Ok(mut objects) = self.objects.lock()
             && let Some(o) = objects.get_mut(uid)
             && o.resource.as_ref().is_some_and(|r| !r.replaces(rv))
         {
+            tracing::trace!(uid, rv = rv.unwrap_or_default(), "overlay dropped");
             o.resource = None;
         }
     }
@@ -258,6 +261,16 @@ impl Memory {
 
     /// Remembers a write of the resource.
     pub fn wrote_resource(&self, uid: &str, replaced: Option<String>, mut latest: LatticeAgent) {
+        tracing::trace!(
+            uid,
+            replaced = replaced.as_deref().unwrap_or_default(),
+            latest = latest
+                .metadata
+                .resource_version
+                .as_deref()
+                .unwrap_or_default(),
+            "overlay"
+        );
         // As in the cache: the planner never reads them.
         latest.metadata.managed_fields = None;
         self.update(uid, |m| Overlay::push(&mut m.resource, replaced, latest));
@@ -276,53 +289,79 @@ impl Memory {
 
     /// The resource to reconcile: the cached one, or the one this process wrote if the cache has
     /// not caught up yet.
+    ///
+    /// `cached` reads the cache and is called *after* the overlay was looked up. The watch drops
+    /// an overlay only once the store holds the version it covers ([`Memory::cached_resource`]),
+    /// so a cache read made after finding no overlay is at least as new as any overlay dropped
+    /// before it. Reading the cache first would race with that drop: a reconcile could hold a
+    /// copy read just before the store caught up and find the overlay already gone (seen in the
+    /// `create` benchmark as a status write on a stale object, 409, and a second reconcile for
+    /// about 4 % of new agents).
     pub fn freshest_resource(
         &self,
         uid: &str,
-        cached: LatticeAgent,
+        cached: impl FnOnce() -> LatticeAgent,
         ttl: Duration,
     ) -> LatticeAgent {
-        let rv = cached.metadata.resource_version.clone();
-        let preferred = self.update(uid, |m| match &m.resource {
-            Some(o) if o.prefer(Some(rv.clone()), ttl) => Some(o.latest.clone()),
-            // The cache shows what this process wrote last, or something newer: it has caught
-            // up, and the overlay has nothing left to cover.
-            Some(_) => {
+        let overlay = self.lock_get(uid, |m| m.resource.clone());
+        let cached = cached();
+        let Some(overlay) = overlay else {
+            return cached;
+        };
+        if overlay.prefer(Some(cached.metadata.resource_version.clone()), ttl) {
+            return overlay.latest;
+        }
+        // The cache shows what this process wrote last, or something newer: it has caught up,
+        // and the overlay has nothing left to cover (unless another write replaced it meanwhile).
+        self.update(uid, |m| {
+            if m.resource
+                .as_ref()
+                .is_some_and(|o| same_version(&o.latest.metadata, &overlay.latest.metadata))
+            {
                 m.resource = None;
-                None
             }
-            None => None,
         });
-        preferred.flatten().unwrap_or(cached)
+        cached
     }
 
-    /// The Secret to reconcile with (see [`Memory::freshest_resource`]); `name` is the Secret the
-    /// resource names now.
+    /// The Secret to reconcile with (see [`Memory::freshest_resource`], also for why `cached`
+    /// is called after the overlay was looked up); `name` is the Secret the resource names now.
     pub fn freshest_secret(
         &self,
         uid: &str,
         name: &str,
-        cached: Option<Secret>,
+        cached: impl FnOnce() -> Option<Secret>,
         ttl: Duration,
     ) -> Option<Secret> {
+        let overlay = self.lock_get(uid, |m| m.secret.clone());
+        let cached = cached();
+        let Some(overlay) = overlay else {
+            return cached;
+        };
         let rv = cached.as_ref().map(|s| s.metadata.resource_version.clone());
-        let preferred = self.update(uid, |m| match &m.secret {
-            Some(o)
-                if o.latest.metadata.name.as_deref() == Some(name) && o.prefer(rv.clone(), ttl) =>
-            {
-                Some(o.latest.clone())
-            }
-            Some(_) => {
-                m.secret = None;
-                None
-            }
-            None => None,
-        });
-        match preferred.flatten() {
-            Some(latest) => Some(latest),
-            None => cached,
+        if overlay.latest.metadata.name.as_deref() == Some(name) && overlay.prefer(rv, ttl) {
+            return Some(overlay.latest);
         }
+        self.update(uid, |m| {
+            if m.secret
+                .as_ref()
+                .is_some_and(|o| same_version(&o.latest.metadata, &overlay.latest.metadata))
+            {
+                m.secret = None;
+            }
+        });
+        cached
     }
+
+    /// `f` of what is remembered of `uid`, if anything (the lock is released before the caller
+    /// reads a cache).
+    fn lock_get<R>(&self, uid: &str, f: impl FnOnce(&ObjectMemory) -> Option<R>) -> Option<R> {
+        self.objects.lock().ok()?.get(uid).and_then(f)
+    }
+}
+
+fn same_version(a: &ObjectMeta, b: &ObjectMeta) -> bool {
+    a.resource_version.is_some() && a.resource_version == b.resource_version
 }
 
 /// Everything a reconcile needs.
@@ -416,23 +455,23 @@ mod tests {
         let m = Memory::default();
         let ttl = Duration::from_secs(60);
         // Nothing remembered: the cache wins.
-        assert_eq!(m.freshest_secret("u", "s", None, ttl), None);
+        assert_eq!(m.freshest_secret("u", "s", || None, ttl), None);
         // Created "s" at rv 5: a cache without it is stale.
         m.wrote_secret("u", None, secret("s", "5"));
-        let got = m.freshest_secret("u", "s", None, ttl);
+        let got = m.freshest_secret("u", "s", || None, ttl);
         assert_eq!(
             got.and_then(|s| s.metadata.resource_version),
             Some("5".into())
         );
         // Patched 5 → 6: the cache at 5 is stale.
         m.wrote_secret("u", Some("5".into()), secret("s", "6"));
-        let got = m.freshest_secret("u", "s", Some(secret("s", "5")), ttl);
+        let got = m.freshest_secret("u", "s", || Some(secret("s", "5")), ttl);
         assert_eq!(
             got.and_then(|s| s.metadata.resource_version),
             Some("6".into())
         );
         // The cache moved past: it wins and the overlay is dropped.
-        let got = m.freshest_secret("u", "s", Some(secret("s", "9")), ttl);
+        let got = m.freshest_secret("u", "s", || Some(secret("s", "9")), ttl);
         assert_eq!(
             got.and_then(|s| s.metadata.resource_version),
             Some("9".into())
@@ -440,7 +479,7 @@ mod tests {
         assert!(m.get("u").secret.is_none());
         // Another Secret name: never overlaid.
         m.wrote_secret("u", None, secret("s", "10"));
-        assert_eq!(m.freshest_secret("u", "other", None, ttl), None);
+        assert_eq!(m.freshest_secret("u", "other", || None, ttl), None);
     }
 
     fn agent(rv: &str) -> LatticeAgent {
@@ -455,11 +494,11 @@ mod tests {
         let ttl = Duration::from_secs(60);
         // Status written 1 → 2: the cache at 1 is stale, the overlay wins and stays.
         m.wrote_resource("u", Some("1".into()), agent("2"));
-        let got = m.freshest_resource("u", agent("1"), ttl);
+        let got = m.freshest_resource("u", || agent("1"), ttl);
         assert_eq!(got.metadata.resource_version.as_deref(), Some("2"));
         assert_eq!(m.overlays(), 1);
         // The cache shows 2: caught up, the overlay is dropped.
-        let got = m.freshest_resource("u", agent("2"), ttl);
+        let got = m.freshest_resource("u", || agent("2"), ttl);
         assert_eq!(got.metadata.resource_version.as_deref(), Some("2"));
         assert_eq!(m.overlays(), 0);
         // A sweep keeps young overlays and drops old ones; the rest of the memory stays.
@@ -483,9 +522,22 @@ mod tests {
         assert_eq!(m.overlays(), 1);
         m.cached_secret("u", "s", Some("9"));
         assert_eq!(m.overlays(), 0);
+        // The watch catching up between the overlay lookup and the cache read (the reconcile
+        // holds a copy read before the store moved on): the overlay found first still wins.
+        m.wrote_resource("u", Some("6".into()), agent("7"));
+        let got = m.freshest_resource(
+            "u",
+            || {
+                m.cached_resource("u", Some("7"));
+                agent("6")
+            },
+            ttl,
+        );
+        assert_eq!(got.metadata.resource_version.as_deref(), Some("7"));
+        assert_eq!(m.overlays(), 0);
         // Past its TTL an overlay would not have been preferred anyway.
         m.wrote_resource("u", Some("3".into()), agent("5"));
-        let got = m.freshest_resource("u", agent("3"), Duration::ZERO);
+        let got = m.freshest_resource("u", || agent("3"), Duration::ZERO);
         assert_eq!(got.metadata.resource_version.as_deref(), Some("3"));
     }
 }

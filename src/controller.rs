@@ -531,6 +531,7 @@ async fn run_controller(
         ctx: Arc::clone(&ctx),
         cluster,
         claims,
+        agents: agent_reader.clone(),
         secrets: secret_reader,
         synced,
     });
@@ -636,6 +637,8 @@ pub struct Scope {
     cluster: KubeCluster,
     /// Who claims which Secret (kept by the LatticeAgent watch).
     claims: ClaimIndex,
+    /// The LatticeAgent cache (the controller reads it too).
+    agents: Store<Guarded>,
     secrets: Store<Secret>,
     /// How many of this controller's two caches have synced.
     synced: watch::Receiver<u8>,
@@ -705,9 +708,29 @@ async fn reconcile_agent(agent: &LatticeAgent, scope: &Arc<Scope>) -> Result<Act
         return Err(Error::Internal("the resource has no metadata.uid".into()));
     };
     let namespace = agent.metadata.namespace.clone().unwrap_or_default();
-    let agent = ctx
-        .memory
-        .freshest_resource(&uid, agent.clone(), ctx.overlay_ttl());
+    // The copy the controller handed over was read from the store when the reconcile was
+    // scheduled; the store may have moved on since. Read it again, after the overlay (see
+    // `Memory::freshest_resource`).
+    let agent = ctx.memory.freshest_resource(
+        &uid,
+        || {
+            scope
+                .agents
+                .get(&ObjectRef::new(&agent.name_any()).within(&namespace))
+                .and_then(|g| g.0.as_ref().ok().cloned())
+                .filter(|a| a.metadata.uid.as_deref() == Some(uid.as_str()))
+                .unwrap_or_else(|| agent.clone())
+        },
+        ctx.overlay_ttl(),
+    );
+    tracing::trace!(
+        resource_version = agent
+            .metadata
+            .resource_version
+            .as_deref()
+            .unwrap_or_default(),
+        "reconciling"
+    );
     let api: Api<LatticeAgent> = Api::namespaced(ctx.client.clone(), &namespace);
     let result = finalizer(&api, FINALIZER, Arc::new(agent), |event| async move {
         match event {
@@ -735,10 +758,12 @@ async fn execute(agent: &LatticeAgent, scope: &Scope, deleting: bool) -> Result<
     let now = Timestamp::now();
 
     let secret_name = effective_secret_name(agent);
-    let cached = scope
-        .secrets
-        .get(&ObjectRef::new(&secret_name).within(&namespace))
-        .map(|s| (*s).clone());
+    let cached = || {
+        scope
+            .secrets
+            .get(&ObjectRef::new(&secret_name).within(&namespace))
+            .map(|s| (*s).clone())
+    };
     let mut secret = ctx
         .memory
         .freshest_secret(&uid, &secret_name, cached, ctx.overlay_ttl());
