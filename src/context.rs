@@ -1,5 +1,5 @@
 //! The [`Context`] every reconcile gets: every side effect (the Kubernetes client, AgentLattice,
-//! the event recorder, metrics) and the executor's per-object memory.
+//! the event publisher, metrics) and the executor's per-object memory.
 //!
 //! The memory is what a process may forget without harm (design §2, §4): when it last read each
 //! agent (so the drift read is due once per resync interval, §6), each object's backoff, which
@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::runtime::events::Recorder;
 use rand::Rng;
 
 use crate::crd::LatticeAgent;
@@ -77,7 +76,7 @@ pub struct Overlay<T> {
 }
 
 impl<T: Clone> Overlay<T> {
-    fn push(slot: &mut Option<Overlay<T>>, replaced: Option<String>, latest: T) {
+    fn push(slot: &mut Option<Box<Overlay<T>>>, replaced: Option<String>, latest: T) {
         match slot {
             Some(o) => {
                 o.superseded.push(replaced);
@@ -88,11 +87,11 @@ impl<T: Clone> Overlay<T> {
                 o.at = Instant::now();
             }
             None => {
-                *slot = Some(Overlay {
+                *slot = Some(Box::new(Overlay {
                     superseded: vec![replaced],
                     latest,
                     at: Instant::now(),
-                });
+                }));
             }
         }
     }
@@ -124,10 +123,11 @@ pub struct ObjectMemory {
     pub failures: u32,
     /// `(namespace, name)` while the last reconcile failed for want of a working service key.
     pub waiting_for_service_key: Option<(String, String)>,
-    /// The resource as this process last wrote it.
-    pub resource: Option<Overlay<LatticeAgent>>,
+    /// The resource as this process last wrote it (boxed: the map holds an entry per resource
+    /// and most have no overlay; inline, the two overlays made each entry 1.5 KiB).
+    pub resource: Option<Box<Overlay<LatticeAgent>>>,
     /// Its Secret as this process last wrote (or read past the cache) it, in cache form.
-    pub secret: Option<Overlay<Secret>>,
+    pub secret: Option<Box<Overlay<Secret>>>,
     /// Whether the resource has a registered agent (for `lattice_agents_managed`).
     pub managed: bool,
     /// Whether old keys are waiting to be revoked (for `lattice_rotations_waiting`).
@@ -370,8 +370,8 @@ pub struct Context {
     pub client: kube::Client,
     /// AgentLattice.
     pub remote: Arc<dyn Remote>,
-    /// The one shared event recorder.
-    pub recorder: Recorder,
+    /// The one shared event publisher.
+    pub events: Arc<crate::events::Publisher>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// The planner's settings.

@@ -27,7 +27,6 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::error_boundary::{DeserializeGuard, InvalidObject};
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
-use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{self, Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -35,10 +34,12 @@ use kube::{Resource, ResourceExt};
 use tokio::sync::watch;
 use tracing::Instrument;
 
+use crate::cache::CompactStore;
 use crate::claims::ClaimIndex;
 use crate::context::{BackoffPolicy, Context, FailPoints, Memory};
 use crate::crd::{FINALIZER, GROUP, LatticeAgent};
 use crate::error::{Error, Result};
+use crate::events::{EventType, NewEvent, Publisher};
 use crate::executor::{Cluster, Ending, Executor};
 use crate::metrics::Metrics;
 use crate::plan::validate::effective_secret_name;
@@ -56,17 +57,17 @@ type Guarded = DeserializeGuard<LatticeAgent>;
 
 // ----- the Kubernetes side of a reconcile -------------------------------------------------------
 
-/// [`Cluster`] on a kube client and the shared event recorder.
+/// [`Cluster`] on a kube client and the shared event publisher.
 #[derive(Clone)]
 pub struct KubeCluster {
     client: kube::Client,
-    recorder: Recorder,
+    events: Arc<Publisher>,
 }
 
 impl KubeCluster {
-    /// The cluster of `client`, publishing events with `recorder`.
-    pub fn new(client: kube::Client, recorder: Recorder) -> Self {
-        KubeCluster { client, recorder }
+    /// The cluster of `client`, publishing events with `events`.
+    pub fn new(client: kube::Client, events: Arc<Publisher>) -> Self {
+        KubeCluster { client, events }
     }
 
     fn secrets(&self, namespace: &str) -> Api<Secret> {
@@ -75,17 +76,17 @@ impl KubeCluster {
 
     /// Publishes an event about the object `reference`.
     pub async fn publish_to(&self, reference: &ObjectReference, event: &plan::Event, action: &str) {
-        let event = KubeEvent {
+        let note = truncate(&redact(&event.note), 1000);
+        let event = NewEvent {
             type_: match event.type_ {
                 plan::EventType::Normal => EventType::Normal,
                 plan::EventType::Warning => EventType::Warning,
             },
-            reason: event.reason.to_owned(),
-            note: Some(truncate(&redact(&event.note), 1000)),
-            action: action.to_owned(),
-            secondary: None,
+            reason: event.reason,
+            action,
+            note: &note,
         };
-        if let Err(e) = self.recorder.publish(&event, reference).await {
+        if let Err(e) = self.events.publish(&event, reference).await {
             tracing::warn!(
                 reason = %event.reason,
                 error = %crate::error::kube_message(&e),
@@ -339,17 +340,15 @@ impl Operator {
             failpoints,
             readiness,
         } = self;
-        let recorder = Recorder::new(
+        let events = Arc::new(Publisher::new(
             client.clone(),
-            Reporter {
-                controller: REPORTER.to_owned(),
-                instance: config.instance.clone(),
-            },
-        );
+            REPORTER,
+            config.instance.clone(),
+        ));
         let ctx = Arc::new(Context {
             client: client.clone(),
             remote,
-            recorder: recorder.clone(),
+            events: Arc::clone(&events),
             metrics,
             settings: config.settings.clone(),
             backoff: config.backoff,
@@ -358,7 +357,7 @@ impl Operator {
             started: Timestamp::now(),
             spread_first_drift_read: config.spread_first_drift_read,
         });
-        let cluster = KubeCluster::new(client, recorder);
+        let cluster = KubeCluster::new(client, events);
         let scopes: Vec<Option<String>> = if config.namespaces.is_empty() {
             vec![None]
         } else {
@@ -447,7 +446,8 @@ async fn run_controller(
         None => (Api::all(client.clone()), Api::all(client.clone())),
     };
     let (agent_reader, agent_writer) = reflector::store::<Guarded>();
-    let (secret_reader, secret_writer) = reflector::store::<Secret>();
+    let secret_cache = CompactStore::<Secret>::default();
+    let secret_writer = secret_cache.clone();
     // Readiness: each cache reports its first complete list (`InitDone`). (Waiting on
     // `Store::wait_until_ready` from a second task does not work: the store wakes one waiter
     // only, and the controller is already waiting.)
@@ -505,7 +505,11 @@ async fn run_controller(
             cached.metadata.managed_fields = None;
             *s = cached;
         })
-        .reflect(secret_writer)
+        .inspect(move |e| {
+            if let Ok(event) = e {
+                secret_writer.apply(event);
+            }
+        })
         .inspect(move |e| match e {
             Ok(watcher::Event::InitDone) => secrets_synced(),
             Ok(watcher::Event::Apply(s) | watcher::Event::InitApply(s)) => {
@@ -532,7 +536,7 @@ async fn run_controller(
         cluster,
         claims,
         agents: agent_reader.clone(),
-        secrets: secret_reader,
+        secrets: secret_cache,
         synced,
     });
     let mut controller = Controller::for_stream(agents, agent_reader)
@@ -639,7 +643,8 @@ pub struct Scope {
     claims: ClaimIndex,
     /// The LatticeAgent cache (the controller reads it too).
     agents: Store<Guarded>,
-    secrets: Store<Secret>,
+    /// Managed Secrets in cache form (kept encoded, see [`CompactStore`]).
+    secrets: CompactStore<Secret>,
     /// How many of this controller's two caches have synced.
     synced: watch::Receiver<u8>,
 }
@@ -758,12 +763,7 @@ async fn execute(agent: &LatticeAgent, scope: &Scope, deleting: bool) -> Result<
     let now = Timestamp::now();
 
     let secret_name = effective_secret_name(agent);
-    let cached = || {
-        scope
-            .secrets
-            .get(&ObjectRef::new(&secret_name).within(&namespace))
-            .map(|s| (*s).clone())
-    };
+    let cached = || scope.secrets.get(&namespace, &secret_name);
     let mut secret = ctx
         .memory
         .freshest_secret(&uid, &secret_name, cached, ctx.overlay_ttl());

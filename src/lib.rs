@@ -18,12 +18,16 @@
 //!
 //! - [`remote`] — AgentLattice behind a trait, and the service key read from its Secret.
 //! - [`executor`] — the plan → act → record loop of one reconcile.
-//! - [`context`] — what every reconcile shares: clients, recorder, metrics, per-object memory.
+//! - [`cache`] — the Secret cache, each object kept encoded.
+//! - [`events`] — Kubernetes Events, with a bounded memory of series.
+//! - [`context`] — what every reconcile shares: clients, event publisher, metrics, per-object
+//!   memory.
 //! - [`controller`] — the kube-runtime controllers, watches and caches; [`controller::Operator`].
 //! - [`metrics`], [`admin`] (`/metrics`, `/healthz`, `/readyz`), [`telemetry`] (logs).
 //! - [`run`] — the `run` subcommand; `dev` — the quick start on an embedded simulator.
 
 pub mod admin;
+pub mod cache;
 pub mod claims;
 pub mod config;
 pub mod context;
@@ -32,6 +36,7 @@ pub mod crd;
 #[cfg(feature = "dev")]
 pub mod dev;
 pub mod error;
+pub mod events;
 pub mod executor;
 pub mod metrics;
 pub mod plan;

@@ -425,6 +425,16 @@ async fn server_errors_back_off_per_object_without_a_hot_loop() {
     let made = w.emu.request_count("register") - start;
     assert!(made >= 2, "it keeps retrying: {made}");
     assert!(made <= 16, "backs off: {made} registrations in 3 s");
+    // The repeated warning is one Event counted in its series, not an Event per retry.
+    let warnings: Vec<_> = w
+        .events("failing")
+        .await
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("ReconcileError"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "one event: {warnings:#?}");
+    let count = warnings[0].series.as_ref().map_or(1, |s| s.count);
+    assert!(count >= 2, "the repeats are counted in its series: {count}");
     // Recovery: the next attempt succeeds and the backoff is reset.
     w.emu.clear_faults();
     w.wait_settled("failing", true).await;
