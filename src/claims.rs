@@ -19,37 +19,34 @@ use crate::crd::LatticeAgent;
 use crate::plan::validate::effective_secret_name;
 
 /// The order of claimants: creation time, then name (the older, then the smaller, wins).
-type Rank = (Option<Time>, String);
+type Rank = (Option<Time>, Box<str>);
 
-#[derive(Clone, Debug)]
+/// What one resource claims: the Secret, as `namespace/name`, and its rank.
 struct Claim {
-    namespace: String,
-    secret: String,
+    secret: Arc<str>,
     rank: Rank,
 }
 
+/// The index, kept small (it holds an entry per resource; design §2.1): each uid and each Secret
+/// key is allocated once and shared by both maps, and a resource's rank is kept once, in the
+/// list of its Secret (lists hold one claimant but for a conflict).
 #[derive(Debug, Default)]
 struct Claims {
-    /// Per uid, what it claims.
-    by_uid: HashMap<String, Claim>,
-    /// Per namespace, per Secret name: the claimants, `(rank, uid)`.
-    by_secret: HashMap<String, HashMap<String, Vec<(Rank, String)>>>,
+    /// Per uid, the Secret it claims.
+    by_uid: HashMap<Arc<str>, Arc<str>>,
+    /// Per Secret: the claimants, `(rank, uid)`.
+    by_secret: HashMap<Arc<str>, Vec<(Rank, Arc<str>)>>,
 }
 
 impl Claims {
     fn remove(&mut self, uid: &str) {
-        let Some(old) = self.by_uid.remove(uid) else {
+        let Some(secret) = self.by_uid.remove(uid) else {
             return;
         };
-        if let Some(secrets) = self.by_secret.get_mut(&old.namespace) {
-            if let Some(list) = secrets.get_mut(&old.secret) {
-                list.retain(|(_, u)| u != uid);
-                if list.is_empty() {
-                    secrets.remove(&old.secret);
-                }
-            }
-            if secrets.is_empty() {
-                self.by_secret.remove(&old.namespace);
+        if let Some(list) = self.by_secret.get_mut(&secret) {
+            list.retain(|(_, u)| &**u != uid);
+            if list.is_empty() {
+                self.by_secret.remove(&secret);
             }
         }
     }
@@ -59,22 +56,29 @@ impl Claims {
             return;
         };
         let claim = claim_of(agent);
-        if let (Some(old), Some(new)) = (self.by_uid.get(uid), &claim)
-            && old.namespace == new.namespace
-            && old.secret == new.secret
-            && old.rank == new.rank
+        let current = self.by_uid.get(uid).and_then(|secret| {
+            let list = self.by_secret.get(secret)?;
+            let (rank, _) = list.iter().find(|(_, u)| &**u == uid)?;
+            Some((secret, rank))
+        });
+        if let (Some((secret, rank)), Some(new)) = (current, &claim)
+            && *secret == new.secret
+            && *rank == new.rank
         {
             return;
         }
         self.remove(uid);
-        if let Some(claim) = claim {
-            self.by_secret
-                .entry(claim.namespace.clone())
-                .or_default()
-                .entry(claim.secret.clone())
-                .or_default()
-                .push((claim.rank.clone(), uid.to_owned()));
-            self.by_uid.insert(uid.to_owned(), claim);
+        if let Some(Claim { secret, rank }) = claim {
+            // Share the key already held for this Secret, if any.
+            let secret = match self.by_secret.get_key_value(&secret) {
+                Some((k, _)) => Arc::clone(k),
+                None => secret,
+            };
+            let uid: Arc<str> = Arc::from(uid);
+            let list = self.by_secret.entry(Arc::clone(&secret)).or_default();
+            list.push((rank, Arc::clone(&uid)));
+            list.shrink_to_fit();
+            self.by_uid.insert(uid, secret);
         }
     }
 }
@@ -84,12 +88,12 @@ fn claim_of(agent: &LatticeAgent) -> Option<Claim> {
     if agent.metadata.deletion_timestamp.is_some() {
         return None;
     }
+    let namespace = agent.metadata.namespace.as_deref().unwrap_or_default();
     Some(Claim {
-        namespace: agent.metadata.namespace.clone().unwrap_or_default(),
-        secret: effective_secret_name(agent),
+        secret: Arc::from(format!("{namespace}/{}", effective_secret_name(agent))),
         rank: (
             agent.metadata.creation_timestamp.clone(),
-            agent.metadata.name.clone().unwrap_or_default(),
+            Box::from(agent.metadata.name.as_deref().unwrap_or_default()),
         ),
     })
 }
@@ -146,12 +150,11 @@ impl ClaimIndex {
         let claims = self.current.read().ok()?;
         claims
             .by_secret
-            .get(&mine.namespace)?
             .get(&mine.secret)?
             .iter()
-            .filter(|(rank, u)| u != uid && *rank < mine.rank)
+            .filter(|(rank, u)| &**u != uid && *rank < mine.rank)
             .min_by(|a, b| a.0.cmp(&b.0))
-            .map(|(rank, _)| rank.1.clone())
+            .map(|(rank, _)| rank.1.to_string())
     }
 }
 

@@ -132,6 +132,8 @@ pub struct ObjectMemory {
     pub managed: bool,
     /// Whether old keys are waiting to be revoked (for `lattice_rotations_waiting`).
     pub rotating: bool,
+    /// The hash of what the main watch's predicate looks at, as last let through.
+    pub predicate: Option<u64>,
 }
 
 /// The per-object memory of this process.
@@ -225,6 +227,15 @@ impl Memory {
     pub fn update<R>(&self, uid: &str, f: impl FnOnce(&mut ObjectMemory) -> R) -> Option<R> {
         let mut objects = self.objects.lock().ok()?;
         Some(f(objects.entry(uid.to_owned()).or_default()))
+    }
+
+    /// Whether the watch should let a resource through whose predicate hash is `hash`: the
+    /// first time, and whenever the hash changes (kube-runtime's `predicate_filter` keeps the
+    /// same in a map of its own, keyed by name, namespace and uid; here it is 8 bytes in the
+    /// entry every resource has anyway).
+    pub fn predicate_changed(&self, uid: &str, hash: u64) -> bool {
+        self.update(uid, |m| m.predicate.replace(hash) != Some(hash))
+            .unwrap_or(true)
     }
 
     /// Forgets `uid` (its resource is gone).

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
-use futures::{FutureExt, StreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{ObjectReference, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -466,6 +466,7 @@ async fn run_controller(
     let claims = ClaimIndex::default();
     let (claims_feed, forget) = (claims.clone(), Arc::clone(&ctx));
     let (caught_up, secret_caught_up) = (Arc::clone(&ctx), Arc::clone(&ctx));
+    let seen = Arc::clone(&ctx);
     let agents = watcher(agents_api, watcher::Config::default())
         .default_backoff()
         .modify(|g: &mut Guarded| g.meta_mut().managed_fields = None)
@@ -496,7 +497,13 @@ async fn run_controller(
             _ => {}
         })
         .applied_objects()
-        .predicate_filter(main_predicate, Default::default());
+        .try_filter(move |g| {
+            let pass = match (g.meta().uid.as_deref(), main_predicate(g)) {
+                (Some(uid), Some(hash)) => seen.memory.predicate_changed(uid, hash),
+                _ => true,
+            };
+            std::future::ready(pass)
+        });
     let selector = format!("{}={}", secret::MANAGED_BY_LABEL, secret::MANAGED_BY_VALUE);
     let secrets = watcher(secrets_api, watcher::Config::default().labels(&selector))
         .default_backoff()
