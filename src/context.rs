@@ -134,6 +134,10 @@ pub struct ObjectMemory {
     pub rotating: bool,
     /// The hash of what the main watch's predicate looks at, as last let through.
     pub predicate: Option<u64>,
+    /// When the next reconcile is due although nothing changed (the resync, a scheduled
+    /// rotation, a retirement), with the resource's namespace and name: the resync sweeper of the
+    /// controller starts it (design §6).
+    pub due: Option<(Instant, Box<str>, Box<str>)>,
 }
 
 /// The per-object memory of this process.
@@ -236,6 +240,24 @@ impl Memory {
     pub fn predicate_changed(&self, uid: &str, hash: u64) -> bool {
         self.update(uid, |m| m.predicate.replace(hash) != Some(hash))
             .unwrap_or(true)
+    }
+
+    /// The resources of `namespace` (all with `None`) whose reconcile is due at `now`, as
+    /// `(namespace, name)`; each is returned once (its due time is cleared).
+    pub fn take_due(&self, namespace: Option<&str>, now: Instant) -> Vec<(String, String)> {
+        let Ok(mut objects) = self.objects.lock() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for o in objects.values_mut() {
+            let ready = o.due.as_ref().is_some_and(|(at, ns, _)| {
+                *at <= now && namespace.is_none_or(|want| want == &**ns)
+            });
+            if ready && let Some((_, ns, name)) = o.due.take() {
+                out.push((ns.into_string(), name.into_string()));
+            }
+        }
+        out
     }
 
     /// Forgets `uid` (its resource is gone).
@@ -491,6 +513,25 @@ mod tests {
         // Another Secret name: never overlaid.
         m.wrote_secret("u", None, secret("s", "10"));
         assert_eq!(m.freshest_secret("u", "other", || None, ttl), None);
+    }
+
+    #[test]
+    fn due_reconciles_are_taken_once_per_namespace() {
+        let m = Memory::default();
+        let now = Instant::now();
+        let due = |ns: &str, name: &str, at: Instant| Some((at, ns.into(), name.into()));
+        m.update("u1", |o| o.due = due("a", "one", now));
+        m.update("u2", |o| o.due = due("b", "two", now));
+        m.update("u3", |o| {
+            o.due = due("a", "later", now + Duration::from_secs(60))
+        });
+        assert_eq!(m.take_due(Some("a"), now), vec![("a".into(), "one".into())]);
+        assert_eq!(m.take_due(Some("a"), now), vec![], "taken once");
+        assert_eq!(m.take_due(None, now), vec![("b".into(), "two".into())]);
+        assert_eq!(
+            m.take_due(None, now + Duration::from_secs(60)),
+            vec![("a".into(), "later".into())]
+        );
     }
 
     fn agent(rv: &str) -> LatticeAgent {
