@@ -23,6 +23,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -68,6 +69,12 @@ struct Options {
     log: String,
     /// Where to copy the operator's log(s) at the end (default: deleted with the run's files).
     log_dir: Option<PathBuf>,
+    /// A command that runs the operator (e.g. `heaptrack -o /tmp/op`), split at spaces; the
+    /// operator's command line is appended. The wrapper and the operator share a process group,
+    /// which SIGTERM goes to.
+    wrap: Option<String>,
+    /// The operator binary (default: the one `cargo bench` built, with the `dev` feature).
+    operator: PathBuf,
 }
 
 impl Options {
@@ -95,6 +102,8 @@ fn parse_args() -> Result<Options, String> {
         al_burst: 1000,
         log: "warn".to_owned(),
         log_dir: None,
+        wrap: None,
+        operator: PathBuf::from(BIN),
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -109,6 +118,8 @@ fn parse_args() -> Result<Options, String> {
             "--al-burst" => o.al_burst = value(&a)?.parse().map_err(|e| format!("{e}"))?,
             "--log" => o.log = value(&a)?,
             "--log-dir" => o.log_dir = Some(PathBuf::from(value(&a)?)),
+            "--wrap" => o.wrap = Some(value(&a)?),
+            "--operator" => o.operator = PathBuf::from(value(&a)?),
             s if !s.starts_with('-') && o.scenario.is_empty() => o.scenario = s.to_owned(),
             s => return Err(format!("unknown argument {s}")),
         }
@@ -124,7 +135,7 @@ fn main() -> ExitCode {
         Ok(o) => o,
         Err(e) => {
             eprintln!(
-                "{e}\nusage: cargo bench --bench operator -- create|scale|all [--agents N] [--latency-ms MS] [--concurrency C] [--al-rate R] [--al-burst B] [--log RUST_LOG] [--log-dir DIR]"
+                "{e}\nusage: cargo bench --bench operator -- create|scale|all [--agents N] [--latency-ms MS] [--concurrency C] [--al-rate R] [--al-burst B] [--log RUST_LOG] [--log-dir DIR] [--wrap CMD] [--operator BINARY]"
             );
             return ExitCode::FAILURE;
         }
@@ -287,6 +298,8 @@ impl Drop for World {
 struct OperatorProcess {
     child: Child,
     admin: SocketAddr,
+    /// Started through `--wrap` (its memory figures are then the wrapper's).
+    wrapped: bool,
 }
 
 fn free_port() -> Result<u16, String> {
@@ -298,7 +311,15 @@ impl OperatorProcess {
     fn start(world: &World, o: &Options, log: &Path) -> Result<OperatorProcess, String> {
         let admin = SocketAddr::from(([127, 0, 0, 1], free_port()?));
         let log = std::fs::File::create(log).map_err(err)?;
-        let child = Command::new(BIN)
+        let mut command = match o.wrap.as_deref().map(str::split_whitespace) {
+            Some(mut words) => {
+                let mut c = Command::new(words.next().ok_or("--wrap is empty")?);
+                c.args(words).arg(&o.operator).process_group(0);
+                c
+            }
+            None => Command::new(&o.operator),
+        };
+        let child = command
             .args([
                 "run",
                 "--agentlattice-url",
@@ -324,8 +345,12 @@ impl OperatorProcess {
             .stdout(log.try_clone().map_err(err)?)
             .stderr(log)
             .spawn()
-            .map_err(|e| format!("{BIN}: {e}"))?;
-        Ok(OperatorProcess { child, admin })
+            .map_err(|e| format!("{}: {e}", o.operator.display()))?;
+        Ok(OperatorProcess {
+            child,
+            admin,
+            wrapped: o.wrap.is_some(),
+        })
     }
 
     async fn wait_ready(&mut self) -> Result<Duration, String> {
@@ -361,7 +386,7 @@ impl OperatorProcess {
     }
 
     /// (VmRSS, VmHWM) in KiB.
-    fn memory(&self) -> (u64, u64) {
+    fn memory(&self) -> Memory {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .unwrap_or_default();
         let field = |name: &str| {
@@ -372,15 +397,23 @@ impl OperatorProcess {
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0)
         };
-        (field("VmRSS:"), field("VmHWM:"))
+        Memory {
+            rss: field("VmRSS:"),
+            hwm: field("VmHWM:"),
+            anon: field("RssAnon:"),
+            file: field("RssFile:"),
+        }
     }
 
     /// SIGTERM, then wait for the exit.
     async fn stop(mut self) -> Result<Duration, String> {
         let start = Instant::now();
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
+        // The process group when wrapped (`--wrap`): the wrapper's own process group.
+        let target = match self.wrapped {
+            true => format!("-{}", self.child.id()),
+            false => self.child.id().to_string(),
+        };
+        let _ = Command::new("kill").args(["-TERM", "--", &target]).status();
         loop {
             if self.child.try_wait().map_err(err)?.is_some() {
                 return Ok(start.elapsed());
@@ -525,6 +558,29 @@ fn print_map(title: &str, m: &BTreeMap<String, u64>, per: usize) {
     }
 }
 
+/// Memory figures of a process, in KiB, from `/proc/<pid>/status`.
+struct Memory {
+    rss: u64,
+    hwm: u64,
+    /// Anonymous pages (heap, stacks): what grows with the number of agents.
+    anon: u64,
+    /// Pages of mapped files (the binary's code).
+    file: u64,
+}
+
+impl std::fmt::Display for Memory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "VmRSS {:.1} MiB (RssAnon {:.1}, RssFile {:.1}), VmHWM {:.1} MiB",
+            mib(self.rss),
+            mib(self.anon),
+            mib(self.file),
+            mib(self.hwm)
+        )
+    }
+}
+
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
@@ -590,12 +646,8 @@ async fn create(o: &Options, n: usize) -> Result<(), String> {
         &world.k8s_reads(),
         n,
     );
-    let (rss, hwm) = op.memory();
-    println!(
-        "  operator memory: VmRSS {:.1} MiB, VmHWM {:.1} MiB",
-        mib(rss),
-        mib(hwm)
-    );
+    let rss = op.memory();
+    println!("  operator memory: {rss}");
     op.stop().await?;
     Ok(())
 }
@@ -609,24 +661,16 @@ async fn scale(o: &Options, n: usize) -> Result<(), String> {
     let world = World::start(o.latency_ms).await?;
     let mut op = OperatorProcess::start(&world, o, &o.log_file(&world, "operator-scale-1.log")?)?;
     op.wait_ready().await?;
-    let (idle_rss, idle_hwm) = op.memory();
-    println!(
-        "  operator idle with 0 agents: VmRSS {:.1} MiB, VmHWM {:.1} MiB",
-        mib(idle_rss),
-        mib(idle_hwm)
-    );
+    let idle_rss = op.memory();
+    println!("  operator idle with 0 agents: {idle_rss}");
     let start = Instant::now();
     let waiter = tokio::spawn(wait_all_ready(world.sim.client(), n, start));
     let created = create_agents(&world.sim.client(), n).await?;
     let all_ready = waiter.await.map_err(err)??;
     println!("  created {n} in {created:.2?}; all Ready after {all_ready:.2?}");
-    let settle = wait_idle(&op, &world, n as u64, Instant::now()).await?;
-    let (rss, hwm) = op.memory();
-    println!(
-        "  (b) operator with {n} Ready agents, idle ({settle:.2?} after all Ready): VmRSS {:.1} MiB, VmHWM {:.1} MiB",
-        mib(rss),
-        mib(hwm)
-    );
+    let settle = wait_idle(&op, &world, n as u64, Instant::now(), Quiet::Everything).await?;
+    let rss = op.memory();
+    println!("  (b) operator with {n} Ready agents, idle ({settle:.2?} after all Ready): {rss}");
     let stopped = op.stop().await?;
     println!("  SIGTERM → exit in {stopped:.2?}");
 
@@ -636,13 +680,17 @@ async fn scale(o: &Options, n: usize) -> Result<(), String> {
     let start = Instant::now();
     let mut op = OperatorProcess::start(&world, o, &o.log_file(&world, "operator-scale-2.log")?)?;
     let ready = op.wait_ready().await?;
-    let idle = wait_idle(&op, &world, n as u64, start).await?;
+    let idle = wait_idle(&op, &world, n as u64, start, Quiet::Writes).await?;
     let (al_after, alw_after, by_op_after) = world.al_counts();
-    let (rss2, hwm2) = op.memory();
-    println!("  (c) restart: ready (caches synced) after {ready:.2?}, idle after {idle:.2?}");
+    let rss2 = op.memory();
+    let elapsed = start.elapsed();
     println!(
-        "      AgentLattice during the restart: {} calls, {} writes",
+        "  (c) restart: ready (caches synced) after {ready:.2?}; every resource reconciled, no write for 3 s: idle after {idle:.2?}"
+    );
+    println!(
+        "      AgentLattice in the {elapsed:.2?} since the start: {} calls ({:.1}/s, the spread first drift reads), {} writes",
         al_after - al_before,
+        (al_after - al_before) as f64 / elapsed.as_secs_f64(),
         alw_after - alw_before
     );
     for (k, v) in &by_op_after {
@@ -656,46 +704,68 @@ async fn scale(o: &Options, n: usize) -> Result<(), String> {
         &world.k8s_writes(),
         n,
     );
-    println!(
-        "      restarted operator: VmRSS {:.1} MiB, VmHWM {:.1} MiB",
-        mib(rss2),
-        mib(hwm2)
-    );
+    println!("      restarted operator: {rss2}");
     op.stop().await?;
     Ok(())
 }
 
-/// Waits until the operator has reconciled at least `n` times and neither its reconcile count,
-/// the AgentLattice request count nor the Kubernetes write count changed for 3 s; returns the
-/// time of the last change, from `since`.
+/// What has to stop moving for the operator to count as idle.
+#[derive(Clone, Copy, PartialEq)]
+enum Quiet {
+    /// Reconciles, AgentLattice requests and Kubernetes writes (after a mass creation).
+    Everything,
+    /// AgentLattice writes and Kubernetes writes; reconciles only have to have reached `n`. After
+    /// a restart the first drift read of each resource is spread over the first resync interval
+    /// (design §3.1 step 6), so reads, and the reconciles doing them, go on at a low rate for that
+    /// long: that is the operator's steady state, not work left over from the restart.
+    Writes,
+}
+
+/// Waits until the operator has reconciled at least `n` times and what `quiet` names did not
+/// change for 3 s; returns the time of the last change (or of the `n`th reconcile, if later),
+/// from `since`.
 async fn wait_idle(
     op: &OperatorProcess,
     world: &World,
     n: u64,
     since: Instant,
+    quiet: Quiet,
 ) -> Result<Duration, String> {
     let sample = || {
         let k8s: u64 = world.k8s_writes().values().sum();
-        (op.reconciles(), world.al_counts().0, k8s)
+        let (al, al_writes, _) = world.al_counts();
+        (op.reconciles(), al, al_writes, k8s)
+    };
+    let key = |s: &(u64, u64, u64, u64)| match quiet {
+        Quiet::Everything => (s.0, s.1, s.3),
+        Quiet::Writes => (0, s.2, s.3),
     };
     let mut last = sample();
     let mut last_change = since.elapsed();
+    let mut reached_n: Option<Duration> = None;
     let mut report = Instant::now();
     loop {
         tokio::time::sleep(Duration::from_millis(250)).await;
         let now = sample();
-        if now != last {
-            last = now;
+        if now.0 >= n && reached_n.is_none() {
+            reached_n = Some(since.elapsed());
+        }
+        if key(&now) != key(&last) {
             last_change = since.elapsed();
-        } else if now.0 >= n && since.elapsed() - last_change >= Duration::from_secs(3) {
-            return Ok(last_change);
+        }
+        last = now;
+        if let Some(at) = reached_n
+            && since.elapsed() - last_change >= Duration::from_secs(3)
+            && since.elapsed() - at >= Duration::from_secs(3)
+        {
+            return Ok(last_change.max(at));
         }
         if report.elapsed() > Duration::from_secs(10) {
             eprintln!(
                 "  … reconciles {}, AgentLattice calls {}, Kubernetes writes {} after {:.1?}",
                 now.0,
                 now.1,
-                now.2,
+                now.3,
                 since.elapsed()
             );
             report = Instant::now();
