@@ -42,7 +42,8 @@ cluster, a Role per namespace otherwise. */}}
 # "restart targets" (roll a Deployment when its key rotates) be added, its rule belongs here,
 # rendered only when that feature is switched on.
 # Events (events.k8s.io/v1) about LatticeAgents: Registered, KeyRotated, ReconcileError, ...
-# kube-rs's Recorder creates an event, and patches its count when it repeats.
+# The operator's event publisher (src/events.rs) creates an event, and patches its series
+# when the same event repeats.
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
