@@ -208,16 +208,24 @@ impl Memory {
     }
 
     /// The Secret cache now holds version `rv` of the Secret `name` owned by `uid` (see
-    /// [`Memory::cached_resource`]).
-    pub fn cached_secret(&self, uid: &str, name: &str, rv: Option<&str>) {
-        if let Ok(mut objects) = self.objects.lock()
-            && let Some(o) = objects.get_mut(uid)
-            && o.secret
-                .as_ref()
-                .is_some_and(|s| s.latest.metadata.name.as_deref() == Some(name) && !s.replaces(rv))
-        {
-            o.secret = None;
+    /// [`Memory::cached_resource`]). Returns whether `rv` is the version this process wrote last
+    /// (the watch is delivering the operator's own write).
+    pub fn cached_secret(&self, uid: &str, name: &str, rv: Option<&str>) -> bool {
+        let Ok(mut objects) = self.objects.lock() else {
+            return false;
+        };
+        let Some(o) = objects.get_mut(uid) else {
+            return false;
+        };
+        let Some(overlay) = o.secret.as_ref() else {
+            return false;
+        };
+        if overlay.latest.metadata.name.as_deref() != Some(name) || overlay.replaces(rv) {
+            return false;
         }
+        let own = rv.is_some() && overlay.latest.metadata.resource_version.as_deref() == rv;
+        o.secret = None;
+        own
     }
 
     /// How many overlays are held (tests and debugging).
@@ -616,10 +624,16 @@ mod tests {
         m.cached_resource("u", Some("4"));
         assert_eq!(m.overlays(), 0);
         m.wrote_secret("u", Some("7".into()), secret("s", "8"));
-        m.cached_secret("u", "other", Some("8"));
-        m.cached_secret("u", "s", Some("7"));
+        assert!(!m.cached_secret("u", "other", Some("8")));
+        assert!(!m.cached_secret("u", "s", Some("7")));
         assert_eq!(m.overlays(), 1);
-        m.cached_secret("u", "s", Some("9"));
+        assert!(m.cached_secret("u", "s", Some("8")), "its own write");
+        assert_eq!(m.overlays(), 0);
+        m.wrote_secret("u", Some("8".into()), secret("s", "9"));
+        assert!(
+            !m.cached_secret("u", "s", Some("10")),
+            "a newer version: not its own"
+        );
         assert_eq!(m.overlays(), 0);
         // The watch catching up between the overlay lookup and the cache read (the reconcile
         // holds a copy read before the store moved on): the overlay found first still wins.

@@ -517,24 +517,35 @@ async fn run_controller(
                 secret_writer.apply(event);
             }
         })
-        .inspect(move |e| match e {
-            Ok(watcher::Event::InitDone) => secrets_synced(),
-            Ok(watcher::Event::Apply(s) | watcher::Event::InitApply(s)) => {
-                let owner = s
-                    .metadata
-                    .owner_references
-                    .iter()
-                    .flatten()
-                    .find(|r| r.controller == Some(true));
-                if let (Some(owner), Some(name)) = (owner, s.metadata.name.as_deref()) {
-                    secret_caught_up.memory.cached_secret(
-                        &owner.uid,
-                        name,
-                        s.metadata.resource_version.as_deref(),
-                    );
+        // The cache has this version now: the overlay goes (design §2.1). A Secret event that
+        // only delivers the write the last reconcile made does not start another reconcile
+        // (design §6): that reconcile saw it already. Any other change of the Secret does.
+        .filter(move |e| {
+            let keep = match e {
+                Ok(watcher::Event::InitDone) => {
+                    secrets_synced();
+                    true
                 }
-            }
-            _ => {}
+                Ok(watcher::Event::Apply(s) | watcher::Event::InitApply(s)) => {
+                    let owner = s
+                        .metadata
+                        .owner_references
+                        .iter()
+                        .flatten()
+                        .find(|r| r.controller == Some(true));
+                    let own = match (owner, s.metadata.name.as_deref()) {
+                        (Some(owner), Some(name)) => secret_caught_up.memory.cached_secret(
+                            &owner.uid,
+                            name,
+                            s.metadata.resource_version.as_deref(),
+                        ),
+                        _ => false,
+                    };
+                    !(own && matches!(e, Ok(watcher::Event::Apply(_))))
+                }
+                _ => true,
+            };
+            std::future::ready(keep)
         })
         .touched_objects();
 
