@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Resource;
 use rand::Rng;
 
 use crate::crd::LatticeAgent;
@@ -141,6 +142,9 @@ pub struct ObjectMemory {
     pub due: Option<(Instant, Box<str>, Box<str>)>,
 }
 
+/// Where in an [`ObjectMemory`] the overlay of one kind of object is.
+type Slot<T> = fn(&mut ObjectMemory) -> &mut Option<Box<Overlay<T>>>;
+
 /// The per-object memory of this process.
 #[derive(Debug, Default)]
 pub struct Memory {
@@ -197,12 +201,10 @@ impl Memory {
     /// Called by the watch after the store was updated, so a reconcile that no longer finds the
     /// overlay finds that version or a newer one in the cache.
     pub fn cached_resource(&self, uid: &str, rv: Option<&str>) {
-        tracing::trace!(uid, rv = rv.unwrap_or_default(), "cached resource");
         if let Ok(mut objects) = self.objects.lock()
             && let Some(o) = objects.get_mut(uid)
             && o.resource.as_ref().is_some_and(|r| !r.replaces(rv))
         {
-            tracing::trace!(uid, rv = rv.unwrap_or_default(), "overlay dropped");
             o.resource = None;
         }
     }
@@ -330,16 +332,6 @@ impl Memory {
 
     /// Remembers a write of the resource.
     pub fn wrote_resource(&self, uid: &str, replaced: Option<String>, mut latest: LatticeAgent) {
-        tracing::trace!(
-            uid,
-            replaced = replaced.as_deref().unwrap_or_default(),
-            latest = latest
-                .metadata
-                .resource_version
-                .as_deref()
-                .unwrap_or_default(),
-            "overlay"
-        );
         // As in the cache: the planner never reads them.
         latest.metadata.managed_fields = None;
         self.update(uid, |m| Overlay::push(&mut m.resource, replaced, latest));
@@ -372,25 +364,12 @@ impl Memory {
         cached: impl FnOnce() -> LatticeAgent,
         ttl: Duration,
     ) -> LatticeAgent {
-        let overlay = self.lock_get(uid, |m| m.resource.clone());
+        let slot: Slot<LatticeAgent> = |m| &mut m.resource;
+        let overlay = self.overlay(uid, slot);
         let cached = cached();
-        let Some(overlay) = overlay else {
-            return cached;
-        };
-        if overlay.prefer(Some(cached.metadata.resource_version.clone()), ttl) {
-            return overlay.latest;
-        }
-        // The cache shows what this process wrote last, or something newer: it has caught up,
-        // and the overlay has nothing left to cover (unless another write replaced it meanwhile).
-        self.update(uid, |m| {
-            if m.resource
-                .as_ref()
-                .is_some_and(|o| same_version(&o.latest.metadata, &overlay.latest.metadata))
-            {
-                m.resource = None;
-            }
-        });
-        cached
+        let rv = Some(cached.metadata.resource_version.clone());
+        self.resolve(uid, slot, overlay, None, rv, ttl)
+            .unwrap_or(cached)
     }
 
     /// The Secret to reconcile with (see [`Memory::freshest_resource`], also for why `cached`
@@ -402,30 +381,48 @@ impl Memory {
         cached: impl FnOnce() -> Option<Secret>,
         ttl: Duration,
     ) -> Option<Secret> {
-        let overlay = self.lock_get(uid, |m| m.secret.clone());
+        let slot: Slot<Secret> = |m| &mut m.secret;
+        let overlay = self.overlay(uid, slot);
         let cached = cached();
-        let Some(overlay) = overlay else {
-            return cached;
-        };
         let rv = cached.as_ref().map(|s| s.metadata.resource_version.clone());
-        if overlay.latest.metadata.name.as_deref() == Some(name) && overlay.prefer(rv, ttl) {
+        self.resolve(uid, slot, overlay, Some(name), rv, ttl)
+            .or(cached)
+    }
+
+    /// A copy of the overlay in `slot` of `uid` (the lock is released before the caller reads a
+    /// cache).
+    fn overlay<T: Clone>(&self, uid: &str, slot: Slot<T>) -> Option<Box<Overlay<T>>> {
+        let mut objects = self.objects.lock().ok()?;
+        slot(objects.get_mut(uid)?).clone()
+    }
+
+    /// The overlay's object if it is to be preferred to the cached version `cached_rv` (see
+    /// [`Overlay::prefer`]; `name`: the object it must be, for Secrets). If not, the cache has
+    /// caught up and the overlay is dropped, unless another write replaced it meanwhile.
+    fn resolve<T: Clone + Resource>(
+        &self,
+        uid: &str,
+        slot: Slot<T>,
+        overlay: Option<Box<Overlay<T>>>,
+        name: Option<&str>,
+        cached_rv: Option<Option<String>>,
+        ttl: Duration,
+    ) -> Option<T> {
+        let overlay = overlay?;
+        let named = name.is_none_or(|n| overlay.latest.meta().name.as_deref() == Some(n));
+        if named && overlay.prefer(cached_rv, ttl) {
             return Some(overlay.latest);
         }
         self.update(uid, |m| {
-            if m.secret
+            let current = slot(m);
+            if current
                 .as_ref()
-                .is_some_and(|o| same_version(&o.latest.metadata, &overlay.latest.metadata))
+                .is_some_and(|o| same_version(o.latest.meta(), overlay.latest.meta()))
             {
-                m.secret = None;
+                *current = None;
             }
         });
-        cached
-    }
-
-    /// `f` of what is remembered of `uid`, if anything (the lock is released before the caller
-    /// reads a cache).
-    fn lock_get<R>(&self, uid: &str, f: impl FnOnce(&ObjectMemory) -> Option<R>) -> Option<R> {
-        self.objects.lock().ok()?.get(uid).and_then(f)
+        None
     }
 }
 
