@@ -22,12 +22,15 @@ pub fn jitter(uid: &str, key_id: &str, interval: SignedDuration) -> SignedDurati
     if cap <= 0 {
         return SignedDuration::ZERO;
     }
-    let hash = Sha256::digest(format!("{uid}/{key_id}").as_bytes());
+    SignedDuration::from_millis(hash_below(&format!("{uid}/{key_id}"), cap + 1) as i64)
+}
+
+/// A number in `[0, bound)` derived from `input` alone (SHA-256); `bound` > 0.
+fn hash_below(input: &str, bound: i128) -> i128 {
+    let hash = Sha256::digest(input.as_bytes());
     let mut first = [0u8; 8];
     first.copy_from_slice(&hash[..8]);
-    let n = u64::from_be_bytes(first) as i128;
-    let millis = n % (cap + 1);
-    SignedDuration::from_millis(millis as i64)
+    i128::from(u64::from_be_bytes(first)) % bound
 }
 
 /// Where, within one resync interval after a start, the first drift read of the resource `uid`
@@ -39,11 +42,7 @@ pub fn startup_offset(uid: &str, interval: SignedDuration) -> SignedDuration {
     if span <= 0 {
         return SignedDuration::ZERO;
     }
-    let hash = Sha256::digest(format!("drift/{uid}").as_bytes());
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&hash[..8]);
-    let n = u64::from_be_bytes(first) as i128;
-    SignedDuration::from_millis((n % span) as i64)
+    SignedDuration::from_millis(hash_below(&format!("drift/{uid}"), span) as i64)
 }
 
 /// When the key created at `created_at` is due for a scheduled rotation.
