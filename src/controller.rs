@@ -879,6 +879,13 @@ async fn execute(agent: &LatticeAgent, scope: &Scope, deleting: bool) -> Result<
             ErrorClass::ServiceKeyMissing | ErrorClass::ServiceKeyRejected
         )
     });
+    // A successful reconcile's next one, when due after a delay, is the sweeper's to start
+    // (design §6); anything else is kube-runtime's.
+    let succeeded = done.failure.is_none() && !deleting;
+    let due = match done.requeue {
+        Requeue::After(d) if succeeded => Some(Instant::now() + requeue_delay(d)),
+        _ => None,
+    };
     ctx.memory.update(&uid, |m| {
         if done.remote_checked {
             m.last_remote_check = Some(now);
@@ -886,6 +893,10 @@ async fn execute(agent: &LatticeAgent, scope: &Scope, deleting: bool) -> Result<
         m.managed = !deleting && status.agent_id.is_some();
         m.rotating = !deleting && !status.retiring_keys.is_empty();
         m.waiting_for_service_key = service_key_wait.then(|| (namespace.clone(), name.clone()));
+        if succeeded {
+            m.failures = 0;
+            m.due = due.map(|at| (at, namespace.as_str().into(), name.as_str().into()));
+        }
     });
     ctx.update_gauges();
     tracing::debug!(
@@ -901,29 +912,19 @@ async fn execute(agent: &LatticeAgent, scope: &Scope, deleting: bool) -> Result<
             requeue: done.requeue,
         }),
         None if deleting => Err(Error::CleanupPending),
-        None => {
-            let due = match done.requeue {
-                Requeue::After(d) => {
-                    Some(Instant::now() + d.unsigned_abs().max(Duration::from_secs(1)))
-                }
-                _ => None,
-            };
-            ctx.memory.update(&uid, |m| {
-                m.failures = 0;
-                m.due = due.map(|at| (at, namespace.clone().into(), name.clone().into()));
-            });
-            // A due time is the sweeper's to act on; anything else is kube-runtime's.
-            match due {
-                Some(_) => Ok(Action::await_change()),
-                None => Ok(requeue_action(done.requeue, None)),
-            }
-        }
+        None if due.is_some() => Ok(Action::await_change()),
+        None => Ok(requeue_action(done.requeue, None)),
     }
+}
+
+/// A requeue delay, at least a second (a deadline that has just passed cannot spin).
+fn requeue_delay(d: jiff::SignedDuration) -> Duration {
+    d.unsigned_abs().max(Duration::from_secs(1))
 }
 
 fn requeue_action(requeue: Requeue, backoff: Option<Duration>) -> Action {
     match requeue {
-        Requeue::After(d) => Action::requeue(d.unsigned_abs().max(Duration::from_secs(1))),
+        Requeue::After(d) => Action::requeue(requeue_delay(d)),
         Requeue::OnChange => Action::await_change(),
         Requeue::Backoff { at_least } => Action::requeue(
             backoff
