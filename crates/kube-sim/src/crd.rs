@@ -202,7 +202,7 @@ pub fn types_for(crd: &Value) -> Vec<ResourceType> {
                 storage_version: storage_version.clone(),
                 list_kind: list_kind.clone(),
                 schema,
-                raw_schema,
+                raw_schema: Arc::new(raw_schema),
                 columns,
                 selectable_fields,
             })),

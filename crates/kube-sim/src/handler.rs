@@ -1133,7 +1133,10 @@ fn render_list(
             Ok(Reply::bytes(200, "application/json", Bytes::from(out)))
         }
         Output::Json | Output::Yaml => {
-            let views: Vec<Value> = items.iter().map(|o| to_view(rt, &o.value)).collect();
+            let views: Vec<Value> = items
+                .iter()
+                .map(|o| to_view(rt, &o.value).into_owned())
+                .collect();
             let v = json!({"kind": rt.list_kind(), "apiVersion": rt.api_version(), "metadata": list_meta, "items": views});
             if output == Output::Yaml {
                 Ok(Reply::bytes(
@@ -1153,7 +1156,10 @@ fn render_list(
             ))
         }
         Output::Table { v1beta1 } => {
-            let views: Vec<Value> = items.iter().map(|o| to_view(rt, &o.value)).collect();
+            let views: Vec<Value> = items
+                .iter()
+                .map(|o| to_view(rt, &o.value).into_owned())
+                .collect();
             let t = crate::table::table(rt, &views, list_meta, include_object, v1beta1);
             Ok(table_reply(200, &t, v1beta1))
         }
@@ -1239,7 +1245,7 @@ fn delete_collection(ctx: &Ctx, rt: &Arc<ResourceType>, ns: &str) -> Result<Repl
         match ops::delete(st, rt, ns, obj.name(), &o) {
             Ok((_, v)) => {
                 if v.get("kind").and_then(Value::as_str) == Some("Status") {
-                    deleted.push(to_view(rt, &obj.value));
+                    deleted.push(to_view(rt, &obj.value).into_owned());
                 } else {
                     deleted.push(v);
                 }

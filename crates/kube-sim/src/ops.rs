@@ -2,6 +2,7 @@
 //! decode → prune/unknown fields → defaults → strategy (status, generation) → metadata →
 //! validation → managedFields → no-op detection → commit → post-commit hooks.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
@@ -110,7 +111,7 @@ fn unsupported_patch(rt: &ResourceType) -> StatusError {
 /// The merge schema of a type (SSA ownership and strategic merge patch).
 pub fn merge_schema(rt: &ResourceType) -> Box<dyn MergeSchema> {
     match &rt.custom {
-        Some(c) => Box::new(patch::OpenApiSchema::new(c.raw_schema.clone())),
+        Some(c) => Box::new(patch::OpenApiSchema::new(Arc::clone(&c.raw_schema))),
         None => patch::builtin_merge_schema(&rt.group, &rt.kind),
     }
 }
@@ -148,17 +149,18 @@ pub fn view_is_identity(rt: &ResourceType) -> bool {
 }
 
 /// A stored object seen through `rt` (its version).
-pub fn to_view(rt: &ResourceType, v: &Value) -> Value {
+pub fn to_view<'a>(rt: &ResourceType, v: &'a Value) -> Cow<'a, Value> {
     match rt.behaviour {
-        Kind::EventV1 => builtin::event_core_to_v1(v),
+        Kind::EventV1 => Cow::Owned(builtin::event_core_to_v1(v)),
         Kind::Custom if !view_is_identity(rt) => {
             let mut v = v.clone();
             if let Some(m) = v.as_object_mut() {
                 m.insert("apiVersion".into(), json!(rt.api_version()));
             }
-            v
+            Cow::Owned(v)
         }
-        _ => v.clone(),
+        // The common case: the stored form is what the client sees, no copy.
+        _ => Cow::Borrowed(v),
     }
 }
 
@@ -352,7 +354,7 @@ fn decode(
         }
         builtin::decode_defaults(rt, obj)?;
         let view = to_view(rt, obj);
-        let mut typed = view.clone();
+        let mut typed = view.clone().into_owned();
         match builtin::decode_typed(rt, &mut typed) {
             Ok(u) => {
                 if !u.is_empty() {
@@ -523,9 +525,13 @@ fn track(
     let schema = merge_schema(rt);
     // managedFields are computed in the request's version.
     let old_view = old.map(|o| to_view(rt, o));
-    let mut new_view = to_view(rt, new);
-    patch::track_update(old_view.as_ref(), &mut new_view, &opts, schema.as_ref());
-    *new = to_storage(rt, new_view);
+    if view_is_identity(rt) {
+        patch::track_update(old_view.as_deref(), new, &opts, schema.as_ref());
+    } else {
+        let mut new_view = to_view(rt, new).into_owned();
+        patch::track_update(old_view.as_deref(), &mut new_view, &opts, schema.as_ref());
+        *new = to_storage(rt, new_view);
+    }
 }
 
 fn rbac_checks(
@@ -649,7 +655,7 @@ pub fn create(
     if p.dry_run {
         return Ok(Written {
             code: 201,
-            object: to_view(rt, &obj),
+            object: to_view(rt, &obj).into_owned(),
             warnings,
         });
     }
@@ -665,7 +671,7 @@ pub fn create(
                 after_commit(st, rt, &ev.obj);
                 return Ok(Written {
                     code: 201,
-                    object: to_view(rt, &ev.obj.value),
+                    object: to_view(rt, &ev.obj.value).into_owned(),
                     warnings,
                 });
             }
@@ -888,7 +894,7 @@ where
         if meta::json_eq(&new, &cur.value) {
             return Ok(Written {
                 code: 200,
-                object: view,
+                object: view.into_owned(),
                 warnings,
             });
         }
@@ -896,7 +902,7 @@ where
         if p.dry_run {
             return Ok(Written {
                 code: 200,
-                object: to_view(rt, &new),
+                object: to_view(rt, &new).into_owned(),
                 warnings,
             });
         }
@@ -916,7 +922,7 @@ where
                 after_commit(st, rt, &ev.obj);
                 return Ok(Written {
                     code: 200,
-                    object: to_view(rt, &ev.obj.value),
+                    object: to_view(rt, &ev.obj.value).into_owned(),
                     warnings,
                 });
             }
@@ -1321,10 +1327,10 @@ pub fn delete(
                 200
             };
             if meta::json_eq(&new, &cur.value) {
-                return Ok((code, to_view(rt, &cur.value)));
+                return Ok((code, to_view(rt, &cur.value).into_owned()));
             }
             if o.dry_run {
-                return Ok((code, to_view(rt, &new)));
+                return Ok((code, to_view(rt, &new).into_owned()));
             }
             match st.store.commit(
                 &gr,
@@ -1337,7 +1343,7 @@ pub fn delete(
             ) {
                 Ok(ev) => {
                     after_commit(st, rt, &ev.obj);
-                    return Ok((code, to_view(rt, &ev.obj.value)));
+                    return Ok((code, to_view(rt, &ev.obj.value).into_owned()));
                 }
                 Err(CommitError::Stale(_)) => continue,
                 Err(_) => return Err(StatusError::not_found(&rt.resource, &rt.group, name)),
@@ -1368,7 +1374,7 @@ pub fn delete(
 
 fn immediate_delete_body(rt: &ResourceType, obj: &Value, name: &str) -> Value {
     if rt.returns_deleted_object() {
-        to_view(rt, obj)
+        to_view(rt, obj).into_owned()
     } else {
         delete_status(rt, name, meta::uid(obj))
     }

@@ -84,7 +84,7 @@ pub struct CustomInfo {
     /// The compiled schema of this version (`None`: the CRD has none — preserve everything).
     pub schema: Option<Arc<CrdSchema>>,
     /// The raw `openAPIV3Schema` (OpenAPI documents, SSA list semantics).
-    pub raw_schema: Value,
+    pub raw_schema: Arc<Value>,
     /// `additionalPrinterColumns` of this version (empty: `Name`, `Age`).
     pub columns: Vec<PrinterColumn>,
     /// `selectableFields[*].jsonPath`, e.g. `.spec.color`.
@@ -964,7 +964,7 @@ pub fn openapi_gv(types: &Types, group: &str, version: &str) -> Option<Value> {
             }
         }
         let mut schema = match &t.custom {
-            Some(c) if c.raw_schema.is_object() => c.raw_schema.clone(),
+            Some(c) if c.raw_schema.is_object() => c.raw_schema.as_ref().clone(),
             _ => json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),
         };
         if let Some(m) = schema.as_object_mut() {

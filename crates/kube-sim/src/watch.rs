@@ -75,7 +75,7 @@ fn render(spec: &WatchSpec, obj: &Value) -> Vec<u8> {
             "Metadata",
             v1beta1,
         ),
-        Output::Json | Output::Yaml => view,
+        Output::Json | Output::Yaml => view.into_owned(),
     };
     serde_json::to_vec(&out).unwrap_or_default()
 }

@@ -10,6 +10,8 @@
 //! templates): `finalizers` is a set, `ownerReferences` a map keyed by `uid`, `managedFields`
 //! atomic. Unknown lists are atomic.
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
 use super::{ListSemantics, MergeSchema};
@@ -143,19 +145,20 @@ impl MergeSchema for BuiltinSchema {
 /// List semantics read from an OpenAPI v3 schema (a CRD version's `schema.openAPIV3Schema`).
 #[derive(Debug, Clone)]
 pub struct OpenApiSchema {
-    pub root: Value,
+    /// Shared with the registry: a write builds its merge schema without copying the document.
+    pub root: Arc<Value>,
 }
 
 impl OpenApiSchema {
-    pub fn new(open_api_v3_schema: Value) -> Self {
+    pub fn new(open_api_v3_schema: impl Into<Arc<Value>>) -> Self {
         Self {
-            root: open_api_v3_schema,
+            root: open_api_v3_schema.into(),
         }
     }
 
     /// Follow `properties` / `additionalProperties` / `items` down `path`.
     fn lookup(&self, path: &[&str]) -> Option<&Value> {
-        let mut cur = &self.root;
+        let mut cur: &Value = &self.root;
         for (i, seg) in path.iter().enumerate() {
             let props = cur.get("properties").and_then(|p| p.get(*seg));
             let next = match props {
