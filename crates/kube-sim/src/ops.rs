@@ -332,7 +332,10 @@ fn decode(
     mode: &Mode,
     warnings: &mut Vec<String>,
 ) -> Result<(), StatusError> {
-    let snapshot_for_errors = obj.clone();
+    // Only a strict patch's error quotes the object as it was before decoding.
+    let snapshot_for_errors = (matches!(p.validation, Validation::Strict)
+        && matches!(mode, Mode::Patch))
+    .then(|| obj.clone());
     let mut unknown = Vec::new();
     if let Some(c) = &rt.custom {
         match &c.schema {
@@ -385,7 +388,8 @@ fn decode(
             crate::schema_api::coerce_object_meta(meta, "metadata");
         }
     }
-    handle_unknown(unknown, p, mode, rt, &snapshot_for_errors, warnings)
+    let before = snapshot_for_errors.as_ref().unwrap_or(obj);
+    handle_unknown(unknown, p, mode, rt, before, warnings)
 }
 
 /// Metadata + kind validation; 422 on errors.

@@ -198,12 +198,12 @@ fn parse_pe(key: &str) -> Option<Pe> {
 pub struct FieldSet(pub BTreeSet<Path>);
 
 #[derive(Default)]
-struct Node {
+struct Node<'a> {
     member: bool,
-    children: std::collections::BTreeMap<Pe, Node>,
+    children: std::collections::BTreeMap<&'a Pe, Node<'a>>,
 }
 
-impl Node {
+impl Node<'_> {
     fn to_json(&self, include_self: bool) -> Value {
         let mut m = Map::new();
         if include_self && self.member && !self.children.is_empty() {
@@ -248,26 +248,32 @@ impl FieldSet {
             .take_while(|q| q.starts_with(p))
             .any(|q| q.len() > p.len())
     }
-    /// Remove every member equal to or below a path starting with top-level field `f`.
-    pub fn without_top_level(&self, fields: &[&str]) -> FieldSet {
-        FieldSet(
-            self.0
-                .iter()
-                .filter(
-                    |p| !matches!(p.first(), Some(Pe::Field(f)) if fields.contains(&f.as_str())),
-                )
-                .cloned()
-                .collect(),
-        )
+    /// Adds every member of `o` (in place: [`FieldSet::union`] copies both sides).
+    pub fn absorb(&mut self, o: FieldSet) {
+        self.0.extend(o.0);
     }
-
+    /// Removes every member of `o` (in place: [`FieldSet::difference`] copies what stays).
+    pub fn remove_all(&mut self, o: &FieldSet) {
+        if !o.is_empty() {
+            self.0.retain(|p| !o.0.contains(p));
+        }
+    }
+    /// Removes every member equal to or below a path that starts with one of the top-level
+    /// `fields`.
+    pub fn remove_top_level(&mut self, fields: &[&str]) {
+        if !fields.is_empty() {
+            self.0.retain(
+                |p| !matches!(p.first(), Some(Pe::Field(f)) if fields.contains(&f.as_str())),
+            );
+        }
+    }
     /// The `fieldsV1` JSON object.
     pub fn to_fields_v1(&self) -> Value {
         let mut root = Node::default();
         for p in &self.0 {
             let mut n = &mut root;
             for pe in p {
-                n = n.children.entry(pe.clone()).or_default();
+                n = n.children.entry(pe).or_default();
             }
             n.member = true;
         }

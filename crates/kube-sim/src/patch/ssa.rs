@@ -286,8 +286,10 @@ fn strip_set() -> FieldSet {
     s
 }
 
-fn clean(set: FieldSet, ignored: &[&str]) -> FieldSet {
-    set.difference(&strip_set()).without_top_level(ignored)
+fn clean(mut set: FieldSet, ignored: &[&str]) -> FieldSet {
+    set.remove_all(&strip_set());
+    set.remove_top_level(ignored);
+    set
 }
 
 /// The fields an applied configuration sets (SMD `ToFieldSet`).
@@ -354,9 +356,9 @@ fn compare(lhs: &Value, rhs: &Value, schema: &dyn MergeSchema) -> Comparison {
             _ => false,
         }
     }
-    fn walk(
-        l: Option<&Value>,
-        r: Option<&Value>,
+    fn walk<'v>(
+        l: Option<&'v Value>,
+        r: Option<&'v Value>,
         path: &mut Path,
         schema: &dyn MergeSchema,
         c: &mut Comparison,
@@ -403,7 +405,12 @@ fn compare(lhs: &Value, rhs: &Value, schema: &dyn MergeSchema) -> Comparison {
                 let rm = r.and_then(Value::as_object).unwrap_or(&empty);
                 let mut keys: Vec<&String> = lm.keys().collect();
                 keys.extend(rm.keys().filter(|k| !lm.contains_key(*k)));
+                // managedFields are never members (and comparing them would only cost).
+                let at_metadata = matches!(path.as_slice(), [Pe::Field(f)] if f == "metadata");
                 for k in keys {
+                    if at_metadata && k == "managedFields" {
+                        continue;
+                    }
                     path.push(Pe::Field(k.clone()));
                     walk(lm.get(k), rm.get(k), path, schema, c);
                     path.pop();
@@ -419,14 +426,12 @@ fn compare(lhs: &Value, rhs: &Value, schema: &dyn MergeSchema) -> Comparison {
                     }
                     return;
                 }
-                let index = |v: Option<&Value>| -> Vec<(Pe, Value)> {
+                let index = |v: Option<&'v Value>| -> Vec<(Pe, &'v Value)> {
                     v.and_then(Value::as_array)
                         .map(|a| {
                             a.iter()
                                 .enumerate()
-                                .filter_map(|(i, item)| {
-                                    item_pe(&sem, item, i).map(|pe| (pe, item.clone()))
-                                })
+                                .filter_map(|(i, item)| item_pe(&sem, item, i).map(|pe| (pe, item)))
                                 .collect()
                         })
                         .unwrap_or_default()
@@ -440,8 +445,8 @@ fn compare(lhs: &Value, rhs: &Value, schema: &dyn MergeSchema) -> Comparison {
                         .filter(|p| !li.iter().any(|(q, _)| q == *p)),
                 );
                 for pe in pes {
-                    let lv = li.iter().find(|(p, _)| p == pe).map(|(_, v)| v);
-                    let rv = ri.iter().find(|(p, _)| p == pe).map(|(_, v)| v);
+                    let lv = li.iter().find(|(p, _)| p == pe).map(|(_, v)| *v);
+                    let rv = ri.iter().find(|(p, _)| p == pe).map(|(_, v)| *v);
                     path.push(pe.clone());
                     if matches!(sem, ListSemantics::Map { .. }) {
                         if lv.is_none() {
@@ -835,14 +840,16 @@ pub fn track_update(
             _ => old_entries(),
         }
     };
-    let old_clean = old
-        .map(without_managed_fields)
-        .unwrap_or_else(|| Value::Object(Map::new()));
-    let cmp = compare(&old_clean, new, schema);
-    let changed = clean(cmp.added.union(&cmp.modified), opts.ignored_top_level);
+    // `compare` skips metadata.managedFields: no copy of the old object without them.
+    let empty = Value::Object(Map::new());
+    let cmp = compare(old.unwrap_or(&empty), new, schema);
+    let mut changed = cmp.added;
+    changed.absorb(cmp.modified);
+    let changed = clean(changed, opts.ignored_top_level);
     let removed = cmp.removed;
     for e in entries.iter_mut() {
-        e.fields = e.fields.difference(&changed).difference(&removed);
+        e.fields.remove_all(&changed);
+        e.fields.remove_all(&removed);
     }
     if !changed.is_empty() {
         match entries
@@ -850,7 +857,7 @@ pub fn track_update(
             .find(|e| e.is(opts.manager, Op::Update, opts.api_version, subresource))
         {
             Some(e) => {
-                e.fields = e.fields.union(&changed);
+                e.fields.absorb(changed);
                 e.time = Some(opts.time.to_string());
             }
             None => entries.push(Entry {
