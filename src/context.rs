@@ -136,10 +136,24 @@ pub struct ObjectMemory {
     pub rotating: bool,
     /// The hash of what the main watch's predicate looks at, as last let through.
     pub predicate: Option<u64>,
+    /// A Secret this process is creating (design §6).
+    pub creating_secret: Option<Creating>,
     /// When the next reconcile is due although nothing changed (the resync, a scheduled
     /// rotation, a retirement), with the resource's namespace and name: the resync sweeper of the
     /// controller starts it (design §6).
     pub due: Option<(Instant, Box<str>, Box<str>)>,
+}
+
+/// A Secret being created, as far as the Secret watch is concerned. The watch often delivers a new
+/// Secret before the create's response is back, and always before the reconcile that created it
+/// records its overlay (at its end); without this, it could neither tell the operator's own write
+/// from another change, nor drop the overlay once the cache holds it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Creating {
+    /// The create is sent; the Secret's [`crate::secret::fingerprint`].
+    Sent(u64),
+    /// The watch delivered it, at this resourceVersion: the cache holds it, no overlay is needed.
+    Seen(Box<str>),
 }
 
 /// Where in an [`ObjectMemory`] the overlay of one kind of object is.
@@ -209,25 +223,41 @@ impl Memory {
         }
     }
 
-    /// The Secret cache now holds version `rv` of the Secret `name` owned by `uid` (see
-    /// [`Memory::cached_resource`]). Returns whether `rv` is the version this process wrote last
-    /// (the watch is delivering the operator's own write).
-    pub fn cached_secret(&self, uid: &str, name: &str, rv: Option<&str>) -> bool {
+    /// The Secret cache now holds `secret` (in cache form), owned by `uid` (see
+    /// [`Memory::cached_resource`]). Returns whether it is the operator's own write: the version
+    /// this process wrote last, or the Secret it is creating, known by its content
+    /// ([`Creating`]).
+    pub fn cached_secret(&self, uid: &str, secret: &Secret) -> bool {
         let Ok(mut objects) = self.objects.lock() else {
             return false;
         };
         let Some(o) = objects.get_mut(uid) else {
             return false;
         };
-        let Some(overlay) = o.secret.as_ref() else {
-            return false;
-        };
-        if overlay.latest.metadata.name.as_deref() != Some(name) || overlay.replaces(rv) {
-            return false;
+        let (name, rv) = (
+            secret.metadata.name.as_deref(),
+            secret.metadata.resource_version.as_deref(),
+        );
+        let created = matches!(o.creating_secret, Some(Creating::Sent(fp))
+            if fp == crate::secret::fingerprint(secret));
+        if created {
+            o.creating_secret = rv.map(|rv| Creating::Seen(rv.into()));
         }
-        let own = rv.is_some() && overlay.latest.metadata.resource_version.as_deref() == rv;
-        o.secret = None;
-        own
+        let mut own = false;
+        if let Some(overlay) = o.secret.as_ref()
+            && overlay.latest.metadata.name.as_deref() == name
+            && !overlay.replaces(rv)
+        {
+            own = rv.is_some() && overlay.latest.metadata.resource_version.as_deref() == rv;
+            o.secret = None;
+        }
+        own || created
+    }
+
+    /// This process is about to create `secret` for `uid` (see [`Creating`]).
+    pub fn creating_secret(&self, uid: &str, secret: &Secret) {
+        let fp = crate::secret::fingerprint(secret);
+        self.update(uid, |m| m.creating_secret = Some(Creating::Sent(fp)));
     }
 
     /// How many overlays are held (tests and debugging).
@@ -337,9 +367,19 @@ impl Memory {
         self.update(uid, |m| Overlay::push(&mut m.resource, replaced, latest));
     }
 
-    /// Remembers a write (or a direct read) of the Secret, in cache form.
+    /// Remembers a write (or a direct read) of the Secret, in cache form — unless the watch
+    /// delivered that very write already ([`Creating::Seen`]): then the cache holds it and no
+    /// overlay is needed (one would outlive the Secret if it were deleted next, and hide that).
     pub fn wrote_secret(&self, uid: &str, replaced: Option<String>, latest: Secret) {
-        self.update(uid, |m| Overlay::push(&mut m.secret, replaced, latest));
+        self.update(uid, |m| {
+            if let Some(Creating::Seen(rv)) = m.creating_secret.take()
+                && latest.metadata.resource_version.as_deref() == Some(&*rv)
+            {
+                m.secret = None;
+                return;
+            }
+            Overlay::push(&mut m.secret, replaced, latest)
+        });
     }
 
     /// Forgets the Secret this process wrote (a write based on it failed: the cache knows
@@ -482,6 +522,9 @@ impl Context {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
+    use k8s_openapi::ByteString;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
     use super::*;
@@ -621,16 +664,47 @@ mod tests {
         m.cached_resource("u", Some("4"));
         assert_eq!(m.overlays(), 0);
         m.wrote_secret("u", Some("7".into()), secret("s", "8"));
-        assert!(!m.cached_secret("u", "other", Some("8")));
-        assert!(!m.cached_secret("u", "s", Some("7")));
+        assert!(!m.cached_secret("u", &secret("other", "8")));
+        assert!(!m.cached_secret("u", &secret("s", "7")));
         assert_eq!(m.overlays(), 1);
-        assert!(m.cached_secret("u", "s", Some("8")), "its own write");
+        assert!(m.cached_secret("u", &secret("s", "8")), "its own write");
         assert_eq!(m.overlays(), 0);
         m.wrote_secret("u", Some("8".into()), secret("s", "9"));
         assert!(
-            !m.cached_secret("u", "s", Some("10")),
+            !m.cached_secret("u", &secret("s", "10")),
             "a newer version: not its own"
         );
+        assert_eq!(m.overlays(), 0);
+        // The Secret being created, delivered before its create returned (no overlay yet): own
+        // by content, once; the same Secret with anything else changed is not.
+        let mut creating = secret("s", "");
+        creating.data = Some(BTreeMap::from([(
+            crate::secret::API_KEY_FIELD.to_owned(),
+            ByteString(b"al_agent_example".to_vec()),
+        )]));
+        m.creating_secret("u", &creating);
+        let mut delivered = crate::secret::cache_form(creating.clone());
+        delivered.metadata.resource_version = Some("11".into());
+        delivered.metadata.uid = Some("server-set".into());
+        let mut edited = delivered.clone();
+        edited
+            .metadata
+            .labels
+            .get_or_insert_default()
+            .insert("x".into(), "y".into());
+        assert!(!m.cached_secret("u", &edited), "a different Secret");
+        assert!(m.cached_secret("u", &delivered), "the one being created");
+        assert!(!m.cached_secret("u", &delivered), "recognised once");
+        // Its reconcile then records the write the watch delivered already: no overlay, which
+        // would otherwise hide the Secret's deletion until its TTL.
+        m.wrote_secret("u", None, delivered.clone());
+        assert_eq!(m.overlays(), 0);
+        assert_eq!(m.get("u").creating_secret, None);
+        // Delivered after the overlay was recorded: the overlay's own-write check applies.
+        m.creating_secret("u", &creating);
+        m.wrote_secret("u", None, delivered.clone());
+        assert_eq!(m.overlays(), 1);
+        assert!(m.cached_secret("u", &delivered), "its own write");
         assert_eq!(m.overlays(), 0);
         // The watch catching up between the overlay lookup and the cache read (the reconcile
         // holds a copy read before the store moved on): the overlay found first still wins.

@@ -10,7 +10,9 @@
 //!   them: the cache holds no key (design §2).
 //! - `--namespaces a,b` runs one controller per namespace, each with its own watches and caches,
 //!   all sharing one [`Context`]; without namespaces one controller watches the whole cluster.
-//! - The kube-runtime finalizer helper is the only way the finalizer is added or removed.
+//! - The finalizer is added and removed only by [`reconcile_agent`], with the JSON patches of
+//!   kube-runtime's finalizer helper (a `test` of the list, then `add` or `remove`); unlike the
+//!   helper, a reconcile that adds it goes on to register with the patched object (design §6).
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -27,10 +29,10 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::error_boundary::{DeserializeGuard, InvalidObject};
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
-use kube::runtime::finalizer::{self, Event as FinalizerEvent, finalizer};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
+use serde_json::json;
 use tokio::sync::watch;
 use tracing::Instrument;
 
@@ -533,14 +535,8 @@ async fn run_controller(
                         .iter()
                         .flatten()
                         .find(|r| r.controller == Some(true));
-                    let own = match (owner, s.metadata.name.as_deref()) {
-                        (Some(owner), Some(name)) => secret_caught_up.memory.cached_secret(
-                            &owner.uid,
-                            name,
-                            s.metadata.resource_version.as_deref(),
-                        ),
-                        _ => false,
-                    };
+                    let own =
+                        owner.is_some_and(|o| secret_caught_up.memory.cached_secret(&o.uid, s));
                     !(own && matches!(e, Ok(watcher::Event::Apply(_))))
                 }
                 _ => true,
@@ -661,7 +657,11 @@ fn due_reconciles(
 /// Lets through what the operator acts on: generation (spec), deletion, finalizers, labels, the
 /// `agentlattice.io/` annotations — and not status-only updates (design §6).
 fn main_predicate(obj: &Guarded) -> Option<u64> {
-    let meta = obj.meta();
+    Some(predicate_hash(obj.meta(), obj.0.is_ok()))
+}
+
+/// [`main_predicate`]'s hash of a resource's metadata; `valid`: whether it deserialised.
+fn predicate_hash(meta: &kube::core::ObjectMeta, valid: bool) -> u64 {
     let ours: BTreeMap<&String, &String> = meta
         .annotations
         .iter()
@@ -676,10 +676,10 @@ fn main_predicate(obj: &Guarded) -> Option<u64> {
         &meta.finalizers,
         &meta.labels,
         ours,
-        obj.0.is_ok(),
+        valid,
     )
         .hash(&mut h);
-    Some(h.finish())
+    h.finish()
 }
 
 // ----- reconcile --------------------------------------------------------------------------------
@@ -789,21 +789,77 @@ async fn reconcile_agent(agent: &LatticeAgent, scope: &Arc<Scope>) -> Result<Act
         "reconciling"
     );
     let api: Api<LatticeAgent> = Api::namespaced(ctx.client.clone(), &namespace);
-    let result = finalizer(&api, FINALIZER, Arc::new(agent), |event| async move {
-        match event {
-            FinalizerEvent::Apply(a) => execute(&a, scope, false).await,
-            FinalizerEvent::Cleanup(a) => execute(&a, scope, true).await,
+    let finalizers = agent.metadata.finalizers.as_deref().unwrap_or_default();
+    let index = finalizers.iter().position(|f| f == FINALIZER);
+    match (index, agent.metadata.deletion_timestamp.is_some()) {
+        (Some(_), false) => execute(&agent, scope, false).await,
+        (None, true) => Ok(Action::await_change()),
+        (Some(index), true) => {
+            let action = execute(&agent, scope, true).await?;
+            // Cleanup is done: release. The test makes the patch fail instead of removing
+            // another controller's finalizer if the list changed since it was read.
+            let path = format!("/metadata/finalizers/{index}");
+            let patch = json!([
+                {"op": "test", "path": path, "value": FINALIZER},
+                {"op": "remove", "path": path},
+            ]);
+            json_patch_of(&api, &agent, patch).await?;
+            Ok(action)
         }
-    })
-    .await;
-    match result {
-        Ok(action) => Ok(action),
-        Err(finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e)) => Err(e),
-        Err(finalizer::Error::AddFinalizer(e) | finalizer::Error::RemoveFinalizer(e)) => {
-            Err(Error::Kube(e))
+        (None, false) => {
+            // On before any remote call (design §3.1 step 1). The test makes the patch fail if
+            // the list changed since it was read (Kubernetes does not deduplicate finalizers).
+            let patch = if finalizers.is_empty() {
+                json!([
+                    {"op": "test", "path": "/metadata/finalizers", "value": null},
+                    {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]},
+                ])
+            } else {
+                json!([
+                    {"op": "test", "path": "/metadata/finalizers", "value": finalizers},
+                    {"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER},
+                ])
+            };
+            // Go straight on with the patched object (kube-runtime's finalizer helper ends the
+            // reconcile here and waits for the watch to bring the patch back: a second pass
+            // through the queue for every new resource). The watch event of this patch must
+            // then start no reconcile: the predicate is told what the patched object will look
+            // like before the patch is sent, because the watch often delivers the event before
+            // the patch's response arrives (design §6). If the patch fails, this reconcile's
+            // error requeues the resource anyway.
+            let mut expected = agent.metadata.clone();
+            expected
+                .finalizers
+                .get_or_insert_with(Vec::new)
+                .push(FINALIZER.to_owned());
+            ctx.memory
+                .predicate_changed(&uid, predicate_hash(&expected, true));
+            let patched = json_patch_of(&api, &agent, patch).await?;
+            ctx.memory.wrote_resource(
+                &uid,
+                agent.metadata.resource_version.clone(),
+                patched.clone(),
+            );
+            execute(&patched, scope, false).await
         }
-        Err(other) => Err(Error::Internal(other.to_string())),
     }
+}
+
+/// Applies a JSON patch (RFC 6902) to the resource; returns the patched resource.
+async fn json_patch_of(
+    api: &Api<LatticeAgent>,
+    agent: &LatticeAgent,
+    patch: serde_json::Value,
+) -> Result<LatticeAgent> {
+    let patch: json_patch::Patch =
+        serde_json::from_value(patch).map_err(|e| Error::Internal(e.to_string()))?;
+    api.patch(
+        &agent.name_any(),
+        &PatchParams::default(),
+        &Patch::Json::<()>(patch),
+    )
+    .await
+    .map_err(Error::Kube)
 }
 
 /// One reconcile through the executor.
@@ -851,6 +907,7 @@ async fn execute(agent: &LatticeAgent, scope: &Scope, deleting: bool) -> Result<
         cluster: &scope.cluster,
         metrics: &ctx.metrics,
         failpoints: ctx.failpoints.as_ref(),
+        memory: Some(&ctx.memory),
     };
     let report = executor.run(observed).await?;
 

@@ -12,7 +12,7 @@ use agentlattice::AgentKey;
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Secret;
 
-use crate::context::FailPoints;
+use crate::context::{FailPoints, Memory};
 use crate::crd::LatticeAgent;
 use crate::error::{Error, kube_message};
 use crate::metrics::Metrics;
@@ -94,6 +94,8 @@ pub struct Executor<'a> {
     pub metrics: &'a Metrics,
     /// Fail points (tests only).
     pub failpoints: Option<&'a FailPoints>,
+    /// Told of a Secret before it is created (see [`Memory::creating_secret`]).
+    pub memory: Option<&'a Memory>,
 }
 
 // Lives for one step on the stack; boxing would only add an allocation per step.
@@ -370,6 +372,9 @@ impl Executor<'_> {
                     )));
                 };
                 let secret = write.desired.to_secret(key.expose_secret().as_bytes());
+                if let Some(memory) = self.memory {
+                    memory.creating_secret(&uid, &secret);
+                }
                 match self.cluster.create_secret(&secret).await {
                     Ok(created) => Ok((None, created)),
                     Err(kube::Error::Api(status))

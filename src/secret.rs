@@ -9,6 +9,7 @@
 //! Every function here is pure. The key itself is only ever an argument (`&[u8]`) of the functions
 //! that build the object sent to the API server; nothing here stores, logs or formats it.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use jiff::Timestamp;
@@ -426,25 +427,75 @@ pub fn cache_form(mut secret: Secret) -> Secret {
     if let Some(data) = secret.data.take() {
         let kept: BTreeMap<String, ByteString> = data
             .into_iter()
-            .filter_map(|(field, value)| match field.as_str() {
-                API_KEY_FIELD => {
-                    let digest = match std::str::from_utf8(&value.0)
-                        .ok()
-                        .filter(|s| s.starts_with(DIGEST_MARK))
-                    {
-                        Some(already) => already.to_owned(),
-                        None => format!("{DIGEST_MARK}{}", key_digest(&value.0)),
-                    };
-                    Some((field, ByteString(digest.into_bytes())))
-                }
-                AGENT_ID_FIELD | BASE_URL_FIELD => Some((field, value)),
-                _ => None,
+            .filter_map(|(field, value)| {
+                let cached = cached_value(&field, &value.0)?.into_owned();
+                Some((field, ByteString(cached)))
             })
             .collect();
         secret.data = Some(kept);
     }
     secret.string_data = None;
     secret
+}
+
+/// A data field as [`cache_form`] keeps it (`None`: dropped).
+fn cached_value<'a>(field: &str, value: &'a [u8]) -> Option<Cow<'a, [u8]>> {
+    match field {
+        API_KEY_FIELD => match std::str::from_utf8(value)
+            .ok()
+            .filter(|s| s.starts_with(DIGEST_MARK))
+        {
+            Some(_) => Some(Cow::Borrowed(value)),
+            None => Some(Cow::Owned(
+                format!("{DIGEST_MARK}{}", key_digest(value)).into_bytes(),
+            )),
+        },
+        AGENT_ID_FIELD | BASE_URL_FIELD => Some(Cow::Borrowed(value)),
+        _ => None,
+    }
+}
+
+/// A hash of what a Secret holds that the operator reads or writes — name, type, labels,
+/// annotations, owner references and the data as [`cache_form`] keeps it — and of nothing the API
+/// server sets (resourceVersion, uid, timestamps, managedFields). Equal for a Secret and its
+/// cache form. The watch uses it to recognise the Secret the operator is creating (design §6).
+pub fn fingerprint(secret: &Secret) -> u64 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut h = DefaultHasher::new();
+    let meta = &secret.metadata;
+    (
+        &meta.namespace,
+        &meta.name,
+        &secret.type_,
+        &secret.immutable,
+    )
+        .hash(&mut h);
+    (&meta.labels, &meta.annotations).hash(&mut h);
+    for r in meta.owner_references.iter().flatten() {
+        let OwnerReference {
+            api_version,
+            kind,
+            name,
+            uid,
+            controller,
+            block_owner_deletion,
+        } = r;
+        (
+            api_version,
+            kind,
+            name,
+            uid,
+            controller,
+            block_owner_deletion,
+        )
+            .hash(&mut h);
+    }
+    for (field, value) in secret.data.iter().flatten() {
+        if let Some(cached) = cached_value(field, &value.0) {
+            (field, cached).hash(&mut h);
+        }
+    }
+    h.finish()
 }
 
 /// The controller owner reference from a Secret to its `LatticeAgent`.
@@ -915,6 +966,29 @@ mod tests {
         // Observing the cached and the full form gives the same view; caching twice is stable.
         assert_eq!(observed(&cached), observed(&secret));
         assert_eq!(cache_form(cached.clone()), cached);
+    }
+
+    #[test]
+    fn a_fingerprint_is_the_same_for_a_secret_and_its_cache_form_and_nothing_else() {
+        let secret = desired(full_record()).to_secret(KEY);
+        let fp = fingerprint(&secret);
+        assert_eq!(fingerprint(&cache_form(secret.clone())), fp);
+        // What the API server sets does not count.
+        let mut served = secret.clone();
+        served.metadata.resource_version = Some("42".into());
+        served.metadata.uid = Some("u-1".into());
+        assert_eq!(fingerprint(&served), fp);
+        // What the operator reads does.
+        let mut other_key = desired(full_record()).to_secret(b"al_agent_another");
+        assert_ne!(fingerprint(&other_key), fp, "another key");
+        other_key = secret.clone();
+        if let Some(a) = other_key.metadata.annotations.as_mut() {
+            a.insert(KEY_ID_ANNOTATION.into(), "key-other".into());
+        }
+        assert_ne!(fingerprint(&other_key), fp, "another annotation");
+        let mut unowned = secret.clone();
+        unowned.metadata.owner_references = None;
+        assert_ne!(fingerprint(&unowned), fp, "no owner");
     }
 
     #[test]

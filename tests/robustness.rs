@@ -613,12 +613,24 @@ async fn the_steady_state_is_quiet() {
 /// write, and found the covering overlay already dropped — a drift read and a status write that
 /// failed with 409 for a few percent of new agents in the benchmark, and for one or two of these
 /// 200 in each of two runs here with the race put back.
+///
+/// And one reconcile per new agent: the one that adds the finalizer goes on to register, and the
+/// watch events of the operator's own writes (the finalizer patch, the new Secret — both often
+/// delivered before the write's response is back) start none (design §6).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_new_agent_costs_one_call_and_four_writes() {
+async fn a_new_agent_costs_one_call_four_writes_and_one_reconcile() {
     let mut w = World::start("cost").await;
-    w.start_operator(Options::default()).await;
+    // No resync or first drift read falls within the test: every reconcile counted is one a watch
+    // event started.
+    w.start_operator(Options {
+        resync: SignedDuration::from_mins(10),
+        spread_first_drift_read: false,
+        ..Default::default()
+    })
+    .await;
     w.sim.clear_audit_log();
     let before = requests(&w);
+    let reconciles_before = reconciles(&w);
     let names: Vec<String> = (0..200).map(|i| format!("cost-{i:03}")).collect();
     let yamls: Vec<String> = names.iter().map(|n| bot(n, "")).collect();
     futures::future::join_all(yamls.iter().map(|y| w.create(y))).await;
@@ -653,6 +665,11 @@ async fn a_new_agent_costs_one_call_and_four_writes() {
             ("update latticeagents/status".to_owned(), n),
         ]),
         "four Kubernetes writes per new agent: finalizer, Secret, status, event"
+    );
+    assert_eq!(
+        reconciles(&w) - reconciles_before,
+        n,
+        "one reconcile per new agent"
     );
     w.stop_operator().await;
 }

@@ -206,6 +206,7 @@ async fn a_registration_delivers_its_key_once_and_reports_it_after_the_write() {
         cluster: &cluster,
         metrics: &metrics,
         failpoints: None,
+        memory: None,
     };
     let report = executor.run(observed()).await.expect("reconciled");
     assert_eq!(report.actions, ["Register", "WriteSecret", "WriteStatus"]);
@@ -256,6 +257,7 @@ async fn a_secret_found_on_create_is_read_and_never_overwritten() {
         cluster: &cluster,
         metrics: &metrics,
         failpoints: None,
+        memory: None,
     };
     let report = executor.run(observed()).await.expect("reconciled");
     assert_eq!(report.actions, ["Register", "WriteSecret", "WriteStatus"]);
@@ -295,6 +297,7 @@ async fn a_fail_point_stops_the_reconcile_where_it_fires() {
         cluster: &cluster,
         metrics: &metrics,
         failpoints: Some(&failpoints),
+        memory: None,
     };
     let run = tokio::time::timeout(Duration::from_millis(200), executor.run(observed())).await;
     assert!(run.is_err(), "a crashed reconcile never returns");
