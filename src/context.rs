@@ -152,8 +152,16 @@ pub struct ObjectMemory {
 pub enum Creating {
     /// The create is sent; the Secret's [`crate::secret::fingerprint`].
     Sent(u64),
-    /// The watch delivered it, at this resourceVersion: the cache holds it, no overlay is needed.
-    Seen(Box<str>),
+    /// The watch delivered it, at the resourceVersion of this hash (a hash, not the string: no
+    /// allocation per new Secret, 8 bytes less per resource): the cache holds it, no overlay is
+    /// needed.
+    Seen(u64),
+}
+
+fn rv_hash(rv: &str) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    std::hash::Hash::hash(rv, &mut h);
+    std::hash::Hasher::finish(&h)
 }
 
 /// Where in an [`ObjectMemory`] the overlay of one kind of object is.
@@ -241,7 +249,7 @@ impl Memory {
         let created = matches!(o.creating_secret, Some(Creating::Sent(fp))
             if fp == crate::secret::fingerprint(secret));
         if created {
-            o.creating_secret = rv.map(|rv| Creating::Seen(rv.into()));
+            o.creating_secret = rv.map(|rv| Creating::Seen(rv_hash(rv)));
         }
         let mut own = false;
         if let Some(overlay) = o.secret.as_ref()
@@ -372,8 +380,8 @@ impl Memory {
     /// overlay is needed (one would outlive the Secret if it were deleted next, and hide that).
     pub fn wrote_secret(&self, uid: &str, replaced: Option<String>, latest: Secret) {
         self.update(uid, |m| {
-            if let Some(Creating::Seen(rv)) = m.creating_secret.take()
-                && latest.metadata.resource_version.as_deref() == Some(&*rv)
+            if let Some(Creating::Seen(seen)) = m.creating_secret.take()
+                && latest.metadata.resource_version.as_deref().map(rv_hash) == Some(seen)
             {
                 m.secret = None;
                 return;
