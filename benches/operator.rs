@@ -378,13 +378,21 @@ impl OperatorProcess {
 
     /// `lattice_reconciles_total` summed over results.
     fn reconciles(&self) -> u64 {
+        self.metric("lattice_reconciles_total") as u64
+    }
+
+    /// The sum of the samples of a metric (all its label sets) on `/metrics`; 0 if unreadable.
+    fn metric(&self, name: &str) -> f64 {
         let Some((_, body)) = http_get(self.admin, "/metrics") else {
-            return 0;
+            return 0.0;
         };
         body.lines()
-            .filter(|l| l.starts_with("lattice_reconciles_total"))
+            .filter(|l| {
+                l.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with(['{', ' ']))
+            })
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>() as u64
+            .sum()
     }
 
     /// CPU time (user + system) the operator process has used.
@@ -605,11 +613,17 @@ async fn create(o: &Options, n: usize) -> Result<(), String> {
     let (al_before, alw_before, _) = world.al_counts();
 
     let (op_cpu, bench_cpu) = (op.cpu(), cpu_of("/proc/self/stat"));
+    let reconciles_before = (
+        op.metric("lattice_reconcile_duration_seconds_count"),
+        op.metric("lattice_reconcile_duration_seconds_sum"),
+    );
     let start = Instant::now();
     let waiter = tokio::spawn(wait_all_ready(world.sim.client(), n, start));
     let created = create_agents(&world.sim.client(), n).await?;
     let all_ready = waiter.await.map_err(err)??;
     let (op_cpu, bench_cpu) = (op.cpu() - op_cpu, cpu_of("/proc/self/stat") - bench_cpu);
+    let reconciles = op.metric("lattice_reconcile_duration_seconds_count") - reconciles_before.0;
+    let reconcile_time = op.metric("lattice_reconcile_duration_seconds_sum") - reconciles_before.1;
     // Let trailing writes (events) land before counting.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (al_after, alw_after, by_op) = world.al_counts();
@@ -635,6 +649,14 @@ async fn create(o: &Options, n: usize) -> Result<(), String> {
     println!(
         "  CPU until all Ready: operator {op_cpu:.2?} ({:.2?} per agent); kube-sim + emulator + this benchmark {bench_cpu:.2?}",
         op_cpu / n as u32
+    );
+    // Each of the `concurrency` workers holds a reconcile for its whole duration: the mean
+    // duration against the latency is how far a perfectly busy operator could get to the bound.
+    println!(
+        "  reconciles until all Ready: {reconciles} ({:.2} per agent), {:.1} ms each on average ({} ms of it AgentLattice latency per call)",
+        reconciles / n as f64,
+        1000.0 * reconcile_time / reconciles.max(1.0),
+        o.latency_ms,
     );
     println!(
         "  (the client rate limit alone needs {rate_bound:.2?} for {calls} calls at {}/s after a burst of {})",
