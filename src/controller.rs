@@ -792,10 +792,14 @@ async fn reconcile_agent(agent: &LatticeAgent, scope: &Arc<Scope>) -> Result<Act
     let finalizers = agent.metadata.finalizers.as_deref().unwrap_or_default();
     let index = finalizers.iter().position(|f| f == FINALIZER);
     match (index, agent.metadata.deletion_timestamp.is_some()) {
-        (Some(_), false) => execute(&agent, scope, false).await,
+        (Some(_), false) => {
+            let secret = observe_secret(&agent, scope, false).await?;
+            execute(&agent, scope, false, secret).await
+        }
         (None, true) => Ok(Action::await_change()),
         (Some(index), true) => {
-            let action = execute(&agent, scope, true).await?;
+            let secret = observe_secret(&agent, scope, true).await?;
+            let action = execute(&agent, scope, true, secret).await?;
             // Cleanup is done: release. The test makes the patch fail instead of removing
             // another controller's finalizer if the list changed since it was read.
             let path = format!("/metadata/finalizers/{index}");
@@ -834,13 +838,18 @@ async fn reconcile_agent(agent: &LatticeAgent, scope: &Arc<Scope>) -> Result<Act
                 .push(FINALIZER.to_owned());
             ctx.memory
                 .predicate_changed(&uid, predicate_hash(&expected, true));
-            let patched = json_patch_of(&api, &agent, patch).await?;
+            // The Secret is read (if it must be) while the patch is under way: a read is not a
+            // remote call, and a new resource's reconcile waits for one round trip less.
+            let (patched, secret) = tokio::try_join!(
+                json_patch_of(&api, &agent, patch),
+                observe_secret(&agent, scope, false)
+            )?;
             ctx.memory.wrote_resource(
                 &uid,
                 agent.metadata.resource_version.clone(),
                 patched.clone(),
             );
-            execute(&patched, scope, false).await
+            execute(&patched, scope, false, secret).await
         }
     }
 }
@@ -862,30 +871,48 @@ async fn json_patch_of(
     .map_err(Error::Kube)
 }
 
-/// One reconcile through the executor.
-async fn execute(agent: &LatticeAgent, scope: &Scope, deleting: bool) -> Result<Action> {
+/// The resource's Secret as a reconcile starts from: this process's last write of it, the cache,
+/// or a direct read.
+async fn observe_secret(
+    agent: &LatticeAgent,
+    scope: &Scope,
+    deleting: bool,
+) -> Result<Option<Secret>> {
+    let ctx = &scope.ctx;
+    let uid = agent.metadata.uid.as_deref().unwrap_or_default();
+    let namespace = agent.metadata.namespace.as_deref().unwrap_or_default();
+    let secret_name = effective_secret_name(agent);
+    let cached = || scope.secrets.get(namespace, &secret_name);
+    let secret = ctx
+        .memory
+        .freshest_secret(uid, &secret_name, cached, ctx.overlay_ttl());
+    if secret.is_some() || deleting {
+        return Ok(secret);
+    }
+    // The watch sees only Secrets labelled as ours: a foreign Secret of that name is found by a
+    // direct read, before anything is registered for a Secret that cannot be written (design
+    // §3.1 step 3: a conflict costs no remote call). One read per reconcile that finds no Secret
+    // of ours in the cache: a new resource, a deleted Secret, a conflict.
+    scope
+        .cluster
+        .get_secret(namespace, &secret_name)
+        .await
+        .map_err(Error::Kube)
+}
+
+/// One reconcile through the executor, with the resource's Secret as [`observe_secret`] found it.
+async fn execute(
+    agent: &LatticeAgent,
+    scope: &Scope,
+    deleting: bool,
+    secret: Option<Secret>,
+) -> Result<Action> {
     let ctx = &scope.ctx;
     let uid = agent.metadata.uid.clone().unwrap_or_default();
     let namespace = agent.metadata.namespace.clone().unwrap_or_default();
     let name = agent.metadata.name.clone().unwrap_or_default();
     let now = Timestamp::now();
 
-    let secret_name = effective_secret_name(agent);
-    let cached = || scope.secrets.get(&namespace, &secret_name);
-    let mut secret = ctx
-        .memory
-        .freshest_secret(&uid, &secret_name, cached, ctx.overlay_ttl());
-    if secret.is_none() && !deleting {
-        // The watch sees only Secrets labelled as ours: a foreign Secret of that name is found by
-        // a direct read, before anything is registered for a Secret that cannot be written
-        // (design §3.1 step 3: a conflict costs no remote call). One read per reconcile that
-        // finds no Secret of ours in the cache: a new resource, a deleted Secret, a conflict.
-        secret = scope
-            .cluster
-            .get_secret(&namespace, &secret_name)
-            .await
-            .map_err(Error::Kube)?;
-    }
     let view = secret
         .map(|s| SecretView::observe(&cache_form(s), &uid))
         .unwrap_or_default();
