@@ -1302,8 +1302,11 @@ impl<'a> Cx<'a> {
         if let Some(agent_id) = self.agent_id.as_deref() {
             // The next drift read: earlier than a full interval from now when the last read was
             // earlier than now (a reconcile between two reads, or the spread first read after a
-            // start).
-            if let Some(last) = self.o.last_remote_check {
+            // start) — unless this reconcile read the agent (or registered it): then the last
+            // read is now.
+            if let Some(last) = self.o.last_remote_check
+                && self.remote_agent(agent_id).is_none()
+            {
                 at = at.min(schedule::add(last, self.o.settings.resync_interval));
             }
             for key in self.retiring() {

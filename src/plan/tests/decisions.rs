@@ -1361,3 +1361,20 @@ fn a_minted_key_that_cannot_be_delivered_is_revoked_at_once() {
     w.check_invariant().expect("invariant");
     assert_eq!(w.status().mint_started_at, None);
 }
+
+/// A reconcile that registers has just read the agent (it made it): its next drift read is a full
+/// resync interval away, even when the last read this process knew of was earlier — the spread
+/// first read after a start (design §3.1 step 6) is for resources registered before the start.
+/// (Found in the `scale` benchmark: with one reconcile per new agent, every agent created after a
+/// start got a drift read within the first interval.)
+#[test]
+fn a_registration_counts_as_the_drift_read() {
+    let mut w = World::default();
+    // As the controller does for a uid it has not read yet: the last read one interval before a
+    // point of the first interval after the start, here 9 minutes ago.
+    w.last_remote_check = Some(schedule::add(w.now, -mins(9)));
+    let run = w.run();
+    assert!(run.kinds().contains(&"Register"), "{:?}", run.kinds());
+    assert!(run.done().remote_checked);
+    assert_eq!(run.done().requeue, Requeue::After(mins(10)));
+}
