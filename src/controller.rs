@@ -848,10 +848,26 @@ async fn reconcile_agent(agent: &LatticeAgent, scope: &Arc<Scope>) -> Result<Act
                 &uid,
                 agent.metadata.resource_version.clone(),
                 patched.clone(),
+                || cached_resource_version(scope, &namespace, &patched.name_any(), &uid),
             );
             execute(&patched, scope, false, secret).await
         }
     }
+}
+
+/// The resourceVersion the LatticeAgent cache holds for the resource (`None`: not cached, or
+/// another object of that name).
+fn cached_resource_version(
+    scope: &Scope,
+    namespace: &str,
+    name: &str,
+    uid: &str,
+) -> Option<String> {
+    scope
+        .agents
+        .get(&ObjectRef::new(name).within(namespace))
+        .filter(|g| g.meta().uid.as_deref() == Some(uid))
+        .and_then(|g| g.meta().resource_version.clone())
 }
 
 /// Applies a JSON patch (RFC 6902) to the resource; returns the patched resource.
@@ -945,7 +961,8 @@ async fn execute(
         ctx.memory.drop_secret(&uid);
     }
     for (replaced, resource) in report.resources {
-        ctx.memory.wrote_resource(&uid, replaced, resource);
+        let cached = || cached_resource_version(scope, &namespace, &name, &uid);
+        ctx.memory.wrote_resource(&uid, replaced, resource, cached);
     }
     let done = match report.ending {
         Ending::Release => {
