@@ -23,7 +23,7 @@ use crate::metrics::Metrics;
 use crate::plan::Settings;
 use crate::remote::Remote;
 
-/// A fail point: called with `before:<Action>` and `after:<Action>` around every action of every
+/// A fail point: called with `before:<Effect>` and `after:<Effect>` around every action of every
 /// reconcile; returning `true` makes the reconcile stop right there, forever (a simulated crash:
 /// the test then drops the operator and starts a fresh one with empty memory). Tests only.
 pub type FailPoints = Arc<dyn Fn(&str) -> bool + Send + Sync>;

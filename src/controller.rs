@@ -42,7 +42,7 @@ use crate::context::{BackoffPolicy, Context, FailPoints, Memory};
 use crate::crd::{FINALIZER, GROUP, LatticeAgent};
 use crate::error::{Error, Result};
 use crate::events::{EventType, NewEvent, Publisher};
-use crate::executor::{Cluster, Ending, Executor};
+use crate::executor::{Cluster, Executor};
 use crate::metrics::Metrics;
 use crate::plan::validate::effective_secret_name;
 use crate::plan::{self, ErrorClass, Observed, Requeue, Settings, condition_reason, schedule};
@@ -150,6 +150,34 @@ impl Cluster for KubeCluster {
             Api::<LatticeAgent>::namespaced(self.client.clone(), namespace)
                 .replace_status(name, &PostParams::default(), resource)
                 .await
+        })
+    }
+
+    fn remove_finalizer<'a>(
+        &'a self,
+        resource: &'a LatticeAgent,
+    ) -> BoxFuture<'a, kube::Result<LatticeAgent>> {
+        Box::pin(async move {
+            let namespace = resource.metadata.namespace.as_deref().unwrap_or_default();
+            let api = Api::<LatticeAgent>::namespaced(self.client.clone(), namespace);
+            let finalizers = resource.metadata.finalizers.as_deref().unwrap_or_default();
+            let Some(index) = finalizers.iter().position(|f| f == FINALIZER) else {
+                return Ok(resource.clone());
+            };
+            // The test makes the patch fail instead of removing another controller's finalizer
+            // if the list changed since it was read.
+            let path = format!("/metadata/finalizers/{index}");
+            let patch = json!([
+                {"op": "test", "path": path, "value": FINALIZER},
+                {"op": "remove", "path": path},
+            ]);
+            let patch: json_patch::Patch = serde_json::from_value(patch).map_err(kube::Error::SerdeError)?;
+            api.patch(
+                &resource.name_any(),
+                &PatchParams::default(),
+                &Patch::Json::<()>(patch),
+            )
+            .await
         })
     }
 
@@ -797,18 +825,9 @@ async fn reconcile_agent(agent: &LatticeAgent, scope: &Arc<Scope>) -> Result<Act
             execute(&agent, scope, false, secret).await
         }
         (None, true) => Ok(Action::await_change()),
-        (Some(index), true) => {
+        (Some(_), true) => {
             let secret = observe_secret(&agent, scope, true).await?;
-            let action = execute(&agent, scope, true, secret).await?;
-            // Cleanup is done: release. The test makes the patch fail instead of removing
-            // another controller's finalizer if the list changed since it was read.
-            let path = format!("/metadata/finalizers/{index}");
-            let patch = json!([
-                {"op": "test", "path": path, "value": FINALIZER},
-                {"op": "remove", "path": path},
-            ]);
-            json_patch_of(&api, &agent, patch).await?;
-            Ok(action)
+            execute(&agent, scope, true, secret).await
         }
         (None, false) => {
             // On before any remote call (design §3.1 step 1). The test makes the patch fail if
@@ -853,6 +872,15 @@ async fn reconcile_agent(agent: &LatticeAgent, scope: &Arc<Scope>) -> Result<Act
             execute(&patched, scope, false, secret).await
         }
     }
+}
+
+fn has_finalizer(agent: &LatticeAgent) -> bool {
+    agent
+        .metadata
+        .finalizers
+        .iter()
+        .flatten()
+        .any(|f| f == FINALIZER)
 }
 
 /// The resourceVersion the LatticeAgent cache holds for the resource (`None`: not cached, or
@@ -964,15 +992,12 @@ async fn execute(
         let cached = || cached_resource_version(scope, &namespace, &name, &uid);
         ctx.memory.wrote_resource(&uid, replaced, resource, cached);
     }
-    let done = match report.ending {
-        Ending::Release => {
-            ctx.memory.forget(&uid);
-            ctx.update_gauges();
-            tracing::info!("cleanup finished; releasing the finalizer");
-            return Ok(Action::await_change());
-        }
-        Ending::Done(done) => done,
-    };
+    let done = report.settled;
+    if deleting && !has_finalizer(&report.observed.resource) {
+        ctx.memory.forget(&uid);
+        ctx.update_gauges();
+        return Ok(Action::await_change());
+    }
     let status = report.observed.resource.status.clone().unwrap_or_default();
     let service_key_wait = done.failure.as_ref().is_some_and(|f| {
         matches!(
@@ -1007,7 +1032,7 @@ async fn execute(
     );
     match done.failure {
         Some(f) => Err(Error::Step {
-            action: f.action,
+            effect: f.effect,
             class: f.class,
             message: f.message,
             requeue: done.requeue,

@@ -43,10 +43,10 @@ pub enum Error {
     CrdNotInstalled(String),
 
     /// A step of a reconcile failed; the planner has reported it in status (design §5).
-    #[error("{action} failed: {message}")]
+    #[error("{effect} failed: {message}")]
     Step {
-        /// [`crate::plan::Action::kind`] of the step.
-        action: &'static str,
+        /// [`crate::plan::Effect::kind`] of the step.
+        effect: &'static str,
         /// The class the error policy acts on.
         class: ErrorClass,
         /// A short, secret-free message.

@@ -17,8 +17,8 @@ use crate::crd::LatticeAgent;
 use crate::error::{Error, kube_message};
 use crate::metrics::Metrics;
 use crate::plan::{
-    self, Action, Done, ErrorClass, Failure, KeyWrite, MintedKey, Observed, Outcome, Precondition,
-    RegisterOutcome, SecretWrite, Step, WritePurpose,
+    self, Effect, ErrorClass, Failure, KeyWrite, MintedKey, Observed, Outcome, Precondition,
+    RegisterOutcome, SecretWrite, Settled, Step, WritePurpose,
 };
 use crate::remote::{Remote, RemoteError};
 use crate::secret::{SecretView, cache_form, key_digest};
@@ -49,6 +49,11 @@ pub trait Cluster: Send + Sync {
         &'a self,
         resource: &'a LatticeAgent,
     ) -> BoxFuture<'a, kube::Result<LatticeAgent>>;
+    /// Removes the operator's finalizer from `resource` (cleanup is complete).
+    fn remove_finalizer<'a>(
+        &'a self,
+        resource: &'a LatticeAgent,
+    ) -> BoxFuture<'a, kube::Result<LatticeAgent>>;
     /// Publishes an event about `resource` (failures are logged, never fatal).
     fn publish<'a>(
         &'a self,
@@ -58,20 +63,11 @@ pub trait Cluster: Send + Sync {
     ) -> BoxFuture<'a, ()>;
 }
 
-/// How a reconcile ended.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Ending {
-    /// The planner is done.
-    Done(Done),
-    /// Deletion cleanup is complete: the finalizer may go.
-    Release,
-}
-
 /// A reconcile's result, with what the caller should remember.
 #[derive(Debug)]
 pub struct Report {
     /// How it ended.
-    pub ending: Ending,
+    pub settled: Settled,
     /// What was known at the end.
     pub observed: Observed,
     /// Secrets written (or read past the cache): (resourceVersion replaced, cache form).
@@ -111,7 +107,11 @@ impl Executor<'_> {
     pub async fn run(&self, mut observed: Observed) -> Result<Report, Error> {
         let mut keys: HashMap<String, AgentKey> = HashMap::new();
         let mut report = Report {
-            ending: Ending::Release,
+            settled: Settled {
+                requeue: plan::Requeue::OnChange,
+                failure: None,
+                remote_checked: false,
+            },
             observed: observed.clone(),
             secrets: Vec::new(),
             resources: Vec::new(),
@@ -124,28 +124,18 @@ impl Executor<'_> {
             // reconcile whose mint may have waited on retries (design §3.2).
             observed.now = observed.now.max(jiff::Timestamp::now());
             match plan::next_step(&observed) {
-                Step::Done(done) => {
-                    report.ending = Ending::Done(done);
+                Step::Settle(settled) => {
+                    report.settled = settled;
                     report.observed = observed;
                     return Ok(report);
                 }
-                Step::Release { events } => {
-                    for event in &events {
-                        self.cluster
-                            .publish(&observed.resource, event, "Delete")
-                            .await;
-                    }
-                    report.ending = Ending::Release;
-                    report.observed = observed;
-                    return Ok(report);
-                }
-                Step::Act { action, events } => {
-                    let kind = action.kind();
+                Step::Perform { effect, events } => {
+                    let kind = effect.kind();
                     self.fail_point("before", kind).await;
                     tracing::debug!(action = kind, "performing");
                     report.actions.push(kind);
                     let performed = self
-                        .perform(&action, &mut observed, &mut keys, &mut report)
+                        .perform(&effect, &mut observed, &mut keys, &mut report)
                         .await;
                     self.fail_point("after", kind).await;
                     match performed {
@@ -153,7 +143,7 @@ impl Executor<'_> {
                         Performed::Result(result) => {
                             match &result {
                                 Ok(_) => {
-                                    log_success(&action);
+                                    log_success(&effect);
                                     for event in &events {
                                         self.cluster.publish(&observed.resource, event, kind).await;
                                     }
@@ -165,7 +155,7 @@ impl Executor<'_> {
                                     "action failed"
                                 ),
                             }
-                            observed.record(&action, result);
+                            observed.record(&effect, result);
                         }
                     }
                 }
@@ -186,19 +176,19 @@ impl Executor<'_> {
 
     async fn perform(
         &self,
-        action: &Action,
+        action: &Effect,
         observed: &mut Observed,
         keys: &mut HashMap<String, AgentKey>,
         report: &mut Report,
     ) -> Performed {
         let kind = action.kind();
         let remote = |e: RemoteError| Failure {
-            action: kind,
+            effect: kind,
             class: e.class,
             message: e.message,
         };
         let result = match action {
-            Action::Register {
+            Effect::Register {
                 request,
                 idempotency_key,
             } => match self.remote.register(request, idempotency_key).await {
@@ -214,25 +204,25 @@ impl Executor<'_> {
                 }
                 Err(e) => Err(remote(e)),
             },
-            Action::FindAgents { name } => self
+            Effect::FindAgents { name } => self
                 .remote
                 .find_agents(name)
                 .await
                 .map(Outcome::Found)
                 .map_err(remote),
-            Action::FetchAgent { agent_id } => self
+            Effect::FetchAgent { agent_id } => self
                 .remote
                 .get_agent(agent_id)
                 .await
                 .map(Outcome::Agent)
                 .map_err(remote),
-            Action::FetchKeys { agent_id } => self
+            Effect::FetchKeys { agent_id } => self
                 .remote
                 .list_keys(agent_id)
                 .await
                 .map(Outcome::Keys)
                 .map_err(remote),
-            Action::UpdateAgent {
+            Effect::UpdateAgent {
                 agent_id,
                 capabilities,
                 description,
@@ -242,26 +232,26 @@ impl Executor<'_> {
                 .await
                 .map(Outcome::Agent)
                 .map_err(remote),
-            Action::HaltAgent { agent_id } => self
+            Effect::HaltAgent { agent_id } => self
                 .remote
                 .halt_agent(agent_id)
                 .await
                 .map(Outcome::Agent)
                 .map_err(remote),
-            Action::ResumeAgent { agent_id } => self
+            Effect::ResumeAgent { agent_id } => self
                 .remote
                 .resume_agent(agent_id)
                 .await
                 .map(Outcome::Agent)
                 .map_err(remote),
-            Action::RevokeAgent { agent_id } => {
+            Effect::RevokeAgent { agent_id } => {
                 let r = self.remote.revoke_agent(agent_id).await;
                 if r.is_ok() {
                     self.metrics.revoked("agent");
                 }
                 r.map(Outcome::Agent).map_err(remote)
             }
-            Action::MintKey { agent_id, name } => {
+            Effect::MintKey { agent_id, name } => {
                 match self.remote.mint_key(agent_id, name).await {
                     Ok(minted) => {
                         let key = MintedKey {
@@ -276,23 +266,23 @@ impl Executor<'_> {
                     Err(e) => Err(remote(e)),
                 }
             }
-            Action::DeprecateKey { agent_id, key_id } => self
+            Effect::DeprecateKey { agent_id, key_id } => self
                 .remote
                 .deprecate_key(agent_id, key_id)
                 .await
                 .map(Outcome::Key)
                 .map_err(remote),
-            Action::RevokeKey { agent_id, key_id } => {
+            Effect::RevokeKey { agent_id, key_id } => {
                 let r = self.remote.revoke_key(agent_id, key_id).await;
                 if r.is_ok() {
                     self.metrics.revoked("key");
                 }
                 r.map(Outcome::Key).map_err(remote)
             }
-            Action::WriteSecret(write) => {
+            Effect::WriteSecret(write) => {
                 return self.write_secret(write, observed, keys, report).await;
             }
-            Action::ReleaseSecret {
+            Effect::ReleaseSecret {
                 name,
                 resource_version,
                 owner_references,
@@ -322,14 +312,20 @@ impl Executor<'_> {
                     }
                 }
             }
-            Action::WriteStatus(status) => {
+            Effect::RemoveFinalizer => self
+                .cluster
+                .remove_finalizer(&observed.resource)
+                .await
+                .map(|released| Outcome::Resource(Box::new(released)))
+                .map_err(|e| kube_failure(kind, &e)),
+            Effect::WriteStatus(status) => {
                 let mut resource = observed.resource.clone();
                 resource.status = Some((**status).clone());
                 let replaced = resource.metadata.resource_version.clone();
                 match self.cluster.replace_status(&resource).await {
                     Ok(written) => {
                         report.resources.push((replaced, written.clone()));
-                        Ok(Outcome::Status(Box::new(written)))
+                        Ok(Outcome::Resource(Box::new(written)))
                     }
                     Err(e) => Err(kube_failure(kind, &e)),
                 }
@@ -399,7 +395,7 @@ impl Executor<'_> {
                                 Performed::Replan
                             }
                             Ok(None) => Performed::Result(Err(Failure {
-                                action: kind,
+                                effect: kind,
                                 class: ErrorClass::Transient,
                                 message: format!(
                                     "Secret {} was deleted while being created",
@@ -451,31 +447,32 @@ impl Executor<'_> {
     }
 }
 
-fn log_success(action: &Action) {
+fn log_success(action: &Effect) {
     match action {
-        Action::Register { request, .. } => {
+        Effect::Register { request, .. } => {
             tracing::info!(agent_name = %request.name, "registered agent");
         }
-        Action::MintKey { agent_id, .. } => tracing::info!(agent_id, "minted key"),
-        Action::RevokeKey { agent_id, key_id } => {
+        Effect::MintKey { agent_id, .. } => tracing::info!(agent_id, "minted key"),
+        Effect::RevokeKey { agent_id, key_id } => {
             tracing::info!(agent_id, key_id, "revoked key");
         }
-        Action::DeprecateKey { agent_id, key_id } => {
+        Effect::DeprecateKey { agent_id, key_id } => {
             tracing::info!(agent_id, key_id, "deprecated key");
         }
-        Action::RevokeAgent { agent_id } => tracing::info!(agent_id, "revoked agent"),
-        Action::UpdateAgent { agent_id, .. } => tracing::info!(agent_id, "updated agent"),
-        Action::HaltAgent { agent_id } => tracing::info!(agent_id, "halted agent"),
-        Action::ResumeAgent { agent_id } => tracing::info!(agent_id, "resumed agent"),
-        Action::WriteSecret(w) => tracing::info!(
+        Effect::RevokeAgent { agent_id } => tracing::info!(agent_id, "revoked agent"),
+        Effect::UpdateAgent { agent_id, .. } => tracing::info!(agent_id, "updated agent"),
+        Effect::HaltAgent { agent_id } => tracing::info!(agent_id, "halted agent"),
+        Effect::ResumeAgent { agent_id } => tracing::info!(agent_id, "resumed agent"),
+        Effect::WriteSecret(w) => tracing::info!(
             secret = %w.desired.name,
             purpose = ?w.purpose,
             key_id = w.desired.record.key.as_ref().map(|k| k.id.as_str()).unwrap_or_default(),
             "wrote Secret"
         ),
-        Action::ReleaseSecret { name, .. } => tracing::info!(secret = %name, "released Secret"),
-        Action::WriteStatus(_) => tracing::debug!("wrote status"),
-        Action::FindAgents { .. } | Action::FetchAgent { .. } | Action::FetchKeys { .. } => {}
+        Effect::ReleaseSecret { name, .. } => tracing::info!(secret = %name, "released Secret"),
+        Effect::WriteStatus(_) => tracing::debug!("wrote status"),
+        Effect::RemoveFinalizer => tracing::info!("cleanup finished; finalizer removed"),
+        Effect::FindAgents { .. } | Effect::FetchAgent { .. } | Effect::FetchKeys { .. } => {}
     }
 }
 
@@ -487,9 +484,9 @@ fn uid_of(resource: &LatticeAgent) -> &str {
     resource.metadata.uid.as_deref().unwrap_or_default()
 }
 
-fn internal(action: &'static str, message: &str) -> Failure {
+fn internal(effect: &'static str, message: &str) -> Failure {
     Failure {
-        action,
+        effect,
         class: ErrorClass::Transient,
         message: format!("internal error: {message}"),
     }
@@ -498,7 +495,7 @@ fn internal(action: &'static str, message: &str) -> Failure {
 /// A failed Kubernetes write, classified (design §5): a 409 (stale resourceVersion) and every
 /// other API error are retried with backoff; 400/422 are requests the operator should never have
 /// sent.
-pub fn kube_failure(action: &'static str, e: &kube::Error) -> Failure {
+pub fn kube_failure(effect: &'static str, e: &kube::Error) -> Failure {
     let class = match e {
         kube::Error::Api(s) if s.code == 400 || s.code == 422 => {
             ErrorClass::Invalid(s.reason.clone())
@@ -506,9 +503,9 @@ pub fn kube_failure(action: &'static str, e: &kube::Error) -> Failure {
         _ => ErrorClass::Transient,
     };
     Failure {
-        action,
+        effect,
         class,
-        message: format!("{action}: {}", kube_message(e)),
+        message: format!("{effect}: {}", kube_message(e)),
     }
 }
 

@@ -174,6 +174,12 @@ impl Cluster for FakeCluster {
             Ok(written)
         })
     }
+    fn remove_finalizer<'a>(
+        &'a self,
+        _: &'a LatticeAgent,
+    ) -> BoxFuture<'a, kube::Result<LatticeAgent>> {
+        unreachable!("not planned in these tests")
+    }
     fn publish<'a>(
         &'a self,
         _: &'a LatticeAgent,

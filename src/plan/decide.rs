@@ -8,12 +8,12 @@ use super::schedule::{self, Retirement, RevokeWhy, WaitWhy};
 use super::status::{self, READY, ROTATING, SYNCED, condition};
 use super::validate::{self, ValidSpec, effective_agent_name, effective_secret_name};
 use super::{
-    Action, AgentStatus, Done, ErrorClass, Event, Failure, KeyStatus, KeyView, KeyWrite,
+    AgentStatus, Effect, ErrorClass, Event, Failure, KeyStatus, KeyView, KeyWrite,
     META_CLUSTER, META_NAME, META_NAMESPACE, META_UID, MintedKey, Observed, Precondition,
-    RegisterOutcome, RegisterRequest, RemoteAgent, Requeue, SecretWrite, Step, WritePurpose,
+    RegisterOutcome, RegisterRequest, RemoteAgent, Requeue, SecretWrite, Settled, Step, WritePurpose,
 };
 use crate::crd::{
-    ActiveKeyStatus, COMPROMISED_ANNOTATION, DeletionPolicy, HandledAnnotations, LatticeAgent,
+    ActiveKeyStatus, COMPROMISED_ANNOTATION, DeletionPolicy, FINALIZER, HandledAnnotations, LatticeAgent,
     LatticeAgentStatus, REREGISTER_ANNOTATION, ROTATE_ANNOTATION, RetiringKeyStatus,
     SKIP_REVOKE_ANNOTATION, SecretPolicy,
 };
@@ -59,27 +59,27 @@ pub fn older_claimant<'a>(
 }
 
 /// Plans the next step of a reconcile.
-pub fn next_step(o: &Observed) -> Step {
-    let Some(uid) = o.resource.metadata.uid.as_deref().filter(|u| !u.is_empty()) else {
-        return Step::Done(Done {
+pub fn next_step(observed: &Observed) -> Step {
+    let Some(uid) = observed.resource.metadata.uid.as_deref().filter(|u| !u.is_empty()) else {
+        return Step::Settle(Settled {
             requeue: Requeue::OnChange,
             failure: Some(Failure {
-                action: "Plan",
+                effect: "Plan",
                 class: ErrorClass::Invalid("resource".into()),
                 message: "the resource has no metadata.uid".into(),
             }),
             remote_checked: false,
         });
     };
-    if o.resource.metadata.deletion_timestamp.is_some() {
-        return cleanup(o, uid);
+    if observed.resource.metadata.deletion_timestamp.is_some() {
+        return cleanup(observed, uid);
     }
-    match validate::validate(&o.resource) {
+    match validate::validate(&observed.resource) {
         Err(errors) => {
-            let cx = Cx::new(o, uid, None);
+            let cx = Planner::new(observed, uid, None);
             cx.finish(Verdict::Blocked(Blocker::InvalidSpec, errors.join("; ")))
         }
-        Ok(spec) => Cx::new(o, uid, Some(&spec)).reconcile(),
+        Ok(spec) => Planner::new(observed, uid, Some(&spec)).reconcile(),
     }
 }
 
@@ -127,8 +127,8 @@ enum MintReason {
 }
 
 /// The decision context: the observed state plus what is derived from it once.
-struct Cx<'a> {
-    o: &'a Observed,
+struct Planner<'a> {
+    observed: &'a Observed,
     uid: &'a str,
     spec: Option<&'a ValidSpec>,
     status: LatticeAgentStatus,
@@ -147,10 +147,10 @@ struct Cx<'a> {
     adopted: bool,
 }
 
-impl<'a> Cx<'a> {
-    fn new(o: &'a Observed, uid: &'a str, spec: Option<&'a ValidSpec>) -> Cx<'a> {
-        let status = o.resource.status.clone().unwrap_or_default();
-        let secret = o.secret.present();
+impl<'a> Planner<'a> {
+    fn new(observed: &'a Observed, uid: &'a str, spec: Option<&'a ValidSpec>) -> Planner<'a> {
+        let status = observed.resource.status.clone().unwrap_or_default();
+        let secret = observed.secret.present();
         let mut record = secret
             .filter(|s| s.ownership == Ownership::Ours)
             .map(|s| &s.decoded);
@@ -159,16 +159,16 @@ impl<'a> Cx<'a> {
         let foreign_record = record
             .and_then(|r| r.record.agent_id.as_ref())
             .filter(|id| {
-                matches!(o.remote.agents.get(*id), Some(RemoteAgent::Found(view)) if !view.belongs_to(uid))
+                matches!(observed.remote.agents.get(*id), Some(RemoteAgent::Found(view)) if !view.belongs_to(uid))
             })
             .cloned();
         if foreign_record.is_some() {
             record = None;
         }
-        let adoption = match &o.progress.registration {
+        let adoption = match &observed.progress.registration {
             Some(RegisterOutcome::Created { agent, .. }) => Some((agent.id.clone(), false)),
             Some(RegisterOutcome::Replayed { agent_id, .. }) => Some((agent_id.clone(), true)),
-            Some(RegisterOutcome::NameTaken | RegisterOutcome::IdempotencyMismatch) => o
+            Some(RegisterOutcome::NameTaken | RegisterOutcome::IdempotencyMismatch) => observed
                 .progress
                 .found
                 .iter()
@@ -182,16 +182,16 @@ impl<'a> Cx<'a> {
             .map(|(id, _)| id.clone())
             .or_else(|| record.and_then(|r| r.record.agent_id.clone()))
             .or_else(|| status.agent_id.clone());
-        Cx {
-            o,
+        Planner {
+            observed,
             uid,
             spec,
             agent_name: spec
                 .map(|s| s.agent_name.clone())
-                .unwrap_or_else(|| effective_agent_name(&o.resource)),
+                .unwrap_or_else(|| effective_agent_name(&observed.resource)),
             secret_name: spec
                 .map(|s| s.secret_name.clone())
-                .unwrap_or_else(|| effective_secret_name(&o.resource)),
+                .unwrap_or_else(|| effective_secret_name(&observed.resource)),
             status,
             secret,
             record,
@@ -204,11 +204,11 @@ impl<'a> Cx<'a> {
     // ----- derived facts ------------------------------------------------------------------------
 
     fn generation(&self) -> Option<i64> {
-        self.o.resource.metadata.generation
+        self.observed.resource.metadata.generation
     }
 
     fn annotation(&self, key: &str) -> Option<&'a str> {
-        self.o
+        self.observed
             .resource
             .metadata
             .annotations
@@ -239,7 +239,7 @@ impl<'a> Cx<'a> {
     }
 
     fn remote_agent(&self, id: &str) -> Option<&'a RemoteAgent> {
-        self.o.remote.agents.get(id)
+        self.observed.remote.agents.get(id)
     }
 
     /// Whether the agent is known to be revoked or absent: from this reconcile's reads, or from
@@ -262,16 +262,16 @@ impl<'a> Cx<'a> {
 
     /// What AgentLattice said about a key in this reconcile.
     fn key_view(&self, agent_id: &str, key_id: &str) -> Option<&'a KeyView> {
-        self.o.remote.keys.get(agent_id).and_then(|k| k.get(key_id))
+        self.observed.remote.keys.get(agent_id).and_then(|k| k.get(key_id))
     }
 
     fn key_gone(&self, agent_id: &str, key_id: &str) -> bool {
-        if self.o.remote.gone_keys.contains(key_id) {
+        if self.observed.remote.gone_keys.contains(key_id) {
             return true;
         }
         match self.key_view(agent_id, key_id) {
             Some(k) => k.status == KeyStatus::Revoked,
-            None => self.o.remote.listed.contains(agent_id),
+            None => self.observed.remote.listed.contains(agent_id),
         }
     }
 
@@ -350,8 +350,8 @@ impl<'a> Cx<'a> {
 
     /// Writes `record` (an intent set or lifted) to the Secret, keeping the key it holds.
     fn write_intent(&self, agent_id: &str, record: SecretRecord) -> Step {
-        act(
-            Action::WriteSecret(Box::new(SecretWrite {
+        perform(
+            Effect::WriteSecret(Box::new(SecretWrite {
                 desired: self.desired_secret(agent_id, record),
                 key: KeyWrite::Keep,
                 precondition: self.precondition(),
@@ -364,10 +364,10 @@ impl<'a> Cx<'a> {
     fn desired_secret(&self, agent_id: &str, record: SecretRecord) -> DesiredSecret {
         DesiredSecret::new(
             SecretInputs {
-                agent: &self.o.resource,
+                agent: &self.observed.resource,
                 secret_name: &self.secret_name,
                 agent_name: &self.agent_name,
-                base_url: &self.o.settings.base_url,
+                base_url: &self.observed.settings.base_url,
             },
             agent_id,
             record,
@@ -399,7 +399,7 @@ impl<'a> Cx<'a> {
 
     /// Whether an earlier reconcile left a mint intent (a key may have been minted and lost).
     fn prior_intent(&self) -> bool {
-        self.intent().is_some() && !self.o.progress.intent_written
+        self.intent().is_some() && !self.observed.progress.intent_written
     }
 
     fn sweep_required(&self) -> bool {
@@ -409,7 +409,7 @@ impl<'a> Cx<'a> {
     // ----- the decision order -------------------------------------------------------------------
 
     fn reconcile(&self) -> Step {
-        if let Some(failure) = &self.o.failure {
+        if let Some(failure) = &self.observed.failure {
             return self.finish(Verdict::Failed(failure));
         }
         if let Some(message) = self.secret_conflict() {
@@ -419,8 +419,8 @@ impl<'a> Cx<'a> {
             return step;
         }
         if self.status_needs_recovery() {
-            return Step::Act {
-                action: Action::WriteStatus(Box::new(self.desired_status(&Verdict::Ok))),
+            return Step::Perform {
+                effect: Effect::WriteStatus(Box::new(self.desired_status(&Verdict::Ok))),
                 events: vec![Event::normal(
                     "StatusRecovered",
                     format!(
@@ -443,7 +443,7 @@ impl<'a> Cx<'a> {
             ));
         };
         if self.drift_read_due(&agent_id) {
-            return act(Action::FetchAgent { agent_id }, vec![]);
+            return perform(Effect::FetchAgent { agent_id }, vec![]);
         }
         if self.agent_gone(&agent_id) {
             return self.finish(Verdict::Blocked(
@@ -484,7 +484,7 @@ impl<'a> Cx<'a> {
             ));
         }
         let claimant = || {
-            self.o.older_claimant.as_ref().map(|other| {
+            self.observed.older_claimant.as_ref().map(|other| {
                 format!(
                     "Secret {name} is also named by the older LatticeAgent {other}, which keeps it"
                 )
@@ -529,16 +529,16 @@ impl<'a> Cx<'a> {
     fn verify_record(&self) -> Option<Step> {
         let record_id = self.record?.record.agent_id.as_deref()?;
         if self.status.agent_id.as_deref() == Some(record_id)
-            || self.o.progress.secret_written
+            || self.observed.progress.secret_written
             || self.adopted
             || self.agent_id.as_deref() != Some(record_id)
         {
             return None;
         }
-        // Once read, a foreign agent makes the record untrusted (`Cx::new`) and a conflict.
+        // Once read, a foreign agent makes the record untrusted (`Planner::new`) and a conflict.
         self.remote_agent(record_id).is_none().then(|| {
-            act(
-                Action::FetchAgent {
+            perform(
+                Effect::FetchAgent {
                     agent_id: record_id.to_owned(),
                 },
                 vec![],
@@ -548,7 +548,7 @@ impl<'a> Cx<'a> {
 
     /// Step 4: status disagrees with the Secret (a status write was lost).
     fn status_needs_recovery(&self) -> bool {
-        if self.o.progress.secret_written || self.spec.is_none() {
+        if self.observed.progress.secret_written || self.spec.is_none() {
             return false;
         }
         let Some(agent_id) = self.agent_id.as_deref() else {
@@ -563,7 +563,7 @@ impl<'a> Cx<'a> {
 
     /// Step 5: registration, and what follows from each registration response.
     fn registration(&self) -> Option<Step> {
-        match &self.o.progress.registration {
+        match &self.observed.progress.registration {
             Some(RegisterOutcome::Created { agent, key }) => {
                 let holds = self
                     .record_is_for(&agent.id)
@@ -579,8 +579,8 @@ impl<'a> Cx<'a> {
                     handled: self.handled_after_mint(),
                     mint_started_at: None,
                 };
-                Some(act(
-                    Action::WriteSecret(Box::new(SecretWrite {
+                Some(perform(
+                    Effect::WriteSecret(Box::new(SecretWrite {
                         desired: self.desired_secret(&agent.id, record),
                         key: KeyWrite::Fresh {
                             key_id: key.id.clone(),
@@ -600,9 +600,9 @@ impl<'a> Cx<'a> {
             // Adopted: the lost-key path mints the key (agent_id is set).
             Some(RegisterOutcome::Replayed { .. }) => None,
             Some(outcome @ (RegisterOutcome::NameTaken | RegisterOutcome::IdempotencyMismatch)) => {
-                if self.o.progress.found.is_none() {
-                    return Some(act(
-                        Action::FindAgents {
+                if self.observed.progress.found.is_none() {
+                    return Some(perform(
+                        Effect::FindAgents {
                             name: self.agent_name.clone(),
                         },
                         vec![],
@@ -659,7 +659,7 @@ impl<'a> Cx<'a> {
         let Some(spec) = self.spec() else {
             return self.finish(Verdict::Ok);
         };
-        let meta = &self.o.resource.metadata;
+        let meta = &self.observed.resource.metadata;
         let mut metadata = std::collections::BTreeMap::from([
             (
                 META_NAMESPACE.to_owned(),
@@ -668,11 +668,11 @@ impl<'a> Cx<'a> {
             (META_NAME.to_owned(), meta.name.clone().unwrap_or_default()),
             (META_UID.to_owned(), self.uid.to_owned()),
         ]);
-        if let Some(cluster) = &self.o.settings.cluster_name {
+        if let Some(cluster) = &self.observed.settings.cluster_name {
             metadata.insert(META_CLUSTER.to_owned(), cluster.clone());
         }
-        act(
-            Action::Register {
+        perform(
+            Effect::Register {
                 request: RegisterRequest {
                     name: spec.agent_name.clone(),
                     description: spec.description.clone(),
@@ -692,9 +692,9 @@ impl<'a> Cx<'a> {
         if self.remote_agent(agent_id).is_some() || self.agent_gone(agent_id) {
             return false;
         }
-        let stale = match self.o.last_remote_check {
+        let stale = match self.observed.last_remote_check {
             None => true,
-            Some(at) => self.o.now >= schedule::add(at, self.o.settings.resync_interval),
+            Some(at) => self.observed.now >= schedule::add(at, self.observed.settings.resync_interval),
         };
         stale
             || self.status.observed_generation != self.generation()
@@ -724,8 +724,8 @@ impl<'a> Cx<'a> {
             .into_iter()
             .flatten()
             .collect();
-            return Some(act(
-                Action::UpdateAgent {
+            return Some(perform(
+                Effect::UpdateAgent {
                     agent_id: agent_id.to_owned(),
                     capabilities,
                     description,
@@ -737,8 +737,8 @@ impl<'a> Cx<'a> {
             ));
         }
         match (spec.suspend, view.status) {
-            (true, AgentStatus::Active) => Some(act(
-                Action::HaltAgent {
+            (true, AgentStatus::Active) => Some(perform(
+                Effect::HaltAgent {
                     agent_id: agent_id.to_owned(),
                 },
                 vec![Event::normal(
@@ -746,8 +746,8 @@ impl<'a> Cx<'a> {
                     format!("halted agent {agent_id} (spec.suspend)"),
                 )],
             )),
-            (false, AgentStatus::Halted) => Some(act(
-                Action::ResumeAgent {
+            (false, AgentStatus::Halted) => Some(perform(
+                Effect::ResumeAgent {
                     agent_id: agent_id.to_owned(),
                 },
                 vec![Event::normal(
@@ -789,7 +789,7 @@ impl<'a> Cx<'a> {
         let suspended = self.spec().is_some_and(|s| s.suspend);
         !suspended
             && self.retiring().is_empty()
-            && self.next_rotation().is_some_and(|at| self.o.now >= at)
+            && self.next_rotation().is_some_and(|at| self.observed.now >= at)
     }
 
     /// The handled values after a new key was written: every pending rotation request is satisfied
@@ -802,7 +802,7 @@ impl<'a> Cx<'a> {
         if let Some(v) = self.annotation(COMPROMISED_ANNOTATION) {
             handled.compromised = Some(v.to_owned());
         }
-        if self.o.progress.registration.is_some()
+        if self.observed.progress.registration.is_some()
             && let Some(v) = self.annotation(REREGISTER_ANNOTATION)
         {
             handled.reregister = Some(v.to_owned());
@@ -810,11 +810,11 @@ impl<'a> Cx<'a> {
         handled
     }
 
-    /// Design §3.2/§3.3: intent → mint → Secret. (Status follows through [`Cx::finish`], the old
-    /// key's deprecation or revocation through [`Cx::retire`].)
+    /// Design §3.2/§3.3: intent → mint → Secret. (Status follows through [`Planner::finish`], the old
+    /// key's deprecation or revocation through [`Planner::retire`].)
     fn mint(&self, agent_id: &str, reason: MintReason) -> Step {
         let minted = self
-            .o
+            .observed
             .progress
             .minted
             .as_ref()
@@ -830,22 +830,22 @@ impl<'a> Cx<'a> {
             // fails, the process dies) leaves one more live key, and at AgentLattice's limit of
             // live keys per agent the mint is refused forever.
             if self.adopted
-                && (!self.o.remote.listed.contains(agent_id) || self.strays(agent_id).len() > 1)
+                && (!self.observed.remote.listed.contains(agent_id) || self.strays(agent_id).len() > 1)
                 && let Some(step) = self.sweep(agent_id)
             {
                 return step;
             }
             if self.intent().is_none() && !self.adopted {
                 if let Some(mut record) = self.current_record(agent_id) {
-                    record.mint_started_at = Some(self.o.now);
+                    record.mint_started_at = Some(self.observed.now);
                     return self.write_intent(agent_id, record);
                 }
                 let mut intent = self.desired_status(&Verdict::Ok);
-                intent.mint_started_at = Some(self.o.now);
-                return act(Action::WriteStatus(Box::new(intent)), vec![]);
+                intent.mint_started_at = Some(self.observed.now);
+                return perform(Effect::WriteStatus(Box::new(intent)), vec![]);
             }
-            return act(
-                Action::MintKey {
+            return perform(
+                Effect::MintKey {
                     agent_id: agent_id.to_owned(),
                     name: format!(
                         "lattice-operator-{}",
@@ -869,9 +869,9 @@ impl<'a> Cx<'a> {
         let record_lost = reason == MintReason::Restore
             && self.record_is_for(agent_id).is_none()
             && !self.adopted;
-        if record_lost && !self.o.remote.listed.contains(agent_id) {
-            return act(
-                Action::FetchKeys {
+        if record_lost && !self.observed.remote.listed.contains(agent_id) {
+            return perform(
+                Effect::FetchKeys {
                     agent_id: agent_id.to_owned(),
                 },
                 vec![],
@@ -881,20 +881,20 @@ impl<'a> Cx<'a> {
         let mut retiring = self.retiring();
         if record_lost {
             let live = self
-                .o
+                .observed
                 .remote
                 .keys
                 .get(agent_id)
                 .into_iter()
                 .flat_map(|keys| keys.values())
                 .filter(|k| k.status != KeyStatus::Revoked && k.id != key.id)
-                .filter(|k| !self.o.remote.gone_keys.contains(&k.id));
+                .filter(|k| !self.observed.remote.gone_keys.contains(&k.id));
             for k in live {
                 if !retiring.iter().any(|r| r.id == k.id) {
                     retiring.push(RetiringKey {
                         id: k.id.clone(),
                         prefix: k.prefix.clone(),
-                        since: self.o.now,
+                        since: self.observed.now,
                         immediate: false,
                     });
                 }
@@ -907,7 +907,7 @@ impl<'a> Cx<'a> {
             retiring.push(RetiringKey {
                 id: id.clone(),
                 prefix: prefix.clone(),
-                since: self.o.now,
+                since: self.observed.now,
                 immediate: false,
             });
         }
@@ -922,7 +922,7 @@ impl<'a> Cx<'a> {
             // Still to sweep (an earlier intent, or an adoption): the record keeps the intent
             // until the sweep is done. Otherwise this write is the end of the mint.
             mint_started_at: if self.sweep_required() {
-                Some(self.intent().unwrap_or(self.o.now))
+                Some(self.intent().unwrap_or(self.observed.now))
             } else {
                 None
             },
@@ -975,8 +975,8 @@ impl<'a> Cx<'a> {
                 ),
             ),
         };
-        act(
-            Action::WriteSecret(Box::new(SecretWrite {
+        perform(
+            Effect::WriteSecret(Box::new(SecretWrite {
                 desired: self.desired_secret(agent_id, record),
                 key: KeyWrite::Fresh {
                     key_id: key.id.clone(),
@@ -1000,7 +1000,7 @@ impl<'a> Cx<'a> {
     /// a Secret of ours with a working key after all: a stale cache) is revoked at once: it was
     /// never delivered, and once this reconcile ends nothing would remember it.
     fn revoke_undeliverable(&self, agent_id: &str) -> Option<Step> {
-        let (for_agent, key) = self.o.progress.minted.as_ref()?;
+        let (for_agent, key) = self.observed.progress.minted.as_ref()?;
         if for_agent != agent_id || self.key_gone(agent_id, &key.id) {
             return None;
         }
@@ -1010,8 +1010,8 @@ impl<'a> Cx<'a> {
             .is_some_and(|k| k.id == key.id)
             || self.retiring().iter().any(|r| r.id == key.id);
         (!delivered).then(|| {
-            act(
-                Action::RevokeKey {
+            perform(
+                Effect::RevokeKey {
                     agent_id: agent_id.to_owned(),
                     key_id: key.id.clone(),
                 },
@@ -1035,8 +1035,8 @@ impl<'a> Cx<'a> {
         if desired.drift(secret).is_empty() {
             return None;
         }
-        Some(act(
-            Action::WriteSecret(Box::new(SecretWrite {
+        Some(perform(
+            Effect::WriteSecret(Box::new(SecretWrite {
                 desired,
                 key: KeyWrite::Keep,
                 precondition: self.precondition(),
@@ -1052,9 +1052,9 @@ impl<'a> Cx<'a> {
         if !self.sweep_required() {
             return None;
         }
-        if !self.o.remote.listed.contains(agent_id) {
-            return Some(act(
-                Action::FetchKeys {
+        if !self.observed.remote.listed.contains(agent_id) {
+            return Some(perform(
+                Effect::FetchKeys {
                     agent_id: agent_id.to_owned(),
                 },
                 vec![],
@@ -1067,8 +1067,8 @@ impl<'a> Cx<'a> {
             record.mint_started_at = None;
             return Some(self.write_intent(agent_id, record));
         };
-        Some(act(
-            Action::RevokeKey {
+        Some(perform(
+            Effect::RevokeKey {
                 agent_id: agent_id.to_owned(),
                 key_id: stray.id.clone(),
             },
@@ -1090,17 +1090,17 @@ impl<'a> Cx<'a> {
         {
             spare.insert(key.id.clone());
         }
-        if let Some((_, key)) = &self.o.progress.minted {
+        if let Some((_, key)) = &self.observed.progress.minted {
             spare.insert(key.id.clone());
         }
-        self.o
+        self.observed
             .remote
             .keys
             .get(agent_id)
             .into_iter()
             .flat_map(|keys| keys.values())
             .filter(|k| k.status != KeyStatus::Revoked)
-            .filter(|k| !self.o.remote.gone_keys.contains(&k.id))
+            .filter(|k| !self.observed.remote.gone_keys.contains(&k.id))
             .filter(|k| !spare.contains(&k.id))
             .collect()
     }
@@ -1109,7 +1109,7 @@ impl<'a> Cx<'a> {
         let Some(agent_id) = self.agent_id.as_deref() else {
             return false;
         };
-        self.o.remote.listed.contains(agent_id) && self.strays(agent_id).is_empty()
+        self.observed.remote.listed.contains(agent_id) && self.strays(agent_id).is_empty()
     }
 
     /// Whether a retiring key is known to be deprecated (or further along).
@@ -1128,7 +1128,7 @@ impl<'a> Cx<'a> {
     /// is recent enough to decide (a later use can only postpone the revocation, so until
     /// `last use + grace` nothing needs reading).
     fn usage(&self, agent_id: &str, key_id: &str) -> Option<Option<jiff::Timestamp>> {
-        if self.o.remote.listed.contains(agent_id) {
+        if self.observed.remote.listed.contains(agent_id) {
             return Some(self.key_view(agent_id, key_id).and_then(|k| k.last_used_at));
         }
         let grace = self.spec()?.grace;
@@ -1137,14 +1137,14 @@ impl<'a> Cx<'a> {
             .iter()
             .find(|k| k.id == key_id)
             .and_then(|k| k.last_used_at)
-            .filter(|used| self.o.now < schedule::add(*used, grace))
+            .filter(|used| self.observed.now < schedule::add(*used, grace))
             .map(Some)
     }
 
     fn retirement(&self, agent_id: &str, key: &RetiringKey) -> Option<Retirement> {
         let spec = self.spec()?;
         Some(schedule::retirement(
-            self.o.now,
+            self.observed.now,
             key.since,
             key.immediate,
             spec.grace,
@@ -1169,7 +1169,7 @@ impl<'a> Cx<'a> {
         }
         let desired = self.desired_status(&Verdict::Ok);
         // Never loop: only when the write would make status record it.
-        records(&desired).then(|| act(Action::WriteStatus(Box::new(desired)), vec![]))
+        records(&desired).then(|| perform(Effect::WriteStatus(Box::new(desired)), vec![]))
     }
 
     /// Step 10: deprecate, revoke, forget.
@@ -1197,8 +1197,8 @@ impl<'a> Cx<'a> {
                         RevokeWhy::Unused => "unused for a whole grace period",
                         RevokeWhy::MaxGrace => "maximum grace period reached",
                     };
-                    return Some(act(
-                        Action::RevokeKey {
+                    return Some(perform(
+                        Effect::RevokeKey {
                             agent_id: agent_id.to_owned(),
                             key_id: key.id.clone(),
                         },
@@ -1209,8 +1209,8 @@ impl<'a> Cx<'a> {
                     ));
                 }
                 Retirement::NeedUsage => {
-                    return Some(act(
-                        Action::FetchKeys {
+                    return Some(perform(
+                        Effect::FetchKeys {
                             agent_id: agent_id.to_owned(),
                         },
                         vec![],
@@ -1218,8 +1218,8 @@ impl<'a> Cx<'a> {
                 }
                 Retirement::Wait { .. } => {
                     if !self.deprecated(agent_id, key) {
-                        return Some(act(
-                            Action::DeprecateKey {
+                        return Some(perform(
+                            Effect::DeprecateKey {
                                 agent_id: agent_id.to_owned(),
                                 key_id: key.id.clone(),
                             },
@@ -1234,8 +1234,8 @@ impl<'a> Cx<'a> {
         }
         let mut record = self.current_record(agent_id)?;
         record.retiring.retain(|k| !forget.contains(&k.id));
-        Some(act(
-            Action::WriteSecret(Box::new(SecretWrite {
+        Some(perform(
+            Effect::WriteSecret(Box::new(SecretWrite {
                 desired: self.desired_secret(agent_id, record),
                 key: KeyWrite::Keep,
                 precondition: self.precondition(),
@@ -1250,14 +1250,14 @@ impl<'a> Cx<'a> {
     /// Step 11: write status if it changed, else stop with the right requeue.
     fn finish(&self, verdict: Verdict<'_>) -> Step {
         let desired = self.desired_status(&verdict);
-        let unchanged = self.o.resource.status.as_ref() == Some(&desired);
+        let unchanged = self.observed.resource.status.as_ref() == Some(&desired);
         // Whatever the verdict (an invalid spec is decided before the failure is looked at), a
         // failed status write is not retried within the reconcile.
         let failure = match &verdict {
             Verdict::Failed(f) => Some(*f),
-            _ => self.o.failure.as_ref(),
+            _ => self.observed.failure.as_ref(),
         };
-        let status_failed = failure.is_some_and(|f| f.action == "WriteStatus");
+        let status_failed = failure.is_some_and(|f| f.effect == "WriteStatus");
         if !unchanged && !status_failed {
             let mut events = Vec::new();
             if let Verdict::Blocked(
@@ -1268,17 +1268,17 @@ impl<'a> Cx<'a> {
             {
                 events.push(Event::warning(blocker.reason(), message.clone()));
             }
-            return act(Action::WriteStatus(Box::new(desired)), events);
+            return perform(Effect::WriteStatus(Box::new(desired)), events);
         }
         let requeue = match (&verdict, failure) {
-            (_, Some(f)) => f.class.requeue(&self.o.settings),
+            (_, Some(f)) => f.class.requeue(&self.observed.settings),
             (Verdict::Blocked(Blocker::InvalidSpec | Blocker::AgentRevokedExternally, _), None) => {
                 Requeue::OnChange
             }
-            (Verdict::Blocked(_, _), None) => Requeue::After(self.o.settings.resync_interval),
+            (Verdict::Blocked(_, _), None) => Requeue::After(self.observed.settings.resync_interval),
             (_, None) => Requeue::After(self.requeue_after()),
         };
-        Step::Done(Done {
+        Step::Settle(Settled {
             requeue,
             failure: failure.cloned(),
             remote_checked: self
@@ -1291,8 +1291,8 @@ impl<'a> Cx<'a> {
     /// The earliest of: the resync interval, the next scheduled rotation, the next retirement
     /// decision. At least one second, so a deadline that has just passed cannot spin.
     fn requeue_after(&self) -> SignedDuration {
-        let now = self.o.now;
-        let mut at = schedule::add(now, self.o.settings.resync_interval);
+        let now = self.observed.now;
+        let mut at = schedule::add(now, self.observed.settings.resync_interval);
         if self.retiring().is_empty()
             && !self.spec().is_some_and(|s| s.suspend)
             && let Some(next) = self.next_rotation()
@@ -1304,10 +1304,10 @@ impl<'a> Cx<'a> {
             // earlier than now (a reconcile between two reads, or the spread first read after a
             // start) — unless this reconcile read the agent (or registered it): then the last
             // read is now.
-            if let Some(last) = self.o.last_remote_check
+            if let Some(last) = self.observed.last_remote_check
                 && self.remote_agent(agent_id).is_none()
             {
-                at = at.min(schedule::add(last, self.o.settings.resync_interval));
+                at = at.min(schedule::add(last, self.observed.settings.resync_interval));
             }
             for key in self.retiring() {
                 if let Some(Retirement::Wait { until, .. }) = self.retirement(agent_id, &key) {
@@ -1368,9 +1368,9 @@ impl<'a> Cx<'a> {
         {
             s.handled.reregister = self.annotation(REREGISTER_ANNOTATION).map(str::to_owned);
         }
-        if let Some((_, key)) = &self.o.progress.minted
+        if let Some((_, key)) = &self.observed.progress.minted
             && self.working_key().is_some_and(|k| k.id == key.id)
-            && self.o.progress.registration.is_none()
+            && self.observed.progress.registration.is_none()
         {
             s.last_rotation_time = Some(key.created_at);
         }
@@ -1432,7 +1432,7 @@ impl<'a> Cx<'a> {
     ) -> Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
         let prev = &self.status.conditions;
         let generation = self.generation();
-        let now = self.o.now;
+        let now = self.observed.now;
         let working = self.working_key();
         let gone = self
             .agent_id
@@ -1552,7 +1552,7 @@ impl<'a> Cx<'a> {
                 }) => grace.push(format!(
                     "key {} retiring since {}: revoked after {until} once unused for {}, at the \
                      latest at {revoke_by}",
-                    key.prefix, key.since, self.o.resource.spec.rotation.grace_period
+                    key.prefix, key.since, self.observed.resource.spec.rotation.grace_period
                 )),
                 Some(Retirement::Wait {
                     why: WaitWhy::OldKeyUsed { last_used },
@@ -1560,7 +1560,7 @@ impl<'a> Cx<'a> {
                 }) => used.push(format!(
                     "key {} was last used at {last_used}; revoked once unused for {}, at the latest \
                      at {revoke_by}",
-                    key.prefix, self.o.resource.spec.rotation.grace_period
+                    key.prefix, self.observed.resource.spec.rotation.grace_period
                 )),
                 Some(Retirement::NeedUsage) => unknown_usage = true,
                 _ => revoking.push(format!("key {}", key.prefix)),
@@ -1620,8 +1620,8 @@ fn key_record(key: &MintedKey) -> KeyRecord {
     }
 }
 
-fn act(action: Action, events: Vec<Event>) -> Step {
-    Step::Act { action, events }
+fn perform(effect: Effect, events: Vec<Event>) -> Step {
+    Step::Perform { effect, events }
 }
 
 /// The part of status that is a projection of the Secret.
@@ -1651,10 +1651,18 @@ fn projection(s: &LatticeAgentStatus) -> Projection<'_> {
 // ----- deletion ------------------------------------------------------------------------------------
 
 /// Step 1: cleanup behind the finalizer. Never validates the spec.
-fn cleanup(o: &Observed, uid: &str) -> Step {
-    let annotations = o.resource.metadata.annotations.as_ref();
-    let status = o.resource.status.clone().unwrap_or_default();
-    let secret = o
+fn cleanup(observed: &Observed, uid: &str) -> Step {
+    if !has_finalizer(&observed.resource) {
+        // Released already (or never ours): nothing to clean up.
+        return Step::Settle(Settled {
+            requeue: Requeue::OnChange,
+            failure: None,
+            remote_checked: false,
+        });
+    }
+    let annotations = observed.resource.metadata.annotations.as_ref();
+    let status = observed.resource.status.clone().unwrap_or_default();
+    let secret = observed
         .secret
         .present()
         .filter(|s| s.ownership == Ownership::Ours);
@@ -1672,8 +1680,8 @@ fn cleanup(o: &Observed, uid: &str) -> Step {
         .and_then(|a| a.get(SKIP_REVOKE_ANNOTATION))
         .is_some_and(|v| v == "true")
     {
-        return Step::Release {
-            events: vec![Event::warning(
+        return release(
+            observed, vec![Event::warning(
                 "RevocationSkipped",
                 format!(
                     "{SKIP_REVOKE_ANNOTATION}: deletion finished without revoking agent(s) [{}]; \
@@ -1681,17 +1689,17 @@ fn cleanup(o: &Observed, uid: &str) -> Step {
                     known.join(", ")
                 ),
             )],
-        };
+            );
     }
 
-    if let Some(failure) = &o.failure {
-        return cleanup_failed(o, &status, failure);
+    if let Some(failure) = &observed.failure {
+        return cleanup_failed(observed, &status, failure);
     }
 
-    if o.resource.spec.deletion_policy == DeletionPolicy::Retain {
+    if observed.resource.spec.deletion_policy == DeletionPolicy::Retain {
         if let Some(s) = secret {
-            return act(
-                Action::ReleaseSecret {
+            return perform(
+                Effect::ReleaseSecret {
                     name: s.name.clone(),
                     resource_version: s.resource_version.clone(),
                     owner_references: released_owner_references(s, uid),
@@ -1699,23 +1707,23 @@ fn cleanup(o: &Observed, uid: &str) -> Step {
                 vec![],
             );
         }
-        return Step::Release {
-            events: vec![Event::normal(
+        return release(
+            observed, vec![Event::normal(
                 "AgentRetained",
                 format!(
                     "deletionPolicy Retain: agent(s) [{}] and Secret {} are kept",
                     known.join(", "),
-                    effective_secret_name(&o.resource)
+                    effective_secret_name(&observed.resource)
                 ),
             )],
-        };
+            );
     }
 
-    let agent_name = effective_agent_name(&o.resource);
-    if o.progress.found.is_none() && validate::check_agent_name(&agent_name).is_ok() {
-        return act(Action::FindAgents { name: agent_name }, vec![]);
+    let agent_name = effective_agent_name(&observed.resource);
+    if observed.progress.found.is_none() && validate::check_agent_name(&agent_name).is_ok() {
+        return perform(Effect::FindAgents { name: agent_name }, vec![]);
     }
-    let found: Vec<String> = o
+    let found: Vec<String> = observed
         .progress
         .found
         .iter()
@@ -1735,15 +1743,15 @@ fn cleanup(o: &Observed, uid: &str) -> Step {
     record_id.iter().for_each(|id| push(id, false));
 
     for (id, trusted) in candidates {
-        match o.remote.agents.get(&id) {
+        match observed.remote.agents.get(&id) {
             Some(remote) if remote.is_gone() => continue,
             Some(RemoteAgent::Found(view)) if !trusted && !view.belongs_to(uid) => continue,
             None if !trusted => {
-                return act(Action::FetchAgent { agent_id: id }, vec![]);
+                return perform(Effect::FetchAgent { agent_id: id }, vec![]);
             }
             _ => {
-                return act(
-                    Action::RevokeAgent {
+                return perform(
+                    Effect::RevokeAgent {
                         agent_id: id.clone(),
                     },
                     vec![Event::normal(
@@ -1754,13 +1762,13 @@ fn cleanup(o: &Observed, uid: &str) -> Step {
             }
         }
     }
-    Step::Release { events: vec![] }
+    release(observed, vec![])
 }
 
 /// Cleanup could not finish: say why in status (once), keep the finalizer, retry with backoff.
-fn cleanup_failed(o: &Observed, status: &LatticeAgentStatus, failure: &Failure) -> Step {
-    let now = o.now;
-    let generation = o.resource.metadata.generation;
+fn cleanup_failed(observed: &Observed, status: &LatticeAgentStatus, failure: &Failure) -> Step {
+    let now = observed.now;
+    let generation = observed.resource.metadata.generation;
     let mut desired = status.clone();
     let message = format!(
         "cannot revoke the agent: {} ({}); the finalizer stays until it succeeds — set \
@@ -1799,12 +1807,34 @@ fn cleanup_failed(o: &Observed, status: &LatticeAgentStatus, failure: &Failure) 
         ),
     );
     desired.conditions = conditions;
-    if o.resource.status.as_ref() != Some(&desired) && failure.action != "WriteStatus" {
-        return act(Action::WriteStatus(Box::new(desired)), vec![]);
+    if observed.resource.status.as_ref() != Some(&desired) && failure.effect != "WriteStatus" {
+        return perform(Effect::WriteStatus(Box::new(desired)), vec![]);
     }
-    Step::Done(Done {
-        requeue: failure.class.requeue(&o.settings),
+    Step::Settle(Settled {
+        requeue: failure.class.requeue(&observed.settings),
         failure: Some(failure.clone()),
+        remote_checked: false,
+    })
+}
+
+/// Whether the resource still carries the operator's finalizer.
+fn has_finalizer(resource: &LatticeAgent) -> bool {
+    resource
+        .metadata
+        .finalizers
+        .iter()
+        .flatten()
+        .any(|f| f == FINALIZER)
+}
+
+/// Cleanup is complete: the finalizer goes (with `events`, emitted once it is gone).
+fn release(observed: &Observed, events: Vec<Event>) -> Step {
+    if has_finalizer(&observed.resource) {
+        return perform(Effect::RemoveFinalizer, events);
+    }
+    Step::Settle(Settled {
+        requeue: Requeue::OnChange,
+        failure: None,
         remote_checked: false,
     })
 }

@@ -1,8 +1,8 @@
 //! The pure planner (design §3): `next_step(&Observed) -> Step`.
 //!
-//! A reconcile is a loop run by the executor: plan → perform the one [`Action`] → fold its result
+//! A reconcile is a loop run by the executor: plan → perform the one [`Effect`] → fold its result
 //! into the [`Observed`] with [`Observed::record`] → plan again, until the plan says
-//! [`Step::Done`] (or [`Step::Release`] during deletion). Every decision is a function of the
+//! [`Step::Settle`] (a deletion settles once [`Effect::RemoveFinalizer`] is done). Every decision is a function of the
 //! resource, the Secret view, what is known of the remote agent and its keys, what this reconcile
 //! already did, the last error and `now` — no I/O, no clock, no randomness — so each row of the
 //! design's decision order and crash table is a unit test on a fixture.
@@ -28,7 +28,7 @@ use crate::crd::LatticeAgentStatus;
 use crate::secret::DesiredSecret;
 
 pub use decide::{idempotency_key, next_step, older_claimant};
-pub use observed::{Failure, Observed, Outcome, Progress, Remote, RemoteAgent, Settings};
+pub use observed::{Failure, Observed, Outcome, Progress, RemoteFacts, RemoteAgent, Settings};
 pub use status::{
     READY, ROTATING, SYNCED, condition, condition_reason, conditions_equal_ignoring_time,
 };
@@ -162,7 +162,7 @@ pub struct RegisterRequest {
 
 /// One step of work for the executor.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Action {
+pub enum Effect {
     /// `POST /api/agents/register` with `Idempotency-Key`.
     Register {
         /// The body.
@@ -244,26 +244,29 @@ pub enum Action {
     },
     /// Replace the status (precondition: the resource's `resourceVersion`).
     WriteStatus(Box<LatticeAgentStatus>),
+    /// Remove the operator's finalizer: deletion cleanup is complete and the resource may go.
+    RemoveFinalizer,
 }
 
-impl Action {
+impl Effect {
     /// A stable name for logs and metrics.
     pub fn kind(&self) -> &'static str {
         match self {
-            Action::Register { .. } => "Register",
-            Action::FindAgents { .. } => "FindAgents",
-            Action::FetchAgent { .. } => "FetchAgent",
-            Action::FetchKeys { .. } => "FetchKeys",
-            Action::UpdateAgent { .. } => "UpdateAgent",
-            Action::HaltAgent { .. } => "HaltAgent",
-            Action::ResumeAgent { .. } => "ResumeAgent",
-            Action::RevokeAgent { .. } => "RevokeAgent",
-            Action::MintKey { .. } => "MintKey",
-            Action::DeprecateKey { .. } => "DeprecateKey",
-            Action::RevokeKey { .. } => "RevokeKey",
-            Action::WriteSecret(_) => "WriteSecret",
-            Action::ReleaseSecret { .. } => "ReleaseSecret",
-            Action::WriteStatus(_) => "WriteStatus",
+            Effect::Register { .. } => "Register",
+            Effect::FindAgents { .. } => "FindAgents",
+            Effect::FetchAgent { .. } => "FetchAgent",
+            Effect::FetchKeys { .. } => "FetchKeys",
+            Effect::UpdateAgent { .. } => "UpdateAgent",
+            Effect::HaltAgent { .. } => "HaltAgent",
+            Effect::ResumeAgent { .. } => "ResumeAgent",
+            Effect::RevokeAgent { .. } => "RevokeAgent",
+            Effect::MintKey { .. } => "MintKey",
+            Effect::DeprecateKey { .. } => "DeprecateKey",
+            Effect::RevokeKey { .. } => "RevokeKey",
+            Effect::WriteSecret(_) => "WriteSecret",
+            Effect::ReleaseSecret { .. } => "ReleaseSecret",
+            Effect::WriteStatus(_) => "WriteStatus",
+            Effect::RemoveFinalizer => "RemoveFinalizer",
         }
     }
 
@@ -271,7 +274,10 @@ impl Action {
     pub fn is_remote(&self) -> bool {
         !matches!(
             self,
-            Action::WriteSecret(_) | Action::ReleaseSecret { .. } | Action::WriteStatus(_)
+            Effect::WriteSecret(_)
+                | Effect::ReleaseSecret { .. }
+                | Effect::WriteStatus(_)
+                | Effect::RemoveFinalizer
         )
     }
 }
@@ -383,16 +389,16 @@ pub enum Requeue {
     OnChange,
 }
 
-/// The end of a reconcile.
+/// The end of a reconcile's work: the planner has nothing more to do now.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Done {
+pub struct Settled {
     /// When to come back.
     pub requeue: Requeue,
-    /// The failure that ended the reconcile (the executor emits a `ReconcileError` Warning event
-    /// and counts it); `None` for success and for states that wait for a human.
+    /// The failure that ended the reconcile (reported as a `ReconcileError` Warning event and
+    /// counted); `None` for success and for states that wait for a human.
     pub failure: Option<Failure>,
     /// Whether the agent was read from (or written to) AgentLattice in this reconcile: the
-    /// executor remembers `now` as the last remote check, which makes the next drift read due one
+    /// process remembers `now` as the last remote check, which makes the next drift read due one
     /// resync interval later (design §6).
     pub remote_checked: bool,
 }
@@ -400,20 +406,15 @@ pub struct Done {
 /// What the executor does next.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Step {
-    /// Perform the action; on success emit the events and record the outcome.
-    Act {
-        /// The action.
-        action: Action,
+    /// Perform the effect; on success emit the events and record the outcome.
+    Perform {
+        /// The effect.
+        effect: Effect,
         /// Events to emit once it succeeded.
         events: Vec<Event>,
     },
-    /// Stop.
-    Done(Done),
-    /// Deletion cleanup is complete: emit the events and let the finalizer go.
-    Release {
-        /// Events to emit.
-        events: Vec<Event>,
-    },
+    /// Stop: nothing more to do in this reconcile.
+    Settle(Settled),
 }
 
 /// A class of failure, as the error policy sees it (design §5). The executor maps its client and

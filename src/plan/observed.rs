@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::{SignedDuration, Timestamp};
 
-use super::{Action, AgentView, ErrorClass, KeyStatus, KeyView, MintedKey, RegisterOutcome};
+use super::{Effect, AgentView, ErrorClass, KeyStatus, KeyView, MintedKey, RegisterOutcome};
 use crate::crd::LatticeAgent;
 use crate::secret::SecretView;
 
@@ -46,7 +46,7 @@ pub struct Observed {
     /// An older `LatticeAgent` naming the same Secret (see [`super::older_claimant`]).
     pub older_claimant: Option<String>,
     /// What is known of AgentLattice in this reconcile (nothing at the start).
-    pub remote: Remote,
+    pub remote: RemoteFacts,
     /// What this reconcile already did.
     pub progress: Progress,
     /// The failure that ended this reconcile's work, if any.
@@ -70,7 +70,7 @@ impl Observed {
             resource,
             secret,
             older_claimant: None,
-            remote: Remote::default(),
+            remote: RemoteFacts::default(),
             progress: Progress::default(),
             failure: None,
             last_remote_check: None,
@@ -101,7 +101,7 @@ impl RemoteAgent {
 
 /// AgentLattice knowledge gathered in this reconcile.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Remote {
+pub struct RemoteFacts {
     /// Agents by id.
     pub agents: BTreeMap<String, RemoteAgent>,
     /// Keys by agent id, then key id (from lists and from single-key responses).
@@ -127,11 +127,11 @@ pub struct Progress {
     pub secret_written: bool,
 }
 
-/// A failed action.
+/// A failed effect.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Failure {
-    /// [`Action::kind`] of the action that failed.
-    pub action: &'static str,
+    /// [`Effect::kind`] of the effect that failed.
+    pub effect: &'static str,
     /// Its class.
     pub class: ErrorClass,
     /// A short, secret-free message.
@@ -155,24 +155,24 @@ pub enum Outcome {
     Minted(MintedKey),
     /// `WriteSecret`, `ReleaseSecret`: the Secret as the API server returned it.
     Secret(SecretView),
-    /// `WriteStatus`: the resource as the API server returned it.
-    Status(Box<LatticeAgent>),
+    /// `WriteStatus`, `RemoveFinalizer`: the resource as the API server returned it.
+    Resource(Box<LatticeAgent>),
 }
 
 impl Observed {
     /// Folds the result of `action` into what is known. Errors that are knowledge (a 404 or
     /// `agent_revoked` for an agent, a 404 or `key_revoked` for a key) become knowledge; any other
     /// error is recorded as [`Observed::failure`], which ends the reconcile's work.
-    pub fn record(&mut self, action: &Action, result: Result<Outcome, Failure>) {
+    pub fn record(&mut self, action: &Effect, result: Result<Outcome, Failure>) {
         match result {
             Ok(outcome) => self.record_success(action, outcome),
             Err(failure) => self.record_failure(action, failure),
         }
     }
 
-    fn record_success(&mut self, action: &Action, outcome: Outcome) {
+    fn record_success(&mut self, action: &Effect, outcome: Outcome) {
         match (action, outcome) {
-            (Action::Register { .. }, Outcome::Registered(registration)) => {
+            (Effect::Register { .. }, Outcome::Registered(registration)) => {
                 if let RegisterOutcome::Created { agent, key } = &registration {
                     self.remember_key(
                         &agent.id,
@@ -192,7 +192,7 @@ impl Observed {
                 }
                 self.progress.registration = Some(registration);
             }
-            (Action::FindAgents { .. }, Outcome::Found(agents)) => {
+            (Effect::FindAgents { .. }, Outcome::Found(agents)) => {
                 for agent in &agents {
                     self.remote
                         .agents
@@ -202,18 +202,18 @@ impl Observed {
                 self.progress.found = Some(agents);
             }
             (
-                Action::FetchAgent { .. }
-                | Action::UpdateAgent { .. }
-                | Action::HaltAgent { .. }
-                | Action::ResumeAgent { .. }
-                | Action::RevokeAgent { .. },
+                Effect::FetchAgent { .. }
+                | Effect::UpdateAgent { .. }
+                | Effect::HaltAgent { .. }
+                | Effect::ResumeAgent { .. }
+                | Effect::RevokeAgent { .. },
                 Outcome::Agent(agent),
             ) => {
                 self.remote
                     .agents
                     .insert(agent.id.clone(), RemoteAgent::Found(agent));
             }
-            (Action::FetchKeys { agent_id }, Outcome::Keys(keys)) => {
+            (Effect::FetchKeys { agent_id }, Outcome::Keys(keys)) => {
                 self.remote.keys.insert(
                     agent_id.clone(),
                     keys.into_iter().map(|k| (k.id.clone(), k)).collect(),
@@ -221,10 +221,10 @@ impl Observed {
                 self.remote.listed.insert(agent_id.clone());
             }
             (
-                Action::DeprecateKey { agent_id, .. } | Action::RevokeKey { agent_id, .. },
+                Effect::DeprecateKey { agent_id, .. } | Effect::RevokeKey { agent_id, .. },
                 Outcome::Key(key),
             ) => self.remember_key(agent_id, key),
-            (Action::MintKey { agent_id, .. }, Outcome::Minted(key)) => {
+            (Effect::MintKey { agent_id, .. }, Outcome::Minted(key)) => {
                 self.remember_key(
                     agent_id,
                     KeyView {
@@ -239,19 +239,20 @@ impl Observed {
                 );
                 self.progress.minted = Some((agent_id.clone(), key));
             }
-            (Action::WriteSecret(write), Outcome::Secret(view)) => {
+            (Effect::WriteSecret(write), Outcome::Secret(view)) => {
                 self.note_intent(write.desired.record.mint_started_at);
                 self.secret = view;
                 self.progress.secret_written = true;
             }
-            (Action::ReleaseSecret { .. }, Outcome::Secret(view)) => self.secret = view,
-            (Action::WriteStatus(written), Outcome::Status(resource)) => {
+            (Effect::ReleaseSecret { .. }, Outcome::Secret(view)) => self.secret = view,
+            (Effect::WriteStatus(written), Outcome::Resource(resource)) => {
                 self.note_intent(written.mint_started_at);
                 self.resource = *resource;
             }
+            (Effect::RemoveFinalizer, Outcome::Resource(resource)) => self.resource = *resource,
             (action, _) => {
                 self.failure = Some(Failure {
-                    action: action.kind(),
+                    effect: action.kind(),
                     class: ErrorClass::Transient,
                     message: format!("internal error: unexpected outcome for {}", action.kind()),
                 });
@@ -259,21 +260,21 @@ impl Observed {
         }
     }
 
-    fn record_failure(&mut self, action: &Action, failure: Failure) {
+    fn record_failure(&mut self, action: &Effect, failure: Failure) {
         let agent_id = match action {
-            Action::FetchAgent { agent_id }
-            | Action::FetchKeys { agent_id }
-            | Action::UpdateAgent { agent_id, .. }
-            | Action::HaltAgent { agent_id }
-            | Action::ResumeAgent { agent_id }
-            | Action::RevokeAgent { agent_id }
-            | Action::MintKey { agent_id, .. }
-            | Action::DeprecateKey { agent_id, .. }
-            | Action::RevokeKey { agent_id, .. } => Some(agent_id),
+            Effect::FetchAgent { agent_id }
+            | Effect::FetchKeys { agent_id }
+            | Effect::UpdateAgent { agent_id, .. }
+            | Effect::HaltAgent { agent_id }
+            | Effect::ResumeAgent { agent_id }
+            | Effect::RevokeAgent { agent_id }
+            | Effect::MintKey { agent_id, .. }
+            | Effect::DeprecateKey { agent_id, .. }
+            | Effect::RevokeKey { agent_id, .. } => Some(agent_id),
             _ => None,
         };
         let key_id = match action {
-            Action::DeprecateKey { key_id, .. } | Action::RevokeKey { key_id, .. } => Some(key_id),
+            Effect::DeprecateKey { key_id, .. } | Effect::RevokeKey { key_id, .. } => Some(key_id),
             _ => None,
         };
         match (&failure.class, agent_id, key_id) {

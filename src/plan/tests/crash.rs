@@ -55,7 +55,7 @@ fn crash_everywhere(name: &str, prepare: impl Fn() -> World) {
         .actions
         .iter()
         .filter(|a| a.is_remote())
-        .map(Action::kind)
+        .map(Effect::kind)
         .collect();
     for kind in remote {
         let mut w = prepare();
@@ -64,7 +64,7 @@ fn crash_everywhere(name: &str, prepare: impl Fn() -> World) {
         recover(&mut w, &format!("{name}: lost response of {kind}"));
     }
     // Every action failing (before commit) at its first occurrence ends the reconcile early.
-    let mut kinds: Vec<&'static str> = clean.actions.iter().map(Action::kind).collect();
+    let mut kinds: Vec<&'static str> = clean.actions.iter().map(Effect::kind).collect();
     kinds.dedup();
     for kind in kinds {
         let mut w = prepare();
@@ -163,7 +163,7 @@ fn crash_anywhere_during_deletion() {
     let mut w = prepare();
     w.faults.push(Fault::LoseResponse("RevokeAgent"));
     let run = w.run();
-    assert!(matches!(run.end, End::Done(_)), "the finalizer stays");
+    assert!(matches!(run.end, End::Settled(_)), "the finalizer stays");
     let run = w.run();
     assert_eq!(run.end, End::Released);
     assert!(w.al.live_agents_of(UID).is_empty());
@@ -174,8 +174,7 @@ fn crash_anywhere_during_deletion() {
 #[test]
 fn row_finalizer_added_before_register_registers_with_the_same_idempotency_key() {
     let w = World::default();
-    let Step::Act {
-        action: Action::Register {
+    let Step::Perform { effect: Effect::Register {
             idempotency_key: key,
             ..
         },
@@ -209,7 +208,7 @@ fn row_register_committed_response_lost_replays_and_revokes_the_original_key() {
     );
     assert_eq!(
         run.actions[5],
-        Action::RevokeKey {
+        Effect::RevokeKey {
             agent_id: agent.clone(),
             key_id: original
         },
@@ -259,7 +258,7 @@ fn row_mint_committed_response_lost_sweeps_the_stray_key_then_redoes_the_rotatio
     );
     assert_eq!(
         run.actions[4],
-        Action::RevokeKey {
+        Effect::RevokeKey {
             agent_id: agent.clone(),
             key_id: stray
         }

@@ -7,10 +7,10 @@ use crate::plan::validate::{ValidSpec, validate};
 use crate::plan::*;
 use crate::secret;
 
-fn action(step: &Step) -> &Action {
+fn action(step: &Step) -> &Effect {
     match step {
-        Step::Act { action, .. } => action,
-        other => panic!("expected an action, got {other:?}"),
+        Step::Perform { effect, .. } => effect,
+        other => panic!("expected an effect, got {other:?}"),
     }
 }
 
@@ -102,7 +102,7 @@ fn deleting_revokes_the_agent_from_status_and_the_secret_goes_with_the_owner() {
     assert_eq!(run.kinds(), ["FindAgents", "RevokeAgent"]);
     assert_eq!(
         run.actions[1],
-        Action::RevokeAgent {
+        Effect::RevokeAgent {
             agent_id: agent.clone()
         }
     );
@@ -200,7 +200,7 @@ trait RunExt {
 
 impl RunExt for Run {
     fn done_is_none(&self) -> bool {
-        !matches!(self.end, End::Done(_))
+        !matches!(self.end, End::Settled(_))
     }
 }
 
@@ -536,7 +536,7 @@ fn adopt_takes_over_an_unowned_secret() {
     assert_eq!(run.kinds(), ["Register", "WriteSecret", "WriteStatus"]);
     assert!(matches!(
         &run.actions[1],
-        Action::WriteSecret(write) if matches!(write.precondition, Precondition::Update { .. })
+        Effect::WriteSecret(write) if matches!(write.precondition, Precondition::Update { .. })
     ));
     w.check_invariant().expect("invariant");
     let refs = w
@@ -620,7 +620,7 @@ fn registration_costs_one_remote_call_and_two_object_writes() {
     assert_eq!(run.kinds(), ["Register", "WriteSecret", "WriteStatus"]);
     assert_eq!(run.remote_calls(), 1);
     assert_eq!(run.event_reasons(), ["Registered"]);
-    let Action::Register {
+    let Effect::Register {
         request,
         idempotency_key: key,
     } = &run.actions[0]
@@ -643,7 +643,7 @@ fn registration_costs_one_remote_call_and_two_object_writes() {
         ]
         .into()
     );
-    let Action::WriteSecret(write) = &run.actions[1] else {
+    let Effect::WriteSecret(write) = &run.actions[1] else {
         panic!("secret expected");
     };
     assert_eq!(write.precondition, Precondition::Create);
@@ -690,7 +690,7 @@ fn registration_costs_one_remote_call_and_two_object_writes() {
 fn registration_metadata_carries_the_cluster_name_when_configured() {
     let mut w = World::default();
     w.settings.cluster_name = Some("prod-eu".into());
-    let Action::Register { request, .. } = action(&w.first_step()).clone() else {
+    let Effect::Register { request, .. } = action(&w.first_step()).clone() else {
         panic!("register expected");
     };
     assert_eq!(
@@ -745,7 +745,7 @@ fn a_replayed_registration_takes_the_lost_key_path_and_revokes_the_undelivered_k
     );
     assert_eq!(
         run.actions[5],
-        Action::RevokeKey {
+        Effect::RevokeKey {
             agent_id: w.status().agent_id.expect("agent"),
             key_id: original_key
         }
@@ -936,7 +936,7 @@ fn the_reregister_annotation_registers_a_new_agent_into_the_same_secret() {
     w.annotate(REREGISTER_ANNOTATION, "again");
     let run = w.run();
     assert_eq!(run.kinds(), ["Register", "WriteSecret", "WriteStatus"]);
-    let Action::Register {
+    let Effect::Register {
         idempotency_key: key,
         ..
     } = &run.actions[0]
@@ -946,7 +946,7 @@ fn the_reregister_annotation_registers_a_new_agent_into_the_same_secret() {
     assert_eq!(key, &idempotency_key(UID, Some("again")));
     assert!(matches!(
         &run.actions[1],
-        Action::WriteSecret(write) if matches!(write.precondition, Precondition::Update { .. })
+        Effect::WriteSecret(write) if matches!(write.precondition, Precondition::Update { .. })
     ));
     w.check_invariant().expect("invariant");
     let new = w.status().agent_id.expect("new agent");
@@ -969,7 +969,7 @@ fn capability_and_description_drift_updates_the_agent() {
     assert_eq!(run.kinds(), ["FetchAgent", "UpdateAgent", "WriteStatus"]);
     assert_eq!(
         run.actions[1],
-        Action::UpdateAgent {
+        Effect::UpdateAgent {
             agent_id: agent.clone(),
             capabilities: Some(vec!["deploy.prod".into()]),
             description: Some(None),
@@ -1088,7 +1088,7 @@ fn wrong_non_key_fields_are_patched_without_a_new_key() {
     }
     let run = w.run();
     assert_eq!(run.kinds(), ["WriteSecret"]);
-    let Action::WriteSecret(write) = &run.actions[0] else {
+    let Effect::WriteSecret(write) = &run.actions[0] else {
         panic!("secret expected");
     };
     assert_eq!(write.key, KeyWrite::Keep);
@@ -1137,7 +1137,7 @@ fn a_leftover_mint_intent_sweeps_undelivered_keys() {
     assert_eq!(run.kinds(), ["FetchKeys", "RevokeKey", "WriteStatus"]);
     assert_eq!(
         run.actions[1],
-        Action::RevokeKey {
+        Effect::RevokeKey {
             agent_id: agent.clone(),
             key_id: stray.id.clone()
         }
@@ -1301,8 +1301,8 @@ fn a_resource_without_uid_is_refused() {
     let mut r = resource();
     r.metadata.uid = None;
     let o = Observed::new(t0(), settings(), r, crate::secret::SecretView::Absent);
-    let Step::Done(done) = next_step(&o) else {
-        panic!("done expected");
+    let Step::Settle(done) = next_step(&o) else {
+        panic!("settled expected");
     };
     assert!(done.failure.is_some());
 }
@@ -1323,23 +1323,22 @@ fn a_minted_key_that_cannot_be_delivered_is_revoked_at_once() {
     let mut events = Vec::new();
     for _ in 0..32 {
         match next_step(&o) {
-            Step::Act { action, events: e } => {
-                if let Action::WriteSecret(write) = &action
+            Step::Perform { effect, events: e } => {
+                if let Effect::WriteSecret(write) = &effect
                     && write.precondition == Precondition::Create
                 {
                     kinds.push("AlreadyExists");
                     o.secret = secret::SecretView::observe(&secret::cache_form(kept.clone()), UID);
                     continue;
                 }
-                let result = w.perform(&action, &mut held);
-                kinds.push(action.kind());
+                let result = w.perform(&effect, &mut held);
+                kinds.push(effect.kind());
                 if result.is_ok() {
                     events.extend(e.into_iter().map(|e| e.reason));
                 }
-                o.record(&action, result);
+                o.record(&effect, result);
             }
-            Step::Done(_) => break,
-            Step::Release { .. } => panic!("not deleting"),
+            Step::Settle(_) => break,
         }
     }
     assert_eq!(

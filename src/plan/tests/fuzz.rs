@@ -120,12 +120,12 @@ fn history(seed: u64) -> Vec<String> {
                 let run = w.run();
                 if trace {
                     for a in &run.actions {
-                        if let Action::RevokeKey { key_id, .. }
-                        | Action::DeprecateKey { key_id, .. } = a
+                        if let Effect::RevokeKey { key_id, .. }
+                        | Effect::DeprecateKey { key_id, .. } = a
                         {
                             eprintln!("   {} {key_id}", a.kind());
                         }
-                        if let Action::WriteSecret(ws) = a {
+                        if let Effect::WriteSecret(ws) = a {
                             eprintln!(
                                 "   WriteSecret {:?} key {:?} retiring {:?} intent {:?}",
                                 ws.purpose,

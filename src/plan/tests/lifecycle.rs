@@ -30,13 +30,13 @@ fn rotated() -> (World, String, String) {
     assert_eq!(run.event_reasons(), ["KeyRotated"]);
     // The intent went on the Secret's record (it survives a lost status) and was lifted by the
     // write that delivered the new key.
-    let Action::WriteSecret(intent) = &run.actions[1] else {
+    let Effect::WriteSecret(intent) = &run.actions[1] else {
         panic!("intent expected");
     };
     assert_eq!(intent.purpose, WritePurpose::Intent);
     assert_eq!(intent.key, KeyWrite::Keep);
     assert!(intent.desired.record.mint_started_at.is_some());
-    let Action::WriteSecret(delivery) = &run.actions[3] else {
+    let Effect::WriteSecret(delivery) = &run.actions[3] else {
         panic!("delivery expected");
     };
     assert_eq!(delivery.desired.record.mint_started_at, None);

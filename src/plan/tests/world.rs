@@ -11,8 +11,8 @@ use sha2::{Digest, Sha256};
 
 use crate::crd::{LatticeAgent, LatticeAgentStatus};
 use crate::plan::{
-    Action, AgentStatus, AgentView, Done, ErrorClass, Event, Failure, KeyStatus, KeyView, KeyWrite,
-    MintedKey, Observed, Outcome, Precondition, RegisterOutcome, Settings, Step, next_step,
+    AgentStatus, AgentView, Effect, ErrorClass, Event, Failure, KeyStatus, KeyView, KeyWrite,
+    MintedKey, Observed, Outcome, Precondition, RegisterOutcome, Settings, Settled, Step, next_step,
 };
 use crate::secret::{self, SecretView, cache_form, key_digest};
 
@@ -56,6 +56,7 @@ metadata:
   generation: 1
   resourceVersion: "1"
   creationTimestamp: "2026-11-01T00:00:00Z"
+  finalizers: [agentlattice.io/cleanup]
 spec:
   description: Deploys the payments service
   capabilities: [rollback.staging, deploy.staging]
@@ -195,7 +196,7 @@ pub enum Fault {
 /// How a reconcile ended.
 #[derive(Clone, Debug, PartialEq)]
 pub enum End {
-    Done(Done),
+    Settled(Settled),
     Released,
     /// The process died after the last action committed (its response was never folded).
     Crashed,
@@ -204,20 +205,20 @@ pub enum End {
 /// One reconcile's trace.
 #[derive(Clone, Debug)]
 pub struct Run {
-    pub actions: Vec<Action>,
+    pub actions: Vec<Effect>,
     pub events: Vec<Event>,
     pub end: End,
 }
 
 impl Run {
     pub fn kinds(&self) -> Vec<&'static str> {
-        self.actions.iter().map(Action::kind).collect()
+        self.actions.iter().map(Effect::kind).collect()
     }
 
-    pub fn done(&self) -> &Done {
+    pub fn done(&self) -> &Settled {
         match &self.end {
-            End::Done(d) => d,
-            other => panic!("expected Done, got {other:?}"),
+            End::Settled(d) => d,
+            other => panic!("expected Settled, got {other:?}"),
         }
     }
 
@@ -273,7 +274,7 @@ impl World {
     pub fn registered() -> World {
         let mut w = World::default();
         let run = w.run();
-        assert!(matches!(run.end, End::Done(_)), "{run:?}");
+        assert!(matches!(run.end, End::Settled(_)), "{run:?}");
         w
     }
 
@@ -395,9 +396,20 @@ impl World {
         };
         for _ in 0..32 {
             match next_step(&o) {
-                Step::Act { action, events } => {
-                    let result = self.perform(&action, &mut held);
-                    run.actions.push(action.clone());
+                Step::Perform {
+                    effect: Effect::RemoveFinalizer,
+                    events,
+                } => {
+                    // The end of a deletion: the world models it as the resource going (not
+                    // counted among the reconcile's effects).
+                    run.events.extend(events);
+                    self.release();
+                    run.end = End::Released;
+                    return run;
+                }
+                Step::Perform { effect, events } => {
+                    let result = self.perform(&effect, &mut held);
+                    run.actions.push(effect.clone());
                     if crash_after == Some(run.actions.len()) {
                         run.end = End::Crashed;
                         return run;
@@ -405,19 +417,13 @@ impl World {
                     if result.is_ok() {
                         run.events.extend(events);
                     }
-                    o.record(&action, result);
+                    o.record(&effect, result);
                 }
-                Step::Done(done) => {
-                    if done.remote_checked {
+                Step::Settle(settled) => {
+                    if settled.remote_checked {
                         self.last_remote_check = Some(self.now);
                     }
-                    run.end = End::Done(done);
-                    return run;
-                }
-                Step::Release { events } => {
-                    run.events.extend(events);
-                    self.release();
-                    run.end = End::Released;
+                    run.end = End::Settled(settled);
                     return run;
                 }
             }
@@ -456,14 +462,14 @@ impl World {
 
     pub fn perform(
         &mut self,
-        action: &Action,
+        action: &Effect,
         held: &mut BTreeMap<String, String>,
     ) -> Result<Outcome, Failure> {
         let kind = action.kind();
         let fault = self.take_fault(kind);
         if let Some(Fault::Fail(_, class)) = &fault {
             return Err(Failure {
-                action: kind,
+                effect: kind,
                 class: class.clone(),
                 message: format!("injected {}", class.category()),
             });
@@ -471,7 +477,7 @@ impl World {
         let result = self.commit(action, held);
         if let Some(Fault::LoseResponse(_)) = fault {
             return Err(Failure {
-                action: kind,
+                effect: kind,
                 class: ErrorClass::Unavailable { retry_after: None },
                 message: "response lost".into(),
             });
@@ -481,7 +487,7 @@ impl World {
 
     fn fail(kind: &'static str, class: ErrorClass) -> Result<Outcome, Failure> {
         Err(Failure {
-            action: kind,
+            effect: kind,
             message: class.category().to_owned(),
             class,
         })
@@ -489,7 +495,7 @@ impl World {
 
     fn commit(
         &mut self,
-        action: &Action,
+        action: &Effect,
         held: &mut BTreeMap<String, String>,
     ) -> Result<Outcome, Failure> {
         let now = self.now;
@@ -497,13 +503,13 @@ impl World {
         if action.is_remote()
             && !matches!(
                 action,
-                Action::FindAgents { .. } | Action::FetchAgent { .. } | Action::FetchKeys { .. }
+                Effect::FindAgents { .. } | Effect::FetchAgent { .. } | Effect::FetchKeys { .. }
             )
         {
             self.al.calls.push(kind);
         }
         match action {
-            Action::Register {
+            Effect::Register {
                 request,
                 idempotency_key,
             } => {
@@ -565,7 +571,7 @@ impl World {
                     },
                 }))
             }
-            Action::FindAgents { name } => Ok(Outcome::Found(
+            Effect::FindAgents { name } => Ok(Outcome::Found(
                 self.al
                     .agents
                     .values()
@@ -573,17 +579,17 @@ impl World {
                     .map(|a| a.view.clone())
                     .collect(),
             )),
-            Action::FetchAgent { agent_id } => match self.al.agents.get(agent_id) {
+            Effect::FetchAgent { agent_id } => match self.al.agents.get(agent_id) {
                 Some(a) => Ok(Outcome::Agent(a.view.clone())),
                 None => Self::fail(kind, ErrorClass::AgentNotFound),
             },
-            Action::FetchKeys { agent_id } => match self.al.agents.get(agent_id) {
+            Effect::FetchKeys { agent_id } => match self.al.agents.get(agent_id) {
                 Some(a) => Ok(Outcome::Keys(
                     a.keys.iter().map(|(k, _)| k.clone()).collect(),
                 )),
                 None => Self::fail(kind, ErrorClass::AgentNotFound),
             },
-            Action::UpdateAgent {
+            Effect::UpdateAgent {
                 agent_id,
                 capabilities,
                 description,
@@ -602,28 +608,28 @@ impl World {
                 }
                 Ok(Outcome::Agent(a.view.clone()))
             }
-            Action::HaltAgent { agent_id } | Action::ResumeAgent { agent_id } => {
+            Effect::HaltAgent { agent_id } | Effect::ResumeAgent { agent_id } => {
                 let Some(a) = self.al.agents.get_mut(agent_id) else {
                     return Self::fail(kind, ErrorClass::AgentNotFound);
                 };
                 if a.view.status == AgentStatus::Revoked {
                     return Self::fail(kind, ErrorClass::AgentRevoked);
                 }
-                a.view.status = if matches!(action, Action::HaltAgent { .. }) {
+                a.view.status = if matches!(action, Effect::HaltAgent { .. }) {
                     AgentStatus::Halted
                 } else {
                     AgentStatus::Active
                 };
                 Ok(Outcome::Agent(a.view.clone()))
             }
-            Action::RevokeAgent { agent_id } => {
+            Effect::RevokeAgent { agent_id } => {
                 if !self.al.agents.contains_key(agent_id) {
                     return Self::fail(kind, ErrorClass::AgentNotFound);
                 }
                 self.al.revoke_agent(agent_id, now);
                 Ok(Outcome::Agent(self.al.agent(agent_id).view.clone()))
             }
-            Action::MintKey { agent_id, .. } => {
+            Effect::MintKey { agent_id, .. } => {
                 let Some(a) = self.al.agents.get(agent_id) else {
                     return Self::fail(kind, ErrorClass::AgentNotFound);
                 };
@@ -654,8 +660,8 @@ impl World {
                     sha256: key_digest(plain.as_bytes()),
                 }))
             }
-            Action::DeprecateKey { agent_id, key_id } | Action::RevokeKey { agent_id, key_id } => {
-                let revoke = matches!(action, Action::RevokeKey { .. });
+            Effect::DeprecateKey { agent_id, key_id } | Effect::RevokeKey { agent_id, key_id } => {
+                let revoke = matches!(action, Effect::RevokeKey { .. });
                 let Some(a) = self.al.agents.get_mut(agent_id) else {
                     return Self::fail(kind, ErrorClass::AgentNotFound);
                 };
@@ -687,7 +693,7 @@ impl World {
                 }
                 Ok(Outcome::Key(k.clone()))
             }
-            Action::WriteSecret(write) => {
+            Effect::WriteSecret(write) => {
                 let key = match &write.key {
                     KeyWrite::Fresh { key_id } => match held.get(key_id) {
                         Some(k) => Some(k.clone()),
@@ -733,7 +739,7 @@ impl World {
                 }
                 Ok(Outcome::Secret(self.secret_view()))
             }
-            Action::ReleaseSecret {
+            Effect::ReleaseSecret {
                 resource_version,
                 owner_references,
                 ..
@@ -749,7 +755,15 @@ impl World {
                 s.metadata.resource_version = Some(self.rv.to_string());
                 Ok(Outcome::Secret(self.secret_view()))
             }
-            Action::WriteStatus(status) => {
+            Effect::RemoveFinalizer => {
+                self.res_mut()
+                    .metadata
+                    .finalizers
+                    .get_or_insert_default()
+                    .retain(|f| f != crate::crd::FINALIZER);
+                Ok(Outcome::Resource(Box::new(self.res().clone())))
+            }
+            Effect::WriteStatus(status) => {
                 // Round-trip through JSON like the API server (metav1.Time keeps whole seconds).
                 let json = serde_json::to_value(status.as_ref()).expect("status serialises");
                 let stored: LatticeAgentStatus =
@@ -759,7 +773,7 @@ impl World {
                 let res = self.res_mut();
                 res.status = Some(stored);
                 res.metadata.resource_version = Some(rv);
-                Ok(Outcome::Status(Box::new(self.res().clone())))
+                Ok(Outcome::Resource(Box::new(self.res().clone())))
             }
         }
     }
@@ -816,7 +830,7 @@ impl World {
         let mut runs = Vec::new();
         for _ in 0..n {
             let run = self.run();
-            let quiet = run.kube_writes() == 0 && matches!(run.end, End::Done(_));
+            let quiet = run.kube_writes() == 0 && matches!(run.end, End::Settled(_));
             runs.push(run);
             if quiet || self.resource.is_none() {
                 break;
