@@ -171,7 +171,8 @@ impl Cluster for KubeCluster {
                 {"op": "test", "path": path, "value": FINALIZER},
                 {"op": "remove", "path": path},
             ]);
-            let patch: json_patch::Patch = serde_json::from_value(patch).map_err(kube::Error::SerdeError)?;
+            let patch: json_patch::Patch =
+                serde_json::from_value(patch).map_err(kube::Error::SerdeError)?;
             api.patch(
                 &resource.name_any(),
                 &PatchParams::default(),

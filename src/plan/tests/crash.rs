@@ -174,7 +174,8 @@ fn crash_anywhere_during_deletion() {
 #[test]
 fn row_finalizer_added_before_register_registers_with_the_same_idempotency_key() {
     let w = World::default();
-    let Step::Perform { effect: Effect::Register {
+    let Step::Perform {
+        effect: Effect::Register {
             idempotency_key: key,
             ..
         },

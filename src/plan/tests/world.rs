@@ -12,7 +12,8 @@ use sha2::{Digest, Sha256};
 use crate::crd::{LatticeAgent, LatticeAgentStatus};
 use crate::plan::{
     AgentStatus, AgentView, Effect, ErrorClass, Event, Failure, KeyStatus, KeyView, KeyWrite,
-    MintedKey, Observed, Outcome, Precondition, RegisterOutcome, Settings, Settled, Step, next_step,
+    MintedKey, Observed, Outcome, Precondition, RegisterOutcome, Settings, Settled, Step,
+    next_step,
 };
 use crate::secret::{self, SecretView, cache_form, key_digest};
 

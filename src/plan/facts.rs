@@ -1,10 +1,12 @@
-//! What the planner knows: [`Observed`], and how the executor folds an action's result into it.
+//! What the planner knows: [`Observed`] — the resource, its Secret, what AgentLattice said in this
+//! reconcile ([`RemoteFacts`]) and what the reconcile already did ([`Progress`]) — and how the
+//! executor folds an effect's result into it ([`Observed::record`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::{SignedDuration, Timestamp};
 
-use super::{Effect, AgentView, ErrorClass, KeyStatus, KeyView, MintedKey, RegisterOutcome};
+use super::{Effect, ErrorClass, META_UID};
 use crate::crd::LatticeAgent;
 use crate::secret::SecretView;
 
@@ -323,4 +325,109 @@ impl Observed {
             .or_default()
             .insert(key.id.clone(), key);
     }
+}
+
+/// The planner's view of an AgentLattice agent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentView {
+    /// Agent id.
+    pub id: String,
+    /// Agent name.
+    pub name: String,
+    /// Lifecycle status.
+    pub status: AgentStatus,
+    /// Capabilities (a set; compared sorted).
+    pub capabilities: Vec<String>,
+    /// Description (`null` on the wire is `None`).
+    pub description: Option<String>,
+    /// Metadata.
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl AgentView {
+    /// Whether the agent's metadata links it to the resource with this uid.
+    pub fn belongs_to(&self, uid: &str) -> bool {
+        self.metadata.get(META_UID).map(String::as_str) == Some(uid)
+    }
+}
+
+/// An agent's lifecycle status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AgentStatus {
+    /// Working.
+    Active,
+    /// Halted: its keys authenticate but cannot act.
+    Halted,
+    /// Revoked: terminal.
+    Revoked,
+}
+
+/// The planner's view of an agent key (never the key).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyView {
+    /// Key id.
+    pub id: String,
+    /// Public prefix.
+    pub prefix: String,
+    /// Lifecycle status.
+    pub status: KeyStatus,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Deprecation time.
+    pub deprecated_at: Option<Timestamp>,
+    /// Revocation time.
+    pub revoked_at: Option<Timestamp>,
+    /// Last authenticated use.
+    pub last_used_at: Option<Timestamp>,
+}
+
+/// A key's lifecycle status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyStatus {
+    /// Usable.
+    Active,
+    /// Usable, flagged as deprecated.
+    Deprecated,
+    /// Unusable: terminal.
+    Revoked,
+}
+
+/// A key freshly issued by AgentLattice (by registration or mint). The executor holds the
+/// plaintext; the planner only its description.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MintedKey {
+    /// Key id.
+    pub id: String,
+    /// Public prefix.
+    pub prefix: String,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// [`crate::secret::key_digest`] of the key, computed by the executor on receipt (a digest is
+    /// not key material; it lets the record describe the key the Secret is about to hold).
+    pub sha256: String,
+}
+
+/// The result of `Register`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RegisterOutcome {
+    /// 201: a new agent; the executor holds the key.
+    Created {
+        /// The agent as returned.
+        agent: AgentView,
+        /// Its first key.
+        key: MintedKey,
+    },
+    /// 200 replay: the agent of an earlier attempt; its key is gone (`api_key: null`).
+    Replayed {
+        /// Agent id.
+        agent_id: String,
+        /// Id of the key minted by the original registration (never delivered).
+        key_id: String,
+    },
+    /// 409 `agent_name_exists`.
+    NameTaken,
+    /// 422 `idempotency_key_body_mismatch`.
+    IdempotencyMismatch,
+    /// 409 `idempotency_key_agent_revoked`.
+    AgentRevoked,
 }
