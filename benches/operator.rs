@@ -34,7 +34,7 @@ use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use kube_sim::KubeSim;
-use lattice_operator::controller::install_crd;
+use lattice_operator::cluster::install_crd;
 use lattice_operator::crd::LatticeAgent;
 
 // kube-sim and the emulator run in this process, on the operator's two cores: with glibc's

@@ -21,9 +21,9 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use crate::controller::Readiness;
 use crate::error::Result;
 use crate::metrics::Metrics;
+use crate::operator::Readiness;
 
 /// Where a replica is in its life, for `/readyz`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -20,7 +20,21 @@ use kube::runtime::watcher;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-type Objects = HashMap<Box<str>, Box<[u8]>>;
+/// An object's JSON, with a hash of its resourceVersion (8 bytes instead of a string: the memory
+/// asks whether a written version is cached without decoding the object).
+struct Cached {
+    version: u64,
+    json: Box<[u8]>,
+}
+
+type Objects = HashMap<Box<str>, Cached>;
+
+fn version_hash(rv: &str) -> u64 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut h = DefaultHasher::new();
+    rv.hash(&mut h);
+    h.finish()
+}
 
 #[derive(Default)]
 struct State {
@@ -114,10 +128,19 @@ impl<K: Resource + Serialize + DeserializeOwned> CompactStore<K> {
         }
     }
 
+    /// Whether the cache holds version `rv` of `namespace/name`.
+    pub fn holds_version(&self, namespace: &str, name: &str, rv: &str) -> bool {
+        self.state.read().is_ok_and(|s| {
+            s.objects
+                .get(&key(namespace, name))
+                .is_some_and(|c| c.version == version_hash(rv))
+        })
+    }
+
     /// The object `namespace/name`, decoded.
     pub fn get(&self, namespace: &str, name: &str) -> Option<K> {
         let state = self.state.read().ok()?;
-        let bytes = state.objects.get(&key(namespace, name))?;
+        let bytes = &state.objects.get(&key(namespace, name))?.json;
         match serde_json::from_slice(bytes) {
             Ok(obj) => Some(obj),
             Err(e) => {
@@ -129,7 +152,7 @@ impl<K: Resource + Serialize + DeserializeOwned> CompactStore<K> {
     }
 }
 
-fn encode<K: Resource + Serialize>(obj: &K) -> Option<(Box<str>, Box<[u8]>)> {
+fn encode<K: Resource + Serialize>(obj: &K) -> Option<(Box<str>, Cached)> {
     let meta = obj.meta();
     let name = meta.name.as_deref()?;
     let bytes = match serde_json::to_vec(obj) {
@@ -141,7 +164,10 @@ fn encode<K: Resource + Serialize>(obj: &K) -> Option<(Box<str>, Box<[u8]>)> {
     };
     Some((
         key(meta.namespace.as_deref().unwrap_or_default(), name),
-        bytes.into_boxed_slice(),
+        Cached {
+            version: version_hash(meta.resource_version.as_deref().unwrap_or_default()),
+            json: bytes.into_boxed_slice(),
+        },
     ))
 }
 
@@ -180,6 +206,9 @@ mod tests {
         assert_eq!(reader.get("ns", "t"), None);
         store.apply(&watcher::Event::Apply(secret("ns", "s", "3")));
         assert_eq!(rv(reader.get("ns", "s")), Some("3".into()));
+        assert!(reader.holds_version("ns", "s", "3"));
+        assert!(!reader.holds_version("ns", "s", "1"));
+        assert!(!reader.holds_version("ns", "t", "3"));
         store.apply(&watcher::Event::Delete(secret("ns", "s", "4")));
         assert_eq!(reader.get("ns", "s"), None);
         assert_eq!(reader.len(), 1);
@@ -195,6 +224,7 @@ mod tests {
         // Until the re-list is complete, the cache is the old one.
         assert_eq!(rv(store.get("ns", "gone")), Some("1".into()));
         assert_eq!(rv(store.get("ns", "kept")), Some("2".into()));
+        assert!(!store.holds_version("ns", "kept", "5"));
         store.apply(&watcher::Event::InitApply(secret("ns", "new", "6")));
         store.apply(&watcher::Event::InitDone);
         assert_eq!(store.get("ns", "gone"), None);

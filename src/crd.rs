@@ -21,6 +21,11 @@ use serde::{Deserialize, Serialize};
 pub const GROUP: &str = "agentlattice.io";
 /// The finalizer that keeps a `LatticeAgent` until its agent is revoked (or retained).
 pub const FINALIZER: &str = "agentlattice.io/cleanup";
+
+/// Whether the object described by `meta` carries the operator's [`FINALIZER`].
+pub fn has_finalizer(meta: &kube::core::ObjectMeta) -> bool {
+    meta.finalizers.iter().flatten().any(|f| f == FINALIZER)
+}
 /// Any change to a new non-empty value asks for one rotation with the normal grace period.
 pub const ROTATE_ANNOTATION: &str = "agentlattice.io/rotate";
 /// Any change to a new non-empty value rotates and revokes the previous key(s) at once.

@@ -42,10 +42,11 @@ use kube_sim::KubeSim;
 use tokio::task::JoinHandle;
 
 use crate::admin::{self, Admin};
+use crate::cluster::{CRD_NAME, install_crd};
 use crate::config::{Args, Command, DevArgs, RunArgs};
-use crate::controller::{CRD_NAME, Readiness, install_crd};
 use crate::crd::LatticeAgent;
 use crate::error::{Error, Result};
+use crate::operator::Readiness;
 use crate::redact::redact;
 use crate::run::{Shutdown, shutdown_signal};
 use crate::secret::{

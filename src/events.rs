@@ -22,40 +22,39 @@ use k8s_openapi::api::events::v1::{Event, EventSeries};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 
+use crate::plan::{Event as PlannedEvent, EventType};
+use crate::redact::redact;
+
 /// How long a repeat counts as part of the same series (as kube-runtime and client-go).
 pub const SERIES_WINDOW: SignedDuration = SignedDuration::from_mins(6);
 /// The most series remembered at once.
 pub const MAX_SERIES: usize = 1024;
 
-/// `Normal` or `Warning`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum EventType {
-    /// Something happened as it should.
-    Normal,
-    /// Something went wrong or needs attention.
-    Warning,
-}
+/// The longest note published (the API server refuses notes over 1 KiB).
+const MAX_NOTE: usize = 1000;
 
-impl EventType {
-    fn as_str(self) -> &'static str {
-        match self {
-            EventType::Normal => "Normal",
-            EventType::Warning => "Warning",
-        }
+fn type_name(type_: EventType) -> &'static str {
+    match type_ {
+        EventType::Normal => "Normal",
+        EventType::Warning => "Warning",
     }
 }
 
-/// One event to publish.
-#[derive(Clone, Debug)]
-pub struct NewEvent<'a> {
-    /// `Normal` or `Warning`.
-    pub type_: EventType,
-    /// CamelCase reason, e.g. `Registered`.
-    pub reason: &'a str,
-    /// What the controller was doing, e.g. `Reconcile`.
-    pub action: &'a str,
-    /// The human-readable note (already redacted and truncated).
-    pub note: &'a str,
+/// `note` as published: redacted (no key can leave through an event) and cut to [`MAX_NOTE`].
+fn published_note(note: &str) -> String {
+    truncate(&redact(note), MAX_NOTE)
+}
+
+/// `s` cut to at most `max` bytes on a character boundary, with an ellipsis when cut.
+pub fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut cut = max;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}…", &s[..cut])
 }
 
 /// A series: the event that started it and how often it happened.
@@ -116,17 +115,17 @@ impl std::fmt::Debug for Publisher {
     }
 }
 
-fn key_of(regarding: &ObjectReference, ev: &NewEvent<'_>) -> u64 {
+fn key_of(regarding: &ObjectReference, ev: &PlannedEvent, action: &str, note: &str) -> u64 {
     let mut h = DefaultHasher::new();
     (
         &regarding.namespace,
         &regarding.name,
         &regarding.uid,
         &regarding.kind,
-        ev.type_,
+        type_name(ev.type_),
         ev.reason,
-        ev.action,
-        ev.note,
+        action,
+        note,
     )
         .hash(&mut h);
     h.finish()
@@ -144,15 +143,18 @@ impl Publisher {
         }
     }
 
-    /// Publishes `ev` about `regarding`: a new event, or one more in the series of the same event
-    /// published within [`SERIES_WINDOW`].
+    /// Publishes `ev` (what the controller was doing: `action`, e.g. `Reconcile`) about
+    /// `regarding`: a new event, or one more in the series of the same event published within
+    /// [`SERIES_WINDOW`]. The note is redacted and truncated here.
     pub async fn publish(
         &self,
-        ev: &NewEvent<'_>,
         regarding: &ObjectReference,
+        ev: &PlannedEvent,
+        action: &str,
     ) -> Result<(), kube::Error> {
         let now = Timestamp::now();
-        let key = key_of(regarding, ev);
+        let note = published_note(&ev.note);
+        let key = key_of(regarding, ev, action, &note);
         let live = self
             .cache
             .lock()
@@ -201,10 +203,10 @@ impl Publisher {
                 namespace: Some(namespace.clone()),
                 ..Default::default()
             },
-            action: Some(ev.action.to_owned()),
+            action: Some(action.to_owned()),
             reason: Some(ev.reason.to_owned()),
-            note: Some(ev.note.to_owned()),
-            type_: Some(ev.type_.as_str().to_owned()),
+            note: Some(note),
+            type_: Some(type_name(ev.type_).to_owned()),
             event_time: Some(MicroTime(now)),
             regarding: Some(regarding.clone()),
             reporting_controller: Some(self.controller.clone()),
@@ -282,18 +284,30 @@ mod tests {
             uid: Some("u".into()),
             ..Default::default()
         };
-        let ev = |note| NewEvent {
+        let ev = PlannedEvent {
             type_: EventType::Warning,
             reason: "ReconcileError",
-            action: "Reconcile",
-            note,
+            note: String::new(),
         };
-        assert_eq!(key_of(&r, &ev("x")), key_of(&r, &ev("x")));
-        assert_ne!(key_of(&r, &ev("x")), key_of(&r, &ev("y")));
+        let key = |r: &ObjectReference, note| key_of(r, &ev, "Reconcile", note);
+        assert_eq!(key(&r, "x"), key(&r, "x"));
+        assert_ne!(key(&r, "x"), key(&r, "y"));
         let other = ObjectReference {
             uid: Some("v".into()),
             ..r.clone()
         };
-        assert_ne!(key_of(&r, &ev("x")), key_of(&other, &ev("x")));
+        assert_ne!(key(&r, "x"), key(&other, "x"));
+    }
+
+    #[test]
+    fn notes_are_redacted_and_bounded() {
+        let note = published_note(&format!(
+            "key al_agent_{} {}",
+            "A".repeat(40),
+            "é".repeat(900)
+        ));
+        assert!(!note.contains("al_agent_A"), "{note}");
+        assert!(note.len() <= MAX_NOTE + "…".len());
+        assert!(note.ends_with('…'));
     }
 }

@@ -1,4 +1,4 @@
-//! AgentLattice, as the executor sees it: the [`Remote`] trait (so the executor can be tested with
+//! AgentLattice, as the executor sees it: the [`Backend`] trait (so the executor can be tested with
 //! a fake), its implementation on [`agentlattice::ProvisionerClient`] ([`AgentLattice`]), and the
 //! [`ServiceKeyProvider`] that reads the provisioner service key from its Secret when needed and
 //! notices when that Secret changes.
@@ -40,7 +40,7 @@ pub struct RemoteError {
     pub message: String,
 }
 
-/// Result of a [`Remote`] call.
+/// Result of a [`Backend`] call.
 pub type RemoteResult<T> = Result<T, RemoteError>;
 
 /// A registration's answer: what the planner records, and the key when there is one.
@@ -67,7 +67,7 @@ pub struct Minted {
 }
 
 /// The AgentLattice provisioning API, in the planner's terms.
-pub trait Remote: Send + Sync {
+pub trait Backend: Send + Sync {
     /// `POST /api/agents/register` with `Idempotency-Key`. 409 `agent_name_exists`, 422
     /// `idempotency_key_body_mismatch` and 409 `idempotency_key_agent_revoked` are answers, not
     /// errors.
@@ -444,7 +444,7 @@ fn resource_version(meta: &PartialObjectMeta<Secret>) -> Option<String> {
 
 // ----- the real thing ---------------------------------------------------------------------------
 
-/// [`Remote`] on the typed client, with the service key from a [`ServiceKeyProvider`].
+/// [`Backend`] on the typed client, with the service key from a [`ServiceKeyProvider`].
 #[derive(Debug, Clone)]
 pub struct AgentLattice {
     provider: Arc<ServiceKeyProvider>,
@@ -478,7 +478,7 @@ impl AgentLattice {
     }
 }
 
-impl Remote for AgentLattice {
+impl Backend for AgentLattice {
     fn register<'a>(
         &'a self,
         request: &'a RegisterRequest,

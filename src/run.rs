@@ -29,10 +29,11 @@ use futures::future::BoxFuture;
 use tokio::sync::{oneshot, watch};
 
 use crate::admin::{self, Admin, Phase, PhaseKind};
+use crate::cluster::check_crd;
 use crate::config::RunArgs;
-use crate::controller::{self, Operator, OperatorConfig};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
+use crate::operator::{Operator, OperatorConfig};
 use crate::remote::{self, AgentLattice, ServiceKeyProvider, ServiceKeySource};
 use lease::{LeaderElector, LeaseTiming};
 
@@ -208,7 +209,7 @@ impl Replica {
 async fn wait_for_crd(client: &kube::Client, poll: Duration, shutdown: &Shutdown) -> bool {
     let mut last: Option<String> = None;
     loop {
-        match controller::check_crd(client).await {
+        match check_crd(client).await {
             Ok(()) => {
                 if last.is_some() {
                     tracing::info!("the CRD is installed");

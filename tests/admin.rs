@@ -12,7 +12,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
 use kube_sim::KubeSim;
 use lattice_operator::admin::PhaseKind;
-use lattice_operator::controller::install_crd;
+use lattice_operator::cluster::install_crd;
 use lattice_operator::crd::ROTATE_ANNOTATION;
 use replica::{http_get, parse_metrics};
 use support::{SERVICE_KEY_SECRET, World, wait_until};

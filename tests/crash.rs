@@ -20,9 +20,9 @@ use agentlattice::RegisterAgent;
 use agentlattice_emulator::{FaultConfig, KeyStatus, RouteFaults};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::DeleteParams;
-use lattice_operator::context::FailPoints;
 use lattice_operator::crd::LatticeAgent;
 use lattice_operator::crd::{COMPROMISED_ANNOTATION, ROTATE_ANNOTATION};
+use lattice_operator::reconcile::FailPoints;
 use lattice_operator::secret::{
     KEY_ID_ANNOTATION, MINT_STARTED_AT_ANNOTATION, RETIRING_KEYS_ANNOTATION,
 };

@@ -34,7 +34,7 @@ async fn register_finalizer_first_secret_then_status() {
     // finalizer patch, and the emulator must have seen nothing.
     let checked = Arc::new(Mutex::new(None::<Result<(), String>>));
     let (sim, emu, seen) = (Arc::clone(&w.sim), Arc::clone(&w.emu), Arc::clone(&checked));
-    let failpoints: lattice_operator::context::FailPoints = Arc::new(move |point: &str| {
+    let failpoints: lattice_operator::reconcile::FailPoints = Arc::new(move |point: &str| {
         if point == "before:Register" {
             let log = sim.audit_log();
             let finalizer_patched = log.iter().any(|r| {
@@ -244,7 +244,7 @@ async fn status_is_recovered_from_the_secret_after_a_lost_status_write() {
     w.stop_operator().await;
     let fired = Arc::new(Mutex::new(false));
     let flag = Arc::clone(&fired);
-    let failpoints: lattice_operator::context::FailPoints = Arc::new(move |point: &str| {
+    let failpoints: lattice_operator::reconcile::FailPoints = Arc::new(move |point: &str| {
         let mut fired = flag.lock().unwrap();
         let fire = point == "before:WriteStatus" && !*fired;
         *fired |= fire;

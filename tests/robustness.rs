@@ -13,7 +13,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, CustomResourceValidation, JSONSchemaProps,
 };
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
-use lattice_operator::controller::{CRD_NAME, install_crd};
+use lattice_operator::cluster::{CRD_NAME, install_crd};
 use lattice_operator::crd::LatticeAgent;
 use support::*;
 
@@ -401,7 +401,7 @@ async fn unavailable_with_retry_after_is_honoured_across_workers() {
 async fn server_errors_back_off_per_object_without_a_hot_loop() {
     let mut w = World::start("backoff").await;
     w.start_operator(Options {
-        backoff: lattice_operator::context::BackoffPolicy {
+        backoff: lattice_operator::reconcile::BackoffPolicy {
             base: Duration::from_millis(200),
             max: Duration::from_secs(2),
         },
@@ -797,7 +797,7 @@ async fn one_failing_object_backs_off_alone_and_leaves_no_orphan_key() {
     let other = "per-object-failing";
     w.create_namespace(other).await;
     w.start_operator(Options {
-        backoff: lattice_operator::context::BackoffPolicy {
+        backoff: lattice_operator::reconcile::BackoffPolicy {
             base: Duration::from_millis(200),
             max: Duration::from_secs(2),
         },
@@ -880,7 +880,7 @@ async fn one_failing_object_backs_off_alone_and_leaves_no_orphan_key() {
 async fn a_long_failure_to_write_the_secret_does_not_exhaust_the_key_limit() {
     let mut w = World::start("key-limit").await;
     w.start_operator(Options {
-        backoff: lattice_operator::context::BackoffPolicy {
+        backoff: lattice_operator::reconcile::BackoffPolicy {
             base: Duration::from_millis(100),
             max: Duration::from_millis(300),
         },

@@ -330,9 +330,9 @@ async fn no_key_material_in_logs_events_status_or_metrics() {
 
     // The capture is real: library TRACE lines, the operator's own lines about these keys.
     assert!(logs.lines().filter(|l| l.contains(" TRACE ")).count() > 100);
-    assert!(logs.contains("lattice_operator::executor"));
+    assert!(logs.contains("lattice_operator::reconcile::execute"));
     assert!(
-        logs.contains("\"target\":\"lattice_operator::executor\""),
+        logs.contains("\"target\":\"lattice_operator::reconcile::execute\""),
         "JSON lines too"
     );
     assert!(logs.contains("minted key"));

@@ -6,12 +6,14 @@
 //! - [`rotate`] — steps 7–10: minting (restore, rotate, compromise, schedule), the orphan sweep,
 //!   Secret repair, and retiring old keys (deprecate, revoke, forget);
 //! - [`status`] — step 11: the desired status, its conditions, and when to reconcile again;
-//! - [`cleanup`] — step 1: deletion behind the finalizer.
+//! - [`cleanup`] — step 1: deletion behind the finalizer;
+//! - [`malformed`] — an object the Rust type rejects: reported, never registered.
 //!
 //! Steps 2–4 and 6 (invalid spec, Secret conflict, status recovery, drift) are short and stay
 //! here, next to the order that calls them ([`Planner::reconcile`]).
 
 mod cleanup;
+mod malformed;
 mod register;
 mod rotate;
 mod status;
@@ -82,6 +84,9 @@ pub fn next_step(observed: &Observed) -> Step {
             remote_checked: false,
         });
     };
+    if let Some(problem) = &observed.malformed {
+        return malformed::malformed(observed, problem);
+    }
     if observed.resource.metadata.deletion_timestamp.is_some() {
         return cleanup(observed, uid);
     }

@@ -53,9 +53,12 @@ pub struct Observed {
     pub progress: Progress,
     /// The failure that ended this reconcile's work, if any.
     pub failure: Option<Failure>,
-    /// When this process last read (or registered) the agent; kept by the executor between
+    /// When this process last read (or registered) the agent; kept by the process between
     /// reconciles, `None` after a restart.
     pub last_remote_check: Option<Timestamp>,
+    /// The object does not match the LatticeAgent type: what is wrong (without its values). Its
+    /// `resource` then has the stored metadata and status and a default spec no decision reads.
+    pub malformed: Option<String>,
 }
 
 impl Observed {
@@ -76,6 +79,7 @@ impl Observed {
             progress: Progress::default(),
             failure: None,
             last_remote_check: None,
+            malformed: None,
         }
     }
 }

@@ -38,7 +38,7 @@ pub struct KeyRecord {
     pub prefix: String,
     /// Creation time at AgentLattice.
     pub created_at: Timestamp,
-    /// [`key_digest`] of the key.
+    /// [`key_digest`](super::key_digest) of the key.
     pub sha256: String,
 }
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
 use super::{
     AGENT_ID_FIELD, API_KEY_FIELD, BASE_URL_FIELD, DIGEST_MARK, DecodedRecord, SecretRecord,
@@ -119,6 +119,52 @@ impl SecretView {
             SecretView::Absent => None,
             SecretView::Present(s) => Some(s),
         }
+    }
+}
+
+impl ObservedSecret {
+    /// This Secret (in `namespace`) in cache form, rebuilt from what the view keeps: every field
+    /// [`fingerprint`] reads, so that both give the same fingerprint.
+    fn to_cache_form(&self, namespace: &str) -> Secret {
+        let non_empty = |m: &BTreeMap<String, String>| (!m.is_empty()).then(|| m.clone());
+        let mut data = BTreeMap::new();
+        if let Some(digest) = &self.key_digest {
+            let marked = format!("{DIGEST_MARK}{digest}").into_bytes();
+            data.insert(API_KEY_FIELD.to_owned(), ByteString(marked));
+        }
+        for (field, value) in [
+            (AGENT_ID_FIELD, &self.agent_id),
+            (BASE_URL_FIELD, &self.base_url),
+        ] {
+            if let Some(v) = value {
+                data.insert(field.to_owned(), ByteString(v.clone().into_bytes()));
+            }
+        }
+        Secret {
+            metadata: ObjectMeta {
+                namespace: Some(namespace.to_owned()),
+                name: Some(self.name.clone()),
+                resource_version: self.resource_version.clone(),
+                labels: non_empty(&self.labels),
+                annotations: non_empty(&self.annotations),
+                owner_references: (!self.owner_references.is_empty())
+                    .then(|| self.owner_references.clone()),
+                ..Default::default()
+            },
+            type_: self.type_.clone(),
+            data: (!data.is_empty()).then_some(data),
+            ..Default::default()
+        }
+    }
+
+    /// The Secret this one becomes once the API server applied the JSON merge patch `patch`, in
+    /// cache form: what the watch will deliver, known before the patch is sent (its
+    /// [`fingerprint`] lets the watch recognise the operator's own write, design §6). `None` if
+    /// the patched object is not a Secret.
+    pub fn patched(&self, namespace: &str, patch: &serde_json::Value) -> Option<Secret> {
+        let mut doc = serde_json::to_value(self.to_cache_form(namespace)).ok()?;
+        json_patch::merge(&mut doc, patch);
+        serde_json::from_value(doc).ok().map(cache_form)
     }
 }
 

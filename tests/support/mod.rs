@@ -17,12 +17,13 @@ use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::api::events::v1::Event as KubeEvent;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube_sim::{KubeSim, KubeSimBuilder};
+use lattice_operator::cluster::install_crd;
 use lattice_operator::config::SecretRef;
-use lattice_operator::context::{BackoffPolicy, FailPoints};
-use lattice_operator::controller::{Operator, OperatorConfig, Readiness, install_crd};
 use lattice_operator::crd::LatticeAgent;
 use lattice_operator::metrics::Metrics;
+use lattice_operator::operator::{Operator, OperatorConfig, Readiness};
 use lattice_operator::plan::Settings;
+use lattice_operator::reconcile::{BackoffPolicy, FailPoints};
 use lattice_operator::remote::{self, AgentLattice, ServiceKeyProvider, ServiceKeySource};
 use lattice_operator::secret::{
     AGENT_ID_ANNOTATION, API_KEY_FIELD, KEY_ID_ANNOTATION, MINT_STARTED_AT_ANNOTATION,

@@ -5,9 +5,7 @@ use std::collections::BTreeSet;
 
 use super::perform;
 
-use crate::crd::{
-    DeletionPolicy, FINALIZER, LatticeAgent, LatticeAgentStatus, SKIP_REVOKE_ANNOTATION,
-};
+use crate::crd::{DeletionPolicy, LatticeAgent, LatticeAgentStatus, SKIP_REVOKE_ANNOTATION};
 use crate::plan::conditions::{READY, SYNCED, condition};
 use crate::plan::validate::{effective_agent_name, effective_secret_name};
 use crate::plan::{
@@ -190,12 +188,7 @@ pub(super) fn cleanup_failed(
 
 /// Whether the resource still carries the operator's finalizer.
 pub(super) fn has_finalizer(resource: &LatticeAgent) -> bool {
-    resource
-        .metadata
-        .finalizers
-        .iter()
-        .flatten()
-        .any(|f| f == FINALIZER)
+    crate::crd::has_finalizer(&resource.metadata)
 }
 
 /// Cleanup is complete: the finalizer goes (with `events`, emitted once it is gone).

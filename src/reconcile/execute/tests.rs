@@ -49,7 +49,7 @@ fn view(id: &str) -> AgentView {
 /// AgentLattice that registers one agent and nothing else.
 struct FakeRemote;
 
-impl Remote for FakeRemote {
+impl Backend for FakeRemote {
     fn register<'a>(
         &'a self,
         _request: &'a RegisterRequest,
@@ -127,7 +127,11 @@ impl FakeCluster {
 }
 
 impl Cluster for FakeCluster {
-    fn create_secret<'a>(&'a self, secret: &'a Secret) -> BoxFuture<'a, kube::Result<Secret>> {
+    fn create_secret<'a>(
+        &'a self,
+        _: &'a LatticeAgent,
+        secret: &'a Secret,
+    ) -> BoxFuture<'a, kube::Result<Secret>> {
         Box::pin(async move {
             if self.foreign.is_some() {
                 self.log("create Secret: AlreadyExists".into());
@@ -142,25 +146,25 @@ impl Cluster for FakeCluster {
             let mut stored = secret.clone();
             stored.metadata.resource_version = Some("1".into());
             *self.created.lock().expect("created") = Some(stored.clone());
-            Ok(stored)
+            Ok(crate::secret::cache_form(stored))
         })
     }
     fn patch_secret<'a>(
         &'a self,
-        _: &'a str,
-        _: &'a str,
+        _: &'a LatticeAgent,
+        _: &'a crate::secret::ObservedSecret,
         _: &'a serde_json::Value,
     ) -> BoxFuture<'a, kube::Result<Secret>> {
         unreachable!("not planned in these tests")
     }
     fn get_secret<'a>(
         &'a self,
-        _: &'a str,
+        _: &'a LatticeAgent,
         _: &'a str,
     ) -> BoxFuture<'a, kube::Result<Option<Secret>>> {
         Box::pin(async move {
             self.log("get Secret".into());
-            Ok(self.foreign.clone())
+            Ok(self.foreign.clone().map(crate::secret::cache_form))
         })
     }
     fn replace_status<'a>(
@@ -212,10 +216,9 @@ async fn a_registration_delivers_its_key_once_and_reports_it_after_the_write() {
         cluster: &cluster,
         metrics: &metrics,
         failpoints: None,
-        memory: None,
     };
     let report = executor.run(observed()).await.expect("reconciled");
-    assert_eq!(report.actions, ["Register", "WriteSecret", "WriteStatus"]);
+    assert_eq!(report.effects, ["Register", "WriteSecret", "WriteStatus"]);
     // The Registered event follows the Secret write it reports.
     assert_eq!(
         cluster.entries(),
@@ -236,10 +239,8 @@ async fn a_registration_delivers_its_key_once_and_reports_it_after_the_write() {
         key_digest(PLAINTEXT.as_bytes()),
         "the record describes the key it holds"
     );
-    // What the caller remembers holds no key.
-    let (replaced, cached) = &report.secrets[0];
-    assert_eq!(replaced, &None);
-    let remembered = serde_json::to_string(cached).expect("json");
+    // What the caller keeps holds no key.
+    let remembered = format!("{:?}", report.observed);
     assert!(!remembered.contains(PLAINTEXT), "{remembered}");
     let status = report.observed.resource.status.expect("status");
     assert_eq!(status.agent_id.as_deref(), Some("agent-1"));
@@ -263,10 +264,9 @@ async fn a_secret_found_on_create_is_read_and_never_overwritten() {
         cluster: &cluster,
         metrics: &metrics,
         failpoints: None,
-        memory: None,
     };
     let report = executor.run(observed()).await.expect("reconciled");
-    assert_eq!(report.actions, ["Register", "WriteSecret", "WriteStatus"]);
+    assert_eq!(report.effects, ["Register", "WriteSecret", "WriteStatus"]);
     assert_eq!(
         cluster.entries(),
         [
@@ -303,7 +303,6 @@ async fn a_fail_point_stops_the_reconcile_where_it_fires() {
         cluster: &cluster,
         metrics: &metrics,
         failpoints: Some(&failpoints),
-        memory: None,
     };
     let run = tokio::time::timeout(Duration::from_millis(200), executor.run(observed())).await;
     assert!(run.is_err(), "a crashed reconcile never returns");

@@ -1,18 +1,18 @@
-//! The executor (design §3): plan → perform one action → fold its result → plan again, at most
-//! [`MAX_STEPS`] times per reconcile.
+//! Execute (design §3): perform the planner's effects one at a time — plan → perform one
+//! effect → fold its result into [`Observed`] → plan again — at most [`MAX_STEPS`] times per
+//! reconcile.
 //!
-//! It performs the planner's actions against AgentLattice ([`Remote`]) and the Kubernetes API
-//! ([`Cluster`]), both behind traits so the loop can be tested with fakes. It holds the plaintext
-//! of a key received in this reconcile (registration or mint) until the Secret write that
-//! delivers it, and nowhere else; it emits each step's events once the step succeeded.
+//! Effects go to AgentLattice ([`Backend`]) and the Kubernetes API ([`Cluster`]), both behind
+//! traits so the loop can be tested with fakes. The executor holds the plaintext of a key
+//! received in this reconcile (registration or mint) until the Secret write that delivers it, and
+//! nowhere else; it emits each effect's events once the effect succeeded.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use agentlattice::AgentKey;
-use futures::future::BoxFuture;
-use k8s_openapi::api::core::v1::Secret;
 
-use crate::context::{FailPoints, Memory};
+use crate::cluster::Cluster;
 use crate::crd::LatticeAgent;
 use crate::error::{Error, kube_message};
 use crate::metrics::Metrics;
@@ -20,78 +20,39 @@ use crate::plan::{
     self, Effect, ErrorClass, Failure, KeyWrite, MintedKey, Observed, Outcome, Precondition,
     RegisterOutcome, SecretWrite, Settled, Step, WritePurpose,
 };
-use crate::remote::{Remote, RemoteError};
-use crate::secret::{SecretView, cache_form, key_digest};
+use crate::remote::{Backend, RemoteError};
+use crate::secret::{SecretView, key_digest};
+
+/// A fail point: called with `before:<Effect>` and `after:<Effect>` around every effect of every
+/// reconcile; returning `true` makes the reconcile stop right there, forever (a simulated crash:
+/// the test then drops the operator and starts a fresh one with empty memory). Tests only.
+pub type FailPoints = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 /// The most steps one reconcile may take (a planner that does not settle is a bug; the
 /// reconcile is retried with backoff).
 pub const MAX_STEPS: usize = 32;
 
-/// The Kubernetes side effects of a reconcile.
-pub trait Cluster: Send + Sync {
-    /// Creates a Secret (fails with 409 `AlreadyExists` if one exists).
-    fn create_secret<'a>(&'a self, secret: &'a Secret) -> BoxFuture<'a, kube::Result<Secret>>;
-    /// JSON-merge-patches a Secret (the patch carries its resourceVersion precondition).
-    fn patch_secret<'a>(
-        &'a self,
-        namespace: &'a str,
-        name: &'a str,
-        patch: &'a serde_json::Value,
-    ) -> BoxFuture<'a, kube::Result<Secret>>;
-    /// Reads a Secret directly (for one the watch does not see: not labelled as ours).
-    fn get_secret<'a>(
-        &'a self,
-        namespace: &'a str,
-        name: &'a str,
-    ) -> BoxFuture<'a, kube::Result<Option<Secret>>>;
-    /// Replaces the status of `resource` (its resourceVersion is the precondition).
-    fn replace_status<'a>(
-        &'a self,
-        resource: &'a LatticeAgent,
-    ) -> BoxFuture<'a, kube::Result<LatticeAgent>>;
-    /// Removes the operator's finalizer from `resource` (cleanup is complete).
-    fn remove_finalizer<'a>(
-        &'a self,
-        resource: &'a LatticeAgent,
-    ) -> BoxFuture<'a, kube::Result<LatticeAgent>>;
-    /// Publishes an event about `resource` (failures are logged, never fatal).
-    fn publish<'a>(
-        &'a self,
-        resource: &'a LatticeAgent,
-        event: &'a plan::Event,
-        action: &'a str,
-    ) -> BoxFuture<'a, ()>;
-}
-
-/// A reconcile's result, with what the caller should remember.
+/// How a reconcile's work ended.
 #[derive(Debug)]
 pub struct Report {
-    /// How it ended.
+    /// How the planner settled.
     pub settled: Settled,
     /// What was known at the end.
     pub observed: Observed,
-    /// Secrets written (or read past the cache): (resourceVersion replaced, cache form).
-    pub secrets: Vec<(Option<String>, Secret)>,
-    /// Status writes: (resourceVersion replaced, the resource returned).
-    pub resources: Vec<(Option<String>, LatticeAgent)>,
-    /// A Secret write failed because the cache was out of date (404, 409).
-    pub secret_stale: bool,
-    /// Actions performed, by kind (for logs and tests).
-    pub actions: Vec<&'static str>,
+    /// The effects performed, by kind (for logs and tests).
+    pub effects: Vec<&'static str>,
 }
 
 /// The executor of one reconcile.
 pub struct Executor<'a> {
     /// AgentLattice.
-    pub remote: &'a dyn Remote,
+    pub remote: &'a dyn Backend,
     /// The Kubernetes API.
     pub cluster: &'a dyn Cluster,
     /// Metrics.
     pub metrics: &'a Metrics,
     /// Fail points (tests only).
     pub failpoints: Option<&'a FailPoints>,
-    /// Told of a Secret before it is created (see [`Memory::creating_secret`]).
-    pub memory: Option<&'a Memory>,
 }
 
 // Lives for one step on the stack; boxing would only add an allocation per step.
@@ -106,18 +67,7 @@ impl Executor<'_> {
     /// Runs the plan loop from `observed` until the planner is done.
     pub async fn run(&self, mut observed: Observed) -> Result<Report, Error> {
         let mut keys: HashMap<String, AgentKey> = HashMap::new();
-        let mut report = Report {
-            settled: Settled {
-                requeue: plan::Requeue::OnChange,
-                failure: None,
-                remote_checked: false,
-            },
-            observed: observed.clone(),
-            secrets: Vec::new(),
-            resources: Vec::new(),
-            secret_stale: false,
-            actions: Vec::new(),
-        };
+        let mut effects = Vec::new();
         for _ in 0..MAX_STEPS {
             // Each decision is made at the time it is made: a retiring key's grace period counts
             // from the planning of the Secret write that replaces it, not from the start of a
@@ -125,18 +75,18 @@ impl Executor<'_> {
             observed.now = observed.now.max(jiff::Timestamp::now());
             match plan::next_step(&observed) {
                 Step::Settle(settled) => {
-                    report.settled = settled;
-                    report.observed = observed;
-                    return Ok(report);
+                    return Ok(Report {
+                        settled,
+                        observed,
+                        effects,
+                    });
                 }
                 Step::Perform { effect, events } => {
                     let kind = effect.kind();
                     self.fail_point("before", kind).await;
                     tracing::debug!(action = kind, "performing");
-                    report.actions.push(kind);
-                    let performed = self
-                        .perform(&effect, &mut observed, &mut keys, &mut report)
-                        .await;
+                    effects.push(kind);
+                    let performed = self.perform(&effect, &mut observed, &mut keys).await;
                     self.fail_point("after", kind).await;
                     match performed {
                         Performed::Replan => continue,
@@ -176,18 +126,17 @@ impl Executor<'_> {
 
     async fn perform(
         &self,
-        action: &Effect,
+        effect: &Effect,
         observed: &mut Observed,
         keys: &mut HashMap<String, AgentKey>,
-        report: &mut Report,
     ) -> Performed {
-        let kind = action.kind();
+        let kind = effect.kind();
         let remote = |e: RemoteError| Failure {
             effect: kind,
             class: e.class,
             message: e.message,
         };
-        let result = match action {
+        let result = match effect {
             Effect::Register {
                 request,
                 idempotency_key,
@@ -280,14 +229,19 @@ impl Executor<'_> {
                 r.map(Outcome::Key).map_err(remote)
             }
             Effect::WriteSecret(write) => {
-                return self.write_secret(write, observed, keys, report).await;
+                return self.write_secret(write, observed, keys).await;
             }
             Effect::ReleaseSecret {
                 name,
                 resource_version,
                 owner_references,
             } => {
-                let namespace = namespace_of(&observed.resource);
+                let Some(current) = observed.secret.present().filter(|s| &s.name == name) else {
+                    return Performed::Result(Err(internal(
+                        kind,
+                        "a Secret release was planned for a Secret that is not there",
+                    )));
+                };
                 let mut metadata = serde_json::json!({
                     "ownerReferences": serde_json::to_value(owner_references).unwrap_or_default(),
                 });
@@ -295,22 +249,13 @@ impl Executor<'_> {
                     metadata["resourceVersion"] = serde_json::Value::String(rv.clone());
                 }
                 let patch = serde_json::json!({ "metadata": metadata });
-                match self.cluster.patch_secret(&namespace, name, &patch).await {
-                    Ok(secret) => {
-                        let cached = cache_form(secret);
-                        report
-                            .secrets
-                            .push((resource_version.clone(), cached.clone()));
-                        Ok(Outcome::Secret(SecretView::observe(
-                            &cached,
-                            uid_of(&observed.resource),
-                        )))
-                    }
-                    Err(e) => {
-                        report.secret_stale = true;
-                        Err(kube_failure(kind, &e))
-                    }
-                }
+                self.cluster
+                    .patch_secret(&observed.resource, current, &patch)
+                    .await
+                    .map(|secret| {
+                        Outcome::Secret(SecretView::observe(&secret, uid_of(&observed.resource)))
+                    })
+                    .map_err(|e| kube_failure(kind, &e))
             }
             Effect::RemoveFinalizer => self
                 .cluster
@@ -321,14 +266,11 @@ impl Executor<'_> {
             Effect::WriteStatus(status) => {
                 let mut resource = observed.resource.clone();
                 resource.status = Some((**status).clone());
-                let replaced = resource.metadata.resource_version.clone();
-                match self.cluster.replace_status(&resource).await {
-                    Ok(written) => {
-                        report.resources.push((replaced, written.clone()));
-                        Ok(Outcome::Resource(Box::new(written)))
-                    }
-                    Err(e) => Err(kube_failure(kind, &e)),
-                }
+                self.cluster
+                    .replace_status(&resource)
+                    .await
+                    .map(|written| Outcome::Resource(Box::new(written)))
+                    .map_err(|e| kube_failure(kind, &e))
             }
         };
         Performed::Result(result)
@@ -339,10 +281,10 @@ impl Executor<'_> {
         write: &SecretWrite,
         observed: &mut Observed,
         keys: &mut HashMap<String, AgentKey>,
-        report: &mut Report,
     ) -> Performed {
         let kind = "WriteSecret";
-        let uid = uid_of(&observed.resource).to_owned();
+        let owner = &observed.resource;
+        let uid = uid_of(owner).to_owned();
         let fresh_id = match &write.key {
             KeyWrite::Fresh { key_id } => Some(key_id.as_str()),
             KeyWrite::Keep => None,
@@ -368,30 +310,19 @@ impl Executor<'_> {
                     )));
                 };
                 let secret = write.desired.to_secret(key.expose_secret().as_bytes());
-                if let Some(memory) = self.memory {
-                    memory.creating_secret(&uid, &secret);
-                }
-                match self.cluster.create_secret(&secret).await {
-                    Ok(created) => Ok((None, created)),
+                match self.cluster.create_secret(owner, &secret).await {
                     Err(kube::Error::Api(status))
                         if status.code == 409 && status.reason == "AlreadyExists" =>
                     {
                         // A Secret the watch does not see (not labelled as ours): read it and
                         // plan again with it.
-                        let namespace = write.desired.namespace.clone();
-                        return match self
-                            .cluster
-                            .get_secret(&namespace, &write.desired.name)
-                            .await
-                        {
+                        return match self.cluster.get_secret(owner, &write.desired.name).await {
                             Ok(Some(found)) => {
-                                let cached = cache_form(found);
                                 tracing::debug!(
                                     secret = %write.desired.name,
                                     "the Secret exists but is not labelled as ours; read it"
                                 );
-                                report.secrets.push((None, cached.clone()));
-                                observed.secret = SecretView::observe(&cached, &uid);
+                                observed.secret = SecretView::observe(&found, &uid);
                                 Performed::Replan
                             }
                             Ok(None) => Performed::Result(Err(Failure {
@@ -405,10 +336,10 @@ impl Executor<'_> {
                             Err(e) => Performed::Result(Err(kube_failure(kind, &e))),
                         };
                     }
-                    Err(e) => Err(e),
+                    other => other,
                 }
             }
-            Precondition::Update { resource_version } => {
+            Precondition::Update { .. } => {
                 let Some(current) = observed.secret.present() else {
                     return Performed::Result(Err(internal(
                         kind,
@@ -418,16 +349,11 @@ impl Executor<'_> {
                 let patch = write
                     .desired
                     .merge_patch(current, key.map(|k| k.expose_secret().as_bytes()));
-                self.cluster
-                    .patch_secret(&write.desired.namespace, &write.desired.name, &patch)
-                    .await
-                    .map(|s| (resource_version.clone(), s))
+                self.cluster.patch_secret(owner, current, &patch).await
             }
         };
         Performed::Result(match result {
-            Ok((replaced, secret)) => {
-                let cached = cache_form(secret);
-                report.secrets.push((replaced, cached.clone()));
+            Ok(secret) => {
                 if let Some(id) = fresh_id {
                     // Delivered: the plaintext is dropped (and zeroed) now.
                     keys.remove(id);
@@ -435,14 +361,9 @@ impl Executor<'_> {
                 if write.purpose == WritePurpose::Rotate {
                     self.metrics.key_rotated();
                 }
-                Ok(Outcome::Secret(SecretView::observe(&cached, &uid)))
+                Ok(Outcome::Secret(SecretView::observe(&secret, &uid)))
             }
-            Err(e) => {
-                if matches!(&e, kube::Error::Api(s) if s.code == 404 || s.code == 409) {
-                    report.secret_stale = true;
-                }
-                Err(kube_failure(kind, &e))
-            }
+            Err(e) => Err(kube_failure(kind, &e)),
         })
     }
 }
@@ -474,10 +395,6 @@ fn log_success(action: &Effect) {
         Effect::RemoveFinalizer => tracing::info!("cleanup finished; finalizer removed"),
         Effect::FindAgents { .. } | Effect::FetchAgent { .. } | Effect::FetchKeys { .. } => {}
     }
-}
-
-fn namespace_of(resource: &LatticeAgent) -> String {
-    resource.metadata.namespace.clone().unwrap_or_default()
 }
 
 fn uid_of(resource: &LatticeAgent) -> &str {

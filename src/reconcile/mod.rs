@@ -1,0 +1,134 @@
+//! One reconcile of one LatticeAgent, top-down (design §3):
+//!
+//! 1. `observe::observe` — the freshest copy of the resource (the memory's overlay or
+//!    the cache), the finalizer added before anything else, its Secret (overlay, cache, or one
+//!    direct read), the older claimant of that Secret, when the agent was last read;
+//! 2. plan and 3. [`execute`](execute::Executor::run) — the pure planner's next effect, performed,
+//!    its result folded into what is known, until the planner settles;
+//! 4. `report::report` — what the process remembers for next time, metrics, a Warning
+//!    event for a failure, and when kube-runtime should come back.
+//!
+//! A malformed object (one the Rust type rejects) takes the same path: observe reads its stored
+//! status and hands the planner its problem; the planner reports it (or lets its deletion finish
+//! with `skip-revoke`) through the same executor.
+
+pub mod execute;
+mod observe;
+mod report;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::Store;
+use kube::{Resource, ResourceExt};
+use tokio::sync::watch;
+use tracing::Instrument;
+
+pub use execute::FailPoints;
+pub use report::{BackoffPolicy, error_policy};
+
+use crate::cache::CompactStore;
+use crate::claims::ClaimIndex;
+use crate::cluster::KubeCluster;
+use crate::cluster::watch::Guarded;
+use crate::error::Result;
+use crate::events::Publisher;
+use crate::memory::Memory;
+use crate::metrics::Metrics;
+use crate::plan::Settings;
+use crate::remote::Backend;
+
+/// What every reconcile of every controller shares.
+pub struct Context {
+    /// The Kubernetes client.
+    pub client: kube::Client,
+    /// AgentLattice.
+    pub remote: Arc<dyn Backend>,
+    /// The one shared event publisher.
+    pub events: Arc<Publisher>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// The planner's settings.
+    pub settings: Settings,
+    /// Per-object backoff.
+    pub backoff: BackoffPolicy,
+    /// What the process remembers of each resource.
+    pub memory: Arc<Memory>,
+    /// Fail points (tests only).
+    pub failpoints: Option<FailPoints>,
+    /// When this process started reconciling.
+    pub started: jiff::Timestamp,
+    /// Whether the first drift read of each resource is spread over the first resync interval.
+    pub spread_first_drift_read: bool,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("settings", &self.settings)
+            .field("backoff", &self.backoff)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    /// How long a remembered write is preferred over the cache: long enough for any watch to
+    /// deliver it, short enough that a missed event (an unwatched foreign Secret deleted) heals.
+    pub fn overlay_ttl(&self) -> Duration {
+        self.settings
+            .resync_interval
+            .unsigned_abs()
+            .min(Duration::from_secs(60))
+    }
+
+    /// Refreshes the two gauges from the memory.
+    pub fn update_gauges(&self) {
+        let (managed, rotating) = self.memory.gauges();
+        self.metrics.set_gauges(managed, rotating);
+    }
+}
+
+/// The reconciler of one controller (a namespace, or the cluster): the shared [`Context`] and
+/// this controller's caches and Kubernetes adapter.
+pub struct Reconciler {
+    /// What every controller shares.
+    pub ctx: Arc<Context>,
+    /// The Kubernetes side, for this controller's resources.
+    pub cluster: KubeCluster,
+    /// Who claims which Secret (kept by the LatticeAgent watch).
+    pub claims: ClaimIndex,
+    /// The LatticeAgent cache (the controller reads it too).
+    pub agents: Store<Guarded>,
+    /// Managed Secrets in cache form.
+    pub secrets: CompactStore<Secret>,
+    /// How many of this controller's two caches have synced.
+    pub synced: watch::Receiver<u8>,
+}
+
+/// Reconciles one LatticeAgent: observe → plan and execute → report.
+pub async fn reconcile(obj: Arc<Guarded>, r: Arc<Reconciler>) -> Result<Action> {
+    // Never act on caches that have not listed yet (a reconcile on an empty Secret cache would
+    // not see the durable record and act as if the Secret were gone). The sender only goes away
+    // at shutdown.
+    let _ = r.synced.clone().wait_for(|n| *n >= 2).await;
+    let span = tracing::info_span!("reconcile", namespace = %obj.namespace().unwrap_or_default(), name = %obj.name_any());
+    let started = Instant::now();
+    let ended = async {
+        let observed = observe::observe(&obj, &r).await?;
+        execute::Executor {
+            remote: r.ctx.remote.as_ref(),
+            cluster: &r.cluster,
+            metrics: &r.ctx.metrics,
+            failpoints: r.ctx.failpoints.as_ref(),
+        }
+        .run(observed)
+        .await
+    }
+    .instrument(span.clone())
+    .await;
+    report::report(obj.meta(), &r, ended, started)
+        .instrument(span)
+        .await
+}
