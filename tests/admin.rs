@@ -15,16 +15,7 @@ use lattice_operator::admin::PhaseKind;
 use lattice_operator::cluster::install_crd;
 use lattice_operator::crd::ROTATE_ANNOTATION;
 use replica::{http_get, parse_metrics};
-use support::{SERVICE_KEY_SECRET, World, wait_until};
-
-const BOT: &str = r#"
-apiVersion: agentlattice.io/v1alpha1
-kind: LatticeAgent
-metadata: {name: metrics-bot}
-spec:
-  description: Shows up in the metrics
-  capabilities: [deploy.staging]
-"#;
+use support::{SERVICE_KEY_SECRET, World, bot, wait_until};
 
 /// A world like `World::start`, but without the CRD.
 async fn world_without_crd(ns: &str) -> World {
@@ -107,8 +98,7 @@ async fn readyz_waits_for_the_crd_and_metrics_show_every_series() {
     assert_eq!(value(&m, "lattice_rotations_waiting"), 0.0);
 
     // Register, rotate (the old key waits out its 10 minute grace period).
-    w.create(BOT).await;
-    let first = w.wait_ready("metrics-bot").await;
+    let (first, _) = w.ready(&bot("metrics-bot", "")).await;
     let first_key = first.status.and_then(|s| s.active_key).expect("a key").id;
     w.annotate("metrics-bot", ROTATE_ANNOTATION, "1").await;
     wait_until("the rotation", || async {

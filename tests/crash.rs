@@ -37,15 +37,11 @@ const PARALLEL_RUNS: usize = 24;
 
 /// A short grace period so that a rotation settles (old key revoked) within seconds, yet long
 /// enough that a loaded machine still deprecates the old key before its revocation is due.
-const BOT: &str = r#"
-apiVersion: agentlattice.io/v1alpha1
-kind: LatticeAgent
-metadata: {name: deploy-bot}
-spec:
-  description: Deploys the payments service
-  capabilities: [deploy.staging, rollback.staging]
-  rotation: {gracePeriod: 3s, maxGracePeriod: 6s}
-"#;
+const SHORT_GRACE: &str = "  rotation: {gracePeriod: 3s, maxGracePeriod: 6s}";
+
+fn deploy_bot() -> String {
+    bot("deploy-bot", SHORT_GRACE)
+}
 
 /// The scenarios whose every fail point is crashed at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -157,8 +153,7 @@ async fn register_and_settle(w: &mut World, failpoints: FailPoints) -> String {
         ..Default::default()
     })
     .await;
-    w.create(BOT).await;
-    let (_, secret) = w.wait_settled(NAME, true).await;
+    let (_, secret) = w.ready(&deploy_bot()).await;
     annotations(&secret)
         .get(KEY_ID_ANNOTATION)
         .cloned()
@@ -169,7 +164,7 @@ async fn register_and_settle(w: &mut World, failpoints: FailPoints) -> String {
 async fn act(w: &World, scenario: Scenario) {
     match scenario {
         Scenario::Register => {
-            w.create(BOT).await;
+            w.create(&deploy_bot()).await;
         }
         Scenario::Rotate => w.annotate(NAME, ROTATE_ANNOTATION, "r1").await,
         Scenario::Compromised => w.annotate(NAME, COMPROMISED_ANNOTATION, "c1").await,
@@ -616,8 +611,7 @@ async fn a_dropped_registration_response_is_replayed_and_its_lost_key_revoked() 
     w.emu
         .set_faults(FaultConfig::new().route("register", RouteFaults::drop_response_next(1)));
     w.start_operator(Options::default()).await;
-    w.create(BOT).await;
-    let (_, secret) = w.wait_settled(NAME, true).await;
+    let (_, secret) = w.ready(&deploy_bot()).await;
     w.check_invariant(NAME).await;
     let snapshot = w.emu.snapshot();
     assert_eq!(snapshot.agents.len(), 1, "one agent ever registered");
@@ -684,9 +678,8 @@ async fn an_agent_of_the_same_name_not_linked_to_the_resource_is_never_adopted()
     let audit_before = w.emu.audit().len();
 
     w.start_operator(Options::default()).await;
-    w.create(BOT).await;
-    w.create(&BOT.replace("name: deploy-bot", "name: other-bot"))
-        .await;
+    w.create(&deploy_bot()).await;
+    w.create(&bot("other-bot", SHORT_GRACE)).await;
     for name in [NAME, "other-bot"] {
         let a = w
             .wait_condition(name, "Ready", "False", Some("NameConflict"))
@@ -780,7 +773,7 @@ async fn a_foreign_secret_of_the_same_name_leaves_no_orphan_agent() {
         ..Default::default()
     })
     .await;
-    w.create(BOT).await;
+    w.create(&deploy_bot()).await;
     w.wait_condition(NAME, "Ready", "False", Some("SecretConflict"))
         .await;
     w.wait_event(NAME, "SecretConflict").await;

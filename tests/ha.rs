@@ -23,17 +23,10 @@ use kube_sim::Matcher;
 use lattice_operator::Error;
 use lattice_operator::admin::PhaseKind;
 use replica::{Running, http_get};
-use support::{SERVICE_KEY_SECRET, World, wait_until};
+use support::{SERVICE_KEY_SECRET, World, bot, wait_until};
 
 const LEASE: &str = "3s";
 const LEASE_DURATION: SignedDuration = SignedDuration::from_secs(3);
-
-fn bot(name: &str) -> String {
-    format!(
-        "apiVersion: agentlattice.io/v1alpha1\nkind: LatticeAgent\nmetadata: {{name: {name}}}\n\
-         spec: {{capabilities: [deploy.staging]}}\n"
-    )
-}
 
 async fn start(w: &World, identity: &str) -> Running {
     let args = replica::run_args(&w.emu.base_url(), &w.ns, SERVICE_KEY_SECRET, LEASE, &[]);
@@ -77,7 +70,7 @@ async fn the_standby_takes_over_a_killed_leader_without_registering_twice() {
 
     // The leader does the work; the standby reconciles nothing.
     for i in 0..4 {
-        w.create(&bot(&format!("bot-{i}"))).await;
+        w.create(&bot(&format!("bot-{i}"), "")).await;
     }
     for i in 0..4 {
         w.wait_ready(&format!("bot-{i}")).await;
@@ -88,7 +81,7 @@ async fn the_standby_takes_over_a_killed_leader_without_registering_twice() {
     // More work, and the leader dies in the middle of it (the first new registration has
     // reached AgentLattice; the Lease is not released).
     for i in 4..10 {
-        w.create(&bot(&format!("bot-{i}"))).await;
+        w.create(&bot(&format!("bot-{i}"), "")).await;
     }
     wait_until("a registration of the second batch", || async {
         (w.emu.request_count("register") >= 5).then_some(())
@@ -150,8 +143,7 @@ async fn a_graceful_stop_hands_the_lease_over_without_waiting_for_expiry() {
     wait_phase(&a, PhaseKind::Running).await;
     let b = start(&w, "ha-b").await;
     wait_phase(&b, PhaseKind::Standby).await;
-    w.create(&bot("bot")).await;
-    w.wait_ready("bot").await;
+    w.ready(&bot("bot", "")).await;
 
     a.terminate()
         .await
@@ -240,7 +232,7 @@ async fn sigterm_finishes_the_running_reconcile_before_releasing_the_lease() {
         Matcher::verb("create").resource("secrets").namespace(&w.ns),
         Duration::from_millis(1500),
     );
-    w.create(&bot("slow-bot")).await;
+    w.create(&bot("slow-bot", "")).await;
     wait_until("the registration is answered", || async {
         (w.emu.request_count("register") == 1).then_some(())
     })

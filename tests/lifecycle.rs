@@ -18,15 +18,6 @@ use lattice_operator::secret::{
 };
 use support::*;
 
-const BOT: &str = r#"
-apiVersion: agentlattice.io/v1alpha1
-kind: LatticeAgent
-metadata: {name: deploy-bot}
-spec:
-  description: Deploys the payments service
-  capabilities: [deploy.staging, rollback.staging]
-"#;
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn register_finalizer_first_secret_then_status() {
     let mut w = World::start("register").await;
@@ -65,8 +56,7 @@ async fn register_finalizer_first_secret_then_status() {
         ..Default::default()
     })
     .await;
-    w.create(BOT).await;
-    let (a, secret) = w.wait_settled("deploy-bot", true).await;
+    let (a, secret) = w.ready(&bot("deploy-bot", "")).await;
     assert_eq!(
         checked.lock().unwrap().clone(),
         Some(Ok(())),
@@ -213,8 +203,7 @@ async fn status_is_recovered_from_the_secret_after_a_lost_status_write() {
         1,
     );
     w.start_operator(Options::default()).await;
-    w.create(BOT).await;
-    let (a, _) = w.wait_settled("deploy-bot", true).await;
+    let (a, _) = w.ready(&bot("deploy-bot", "")).await;
     assert!(a.status.unwrap().agent_id.is_some());
     let reasons = w.event_reasons("deploy-bot").await;
     assert!(reasons.contains(&"Registered".to_owned()), "{reasons:?}");
@@ -255,7 +244,7 @@ async fn status_is_recovered_from_the_secret_after_a_lost_status_write() {
         ..Default::default()
     })
     .await;
-    w.create(&BOT.replace("deploy-bot}", "second-bot}")).await;
+    w.create(&bot("second-bot", "")).await;
     wait_until("the status write is dropped", || async {
         fired.lock().unwrap().then_some(())
     })
@@ -279,15 +268,7 @@ async fn status_is_recovered_from_the_secret_after_a_lost_status_write() {
 
 // ----- drift (behaviour 4) ----------------------------------------------------------------------
 
-const GRACEFUL: &str = r#"
-apiVersion: agentlattice.io/v1alpha1
-kind: LatticeAgent
-metadata: {name: deploy-bot}
-spec:
-  description: Deploys the payments service
-  capabilities: [deploy.staging]
-  rotation: {gracePeriod: 1s, maxGracePeriod: 10s}
-"#;
+const ONE_SECOND_GRACE: &str = "  rotation: {gracePeriod: 1s, maxGracePeriod: 10s}";
 
 fn key_status(w: &World, agent_id: &str, key_id: &str) -> agentlattice_emulator::KeyStatus {
     w.emu
@@ -322,8 +303,7 @@ async fn wait_new_key(w: &World, name: &str, secret: &str, old: &str) -> String 
 async fn a_deleted_or_edited_secret_gets_a_fresh_key_and_the_lost_one_is_retired() {
     let mut w = World::start("drift-secret").await;
     w.start_operator(Options::default()).await;
-    w.create(GRACEFUL).await;
-    let (a, _) = w.wait_settled("deploy-bot", true).await;
+    let (a, _) = w.ready(&bot("deploy-bot", ONE_SECOND_GRACE)).await;
     let status = a.status.unwrap();
     let agent_id = status.agent_id.unwrap();
     let secret = status.secret_name.unwrap();
@@ -376,8 +356,7 @@ async fn merge_spec(w: &World, spec: serde_json::Value) -> Option<i64> {
 async fn spec_changes_update_halt_and_resume_the_agent() {
     let mut w = World::start("drift-spec").await;
     w.start_operator(Options::default()).await;
-    w.create(GRACEFUL).await;
-    let (a, secret) = w.wait_settled("deploy-bot", true).await;
+    let (a, secret) = w.ready(&bot("deploy-bot", ONE_SECOND_GRACE)).await;
     let agent_id = a.status.unwrap().agent_id.unwrap();
     let key = annotations(&secret)[KEY_ID_ANNOTATION].clone();
 
@@ -442,8 +421,7 @@ async fn an_agent_revoked_outside_is_reported_and_only_reregistered_on_request()
         ..Default::default()
     };
     w.start_operator(options.clone()).await;
-    w.create(GRACEFUL).await;
-    let (a, _) = w.wait_settled("deploy-bot", true).await;
+    let (a, _) = w.ready(&bot("deploy-bot", ONE_SECOND_GRACE)).await;
     let first = a.status.unwrap().agent_id.unwrap();
 
     w.provisioner().revoke_agent(&first).await.expect("revoked");
@@ -501,8 +479,7 @@ async fn an_agent_revoked_outside_is_reported_and_only_reregistered_on_request()
 async fn deletion_revokes_the_agent_and_the_secret_goes_with_the_resource() {
     let mut w = World::start("delete-revoke").await;
     w.start_operator(Options::default()).await;
-    w.create(BOT).await;
-    let (a, _) = w.wait_settled("deploy-bot", true).await;
+    let (a, _) = w.ready(&bot("deploy-bot", "")).await;
     let agent_id = a.status.unwrap().agent_id.unwrap();
     w.delete("deploy-bot").await;
     w.wait_gone("deploy-bot").await;
@@ -513,8 +490,7 @@ async fn deletion_revokes_the_agent_and_the_secret_goes_with_the_resource() {
     w.wait_event("deploy-bot", "AgentRevoked").await;
 
     // An agent AgentLattice no longer knows (404) counts as revoked.
-    w.create(BOT).await;
-    let (a, _) = w.wait_settled("deploy-bot", true).await;
+    let (a, _) = w.ready(&bot("deploy-bot", "")).await;
     let uid = a.metadata.uid.clone().unwrap();
     w.stop_operator().await;
     w.replace_emulator().await;
@@ -534,18 +510,7 @@ async fn deletion_revokes_the_agent_and_the_secret_goes_with_the_resource() {
 async fn retain_keeps_the_agent_and_its_secret() {
     let mut w = World::start("delete-retain").await;
     w.start_operator(Options::default()).await;
-    w.create(
-        r#"
-apiVersion: agentlattice.io/v1alpha1
-kind: LatticeAgent
-metadata: {name: keeper}
-spec:
-  capabilities: [deploy.staging]
-  deletionPolicy: Retain
-"#,
-    )
-    .await;
-    let (a, _) = w.wait_settled("keeper", true).await;
+    let (a, _) = w.ready(&bot("keeper", "  deletionPolicy: Retain")).await;
     let agent_id = a.status.unwrap().agent_id.unwrap();
     w.delete("keeper").await;
     w.wait_gone("keeper").await;
@@ -591,8 +556,7 @@ async fn blocked(w: &World, agent_id: &str, category: &str) {
 async fn a_deletion_that_cannot_revoke_keeps_the_finalizer_until_skip_revoke() {
     let mut w = World::start("delete-blocked").await;
     w.start_operator(Options::default()).await;
-    w.create(BOT).await;
-    let (a, _) = w.wait_settled("deploy-bot", true).await;
+    let (a, _) = w.ready(&bot("deploy-bot", "")).await;
     let agent_id = a.status.unwrap().agent_id.unwrap();
 
     // The service key Secret is missing.
@@ -655,7 +619,7 @@ async fn a_foreign_secret_is_never_overwritten_unless_adopted() {
         .create(&PostParams::default(), &foreign)
         .await
         .unwrap();
-    w.create(BOT).await;
+    w.create(&bot("deploy-bot", "")).await;
     let a = w
         .wait_condition("deploy-bot", "Ready", "False", Some("SecretConflict"))
         .await;
@@ -685,14 +649,8 @@ async fn a_foreign_secret_is_never_overwritten_unless_adopted() {
 async fn two_resources_naming_one_secret_the_older_keeps_it() {
     let mut w = World::start("secret-shared").await;
     w.start_operator(Options::default()).await;
-    let yaml = |name: &str| {
-        format!(
-            "apiVersion: agentlattice.io/v1alpha1\nkind: LatticeAgent\nmetadata: {{name: {name}}}\n\
-             spec: {{capabilities: [deploy.staging], secretName: shared-key}}\n"
-        )
-    };
-    let older = w.create(&yaml("older")).await;
-    w.wait_settled("older", true).await;
+    let yaml = |name: &str| bot(name, "  secretName: shared-key");
+    let (older, _) = w.ready(&yaml("older")).await;
     // creationTimestamp has one-second resolution: make the order unambiguous.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     w.create(&yaml("newer")).await;
@@ -716,7 +674,7 @@ async fn a_service_key_change_is_picked_up_without_a_restart() {
     w.put_service_key(None).await;
     // The fallback retry is far away: only the change can make progress here.
     w.start_operator(Options::default()).await;
-    w.create(BOT).await;
+    w.create(&bot("deploy-bot", "")).await;
     w.wait_condition("deploy-bot", "Ready", "False", Some("ServiceKeyMissing"))
         .await;
     let key = w.service_key.clone();

@@ -24,7 +24,7 @@ use lattice_operator::admin::PhaseKind;
 use lattice_operator::config::{Args, Command, RunArgs};
 use lattice_operator::crd::ROTATE_ANNOTATION;
 use serde_json::{Value, json};
-use support::{World, wait_until};
+use support::{World, bot, wait_until};
 
 /// The release namespace (the operator's own).
 const RELEASE_NS: &str = "lattice-system";
@@ -35,15 +35,6 @@ const OTHER_NS: &str = "other";
 /// The chart's ServiceAccount as a user name.
 const OPERATOR_USER: &str = "system:serviceaccount:lattice-system:lattice-operator";
 const SERVICE_KEY_SECRET: &str = "agentlattice-service-key";
-
-const BOT: &str = r#"
-apiVersion: agentlattice.io/v1alpha1
-kind: LatticeAgent
-metadata: {name: rbac-bot}
-spec:
-  description: Proves the chart's RBAC
-  capabilities: [deploy.staging]
-"#;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
@@ -171,8 +162,7 @@ async fn lifecycle(mode: Mode) {
     })
     .await;
 
-    w.create(BOT).await;
-    let first = w.wait_ready("rbac-bot").await;
+    let (first, _) = w.ready(&bot("rbac-bot", "")).await;
     let first_key = first.status.and_then(|s| s.active_key).expect("a key").id;
     w.wait_event("rbac-bot", "Registered").await;
     w.annotate("rbac-bot", ROTATE_ANNOTATION, "1").await;
@@ -498,7 +488,7 @@ async fn without_the_rule(index: usize) {
             (r.phase.get() == PhaseKind::Running).then_some(())
         })
         .await;
-        w.create(BOT).await;
+        w.create(&bot("rbac-bot", "")).await;
     }
     let step = case.step;
     let denied = wait_until(&format!("403 at the step \"{step}\""), || async {

@@ -17,20 +17,6 @@ use lattice_operator::cluster::{CRD_NAME, install_crd};
 use lattice_operator::crd::LatticeAgent;
 use support::*;
 
-fn bot(name: &str, extra_spec: &str) -> String {
-    format!(
-        r#"
-apiVersion: agentlattice.io/v1alpha1
-kind: LatticeAgent
-metadata: {{name: {name}}}
-spec:
-  description: Deploys the payments service
-  capabilities: [deploy.staging, rollback.staging]
-{extra_spec}
-"#
-    )
-}
-
 /// Every AgentLattice request the emulator received, by operation (faults and dropped responses
 /// included; the test's own admin calls are not requests).
 fn requests(w: &World) -> BTreeMap<String, u64> {
@@ -149,8 +135,7 @@ async fn the_crd_schema_rejects_invalid_names_and_capabilities() {
         );
     }
     // A valid resource afterwards is registered: the operator was listening all along.
-    w.create(&bot("good", "")).await;
-    w.wait_settled("good", true).await;
+    w.ready(&bot("good", "")).await;
     assert_eq!(
         audited_agent_operations(&w),
         vec!["register success"],
@@ -311,8 +296,7 @@ async fn a_malformed_object_does_not_stop_the_watch() {
     )
     .await;
     w.start_operator(Options::default()).await;
-    w.create(&bot("before", "")).await;
-    w.wait_settled("before", true).await;
+    w.ready(&bot("before", "")).await;
     wait_invalid(&w, "broken-caps").await;
 
     store_malformed(
@@ -450,8 +434,7 @@ async fn a_rejected_service_key_is_reported_without_hot_looping_and_recovers() {
         ..Default::default()
     })
     .await;
-    w.create(&bot("existing", "")).await;
-    w.wait_settled("existing", true).await;
+    w.ready(&bot("existing", "")).await;
 
     // The service key is revoked at AgentLattice (the emulator's admin API).
     let admin = reqwest_admin(&w).await;
@@ -762,8 +745,7 @@ async fn a_registered_resource_made_invalid_keeps_its_key_and_stops_calling_agen
         ..Default::default()
     })
     .await;
-    w.create(&bot("bot", "")).await;
-    let (_, secret) = w.wait_settled("bot", true).await;
+    let (_, secret) = w.ready(&bot("bot", "")).await;
     // An interval shorter than the grace period: only the operator can tell.
     w.agents()
         .patch(
@@ -828,8 +810,7 @@ async fn one_failing_object_backs_off_alone_and_leaves_no_orphan_key() {
     .await;
 
     // Meanwhile a resource elsewhere is served at once, not behind the failing one's backoff.
-    w.create(&bot("healthy", "")).await;
-    w.wait_settled("healthy", true).await;
+    w.ready(&bot("healthy", "")).await;
     w.check_invariant("healthy").await;
 
     // Over three seconds the failing one retries with a growing delay (up to 2 s): a few

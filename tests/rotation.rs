@@ -14,14 +14,7 @@ use lattice_operator::plan::schedule;
 use lattice_operator::secret::KEY_ID_ANNOTATION;
 use support::*;
 
-const ROTOR: &str = r#"
-apiVersion: agentlattice.io/v1alpha1
-kind: LatticeAgent
-metadata: {name: rotor}
-spec:
-  capabilities: [deploy.staging]
-  rotation: {gracePeriod: 2s, maxGracePeriod: 60s}
-"#;
+const TWO_SECOND_GRACE: &str = "  rotation: {gracePeriod: 2s, maxGracePeriod: 60s}";
 
 const GRACE: SignedDuration = SignedDuration::from_secs(2);
 
@@ -49,8 +42,7 @@ async fn rotate_annotation_rotates_once_in_order_without_downtime() {
         ..Default::default()
     })
     .await;
-    w.create(ROTOR).await;
-    let (a, _) = w.wait_settled("rotor", true).await;
+    let (a, _) = w.ready(&bot("rotor", TWO_SECOND_GRACE)).await;
     let status = a.status.clone().unwrap();
     let agent_id = status.agent_id.clone().unwrap();
     let secret = status.secret_name.clone().unwrap();
@@ -190,15 +182,9 @@ async fn scheduled_rotation_is_jittered_and_keeps_the_workload_working() {
     w.start_operator(Options::default()).await;
     let interval = SignedDuration::from_secs(4);
     for name in ["sched-a", "sched-b"] {
-        w.create(&format!(
-            r#"
-apiVersion: agentlattice.io/v1alpha1
-kind: LatticeAgent
-metadata: {{name: {name}}}
-spec:
-  capabilities: [deploy.staging]
-  rotation: {{interval: 4s, gracePeriod: 2s, maxGracePeriod: 3s}}
-"#
+        w.create(&bot(
+            name,
+            "  rotation: {interval: 4s, gracePeriod: 2s, maxGracePeriod: 3s}",
         ))
         .await;
     }
@@ -292,8 +278,7 @@ spec:
 async fn compromised_revokes_the_old_key_at_once() {
     let mut w = World::start("compromised").await;
     w.start_operator(Options::default()).await;
-    w.create(ROTOR).await;
-    let (a, leaked) = w.wait_settled("rotor", true).await;
+    let (a, leaked) = w.ready(&bot("rotor", TWO_SECOND_GRACE)).await;
     let status = a.status.unwrap();
     let agent_id = status.agent_id.unwrap();
     let old_key = status.active_key.unwrap().id;

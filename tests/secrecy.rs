@@ -22,15 +22,7 @@ use lattice_operator::crd::{COMPROMISED_ANNOTATION, LatticeAgent, ROTATE_ANNOTAT
 use lattice_operator::secret::KEY_ID_ANNOTATION;
 use support::*;
 
-const BOT: &str = r#"
-apiVersion: agentlattice.io/v1alpha1
-kind: LatticeAgent
-metadata: {name: deploy-bot}
-spec:
-  description: Deploys the payments service
-  capabilities: [deploy.staging, rollback.staging]
-  rotation: {gracePeriod: 1s, maxGracePeriod: 2s}
-"#;
+const SHORT_GRACE: &str = "  rotation: {gracePeriod: 1s, maxGracePeriod: 2s}";
 
 /// Every line written by the global subscriber.
 #[derive(Clone, Default)]
@@ -206,8 +198,7 @@ async fn no_key_material_in_logs_events_status_or_metrics() {
     // Registration: the first attempt fails (an error message, a Warning event).
     w.emu
         .set_faults(FaultConfig::new().route("register", RouteFaults::fail_next(3, 503)));
-    w.create(BOT).await;
-    let (_, secret) = w.wait_settled("deploy-bot", true).await;
+    let (_, secret) = w.ready(&bot("deploy-bot", SHORT_GRACE)).await;
     needles.add_key("key 1", &key_of(&secret));
     w.wait_event("deploy-bot", "ReconcileError").await;
     w.whoami_with(&secret).await.expect("the key works");

@@ -34,6 +34,20 @@ use tokio::task::JoinHandle;
 pub const SERVICE_KEY_SECRET: &str = "agentlattice-service-key";
 pub const SERVICE_KEY_FIELD: &str = "AL_SERVICE_KEY";
 
+/// The test LatticeAgent: `name`, the payments description and capabilities, and
+/// `extra_spec` (YAML lines under `spec`, indented by two spaces, e.g. `"  suspend: true"`).
+pub fn bot(name: &str, extra_spec: &str) -> String {
+    format!(
+        "apiVersion: agentlattice.io/v1alpha1\n\
+         kind: LatticeAgent\n\
+         metadata: {{name: {name}}}\n\
+         spec:\n  \
+         description: Deploys the payments service\n  \
+         capabilities: [deploy.staging, rollback.staging]\n\
+         {extra_spec}\n"
+    )
+}
+
 /// How long a test waits for anything before failing.
 pub const WAIT: Duration = Duration::from_secs(20);
 
@@ -275,6 +289,14 @@ impl World {
             .create(&PostParams::default(), &agent)
             .await
             .expect("LatticeAgent created")
+    }
+
+    /// Creates the LatticeAgent `manifest` and waits until it has settled Ready: its Secret holds
+    /// the key its status describes, and no key is retiring.
+    pub async fn ready(&self, manifest: &str) -> (LatticeAgent, Secret) {
+        let created = self.create(manifest).await;
+        let name = created.metadata.name.clone().expect("named");
+        self.wait_settled(&name, true).await
     }
 
     pub async fn get(&self, name: &str) -> LatticeAgent {

@@ -187,35 +187,54 @@ fn row_finalizer_added_before_register_registers_with_the_same_idempotency_key()
     assert_eq!(key, idempotency_key(UID, None));
 }
 
+/// Whether the process died right after the registration committed, or only its response was
+/// lost (the reconcile then reports the unavailability), the next reconcile replays the
+/// registration, takes the lost-key path and revokes the original, never delivered, key at once.
 #[test]
 fn row_register_committed_response_lost_replays_and_revokes_the_original_key() {
-    let mut w = World::default();
-    w.run_with_crash(Some(1));
-    let agent = w.al.agents.keys().next().cloned().expect("committed");
-    let original = w.al.agent(&agent).keys[0].0.id.clone();
-    let run = w.run();
-    assert_eq!(
-        run.kinds(),
-        [
-            "Register",
-            "FetchAgent",
-            "FetchKeys",
-            "MintKey",
-            "WriteSecret",
-            "RevokeKey",
-            "WriteSecret",
-            "WriteStatus"
-        ]
-    );
-    assert_eq!(
-        run.actions[5],
-        Effect::RevokeKey {
-            agent_id: agent.clone(),
-            key_id: original
-        },
-        "the replayed key was never delivered: revoked at once"
-    );
-    w.check_invariant().expect("invariant");
+    for crashed in [true, false] {
+        let mut w = World::default();
+        if crashed {
+            w.run_with_crash(Some(1));
+        } else {
+            w.faults.push(Fault::LoseResponse("Register"));
+            let run = w.run();
+            assert_eq!(run.kinds(), ["Register", "WriteStatus"]);
+            assert_eq!(
+                w.ready(),
+                Some(("False".into(), "AgentLatticeUnavailable".into()))
+            );
+        }
+        let agent = w.al.agents.keys().next().cloned().expect("committed");
+        let original = w.al.agent(&agent).keys[0].0.id.clone();
+        let run = w.run();
+        assert_eq!(
+            run.kinds(),
+            [
+                "Register",
+                "FetchAgent",
+                "FetchKeys",
+                "MintKey",
+                "WriteSecret",
+                "RevokeKey",
+                "WriteSecret",
+                "WriteStatus"
+            ],
+            "crashed: {crashed}"
+        );
+        assert_eq!(
+            run.actions[5],
+            Effect::RevokeKey {
+                agent_id: agent.clone(),
+                key_id: original
+            },
+            "the replayed key was never delivered: revoked at once"
+        );
+        w.check_invariant().expect("invariant");
+        assert_eq!(w.status().agent_id.as_deref(), Some(agent.as_str()));
+        assert_eq!(w.status().mint_started_at, None);
+        assert_eq!(w.ready(), Some(("True".into(), "AgentReady".into())));
+    }
 }
 
 #[test]

@@ -715,47 +715,6 @@ fn idempotency_keys_derive_from_uid_and_the_reregister_value() {
 }
 
 #[test]
-fn a_replayed_registration_takes_the_lost_key_path_and_revokes_the_undelivered_key() {
-    let mut w = World::default();
-    w.faults.push(Fault::LoseResponse("Register"));
-    let run = w.run();
-    assert_eq!(run.kinds(), ["Register", "WriteStatus"]);
-    assert_eq!(
-        w.ready(),
-        Some(("False".into(), "AgentLatticeUnavailable".into()))
-    );
-    let original_key = w.al.agents.values().next().expect("agent").keys[0]
-        .0
-        .id
-        .clone();
-
-    let run = w.run();
-    assert_eq!(
-        run.kinds(),
-        [
-            "Register",
-            "FetchAgent",
-            "FetchKeys",
-            "MintKey",
-            "WriteSecret",
-            "RevokeKey",
-            "WriteSecret",
-            "WriteStatus"
-        ]
-    );
-    assert_eq!(
-        run.actions[5],
-        Effect::RevokeKey {
-            agent_id: w.status().agent_id.expect("agent"),
-            key_id: original_key
-        }
-    );
-    w.check_invariant().expect("invariant");
-    assert_eq!(w.status().mint_started_at, None);
-    assert_eq!(w.ready(), Some(("True".into(), "AgentReady".into())));
-}
-
-#[test]
 fn a_name_held_by_our_own_agent_is_adopted() {
     let mut w = World::default();
     let ours = w.al.create_agent("payments-deploy-bot", Some(UID), w.now);
