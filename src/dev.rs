@@ -48,7 +48,7 @@ use crate::crd::LatticeAgent;
 use crate::error::{Error, Result};
 use crate::operator::Readiness;
 use crate::redact::redact;
-use crate::run::{Shutdown, shutdown_signal};
+use crate::run::Shutdown;
 use crate::secret::{
     AGENT_ID_FIELD, API_KEY_FIELD, BASE_URL_FIELD, KEY_ID_ANNOTATION, KEY_PREFIX_ANNOTATION,
     MANAGED_BY_LABEL, MANAGED_BY_VALUE,
@@ -86,7 +86,7 @@ fn dev_error(what: &str, e: impl Display) -> Error {
 
 /// `lattice-operator dev`.
 pub async fn run(args: DevArgs) -> Result<()> {
-    let shutdown = Shutdown::on(shutdown_signal());
+    let shutdown = Shutdown::on(shutdown_signal::requested());
     let env = tokio::select! {
         env = Env::start(&args, &shutdown) => env?,
         () = shutdown.wait() => return Ok(()),

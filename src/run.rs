@@ -40,28 +40,6 @@ use lease::{LeaderElector, LeaseTiming};
 /// How often a replica checks for the CRD while it is missing.
 pub const CRD_POLL: Duration = Duration::from_secs(5);
 
-/// Resolves on SIGTERM or Ctrl-C.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => futures::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = futures::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
-    }
-}
-
 /// A shutdown trigger that many tasks can wait on.
 #[derive(Clone, Debug)]
 pub struct Shutdown(watch::Receiver<bool>);
@@ -322,7 +300,9 @@ pub async fn run(args: RunArgs) -> Result<()> {
             crate::error::kube_message(&e)
         ))
     })?;
-    let started = Replica::new(client, args).start(shutdown_signal()).await?;
+    let started = Replica::new(client, args)
+        .start(shutdown_signal::requested())
+        .await?;
     tracing::info!(addr = %started.admin_addr, "admin server listening (/metrics, /healthz, /readyz)");
     started.run.await
 }

@@ -64,28 +64,6 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let faults = match &args.faults_file {
         Some(path) => {
@@ -121,7 +99,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         println!("AL_SERVICE_KEY={}", created.api_key);
     }
 
-    wait_for_signal().await;
+    shutdown_signal::requested().await;
     tracing::info!("shutting down");
     emu.shutdown().await;
     Ok(())

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use agentlattice_contract::Operation as Op;
 use bytes::Bytes;
 use http::header::{ALLOW, AUTHORIZATION, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
@@ -108,50 +109,22 @@ impl Shared {
 // Routing
 // ---------------------------------------------------------------------------------------------
 
-/// The contract's operations.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Op {
-    Register,
-    ListAgents,
-    GetAgent,
-    UpdateAgent,
-    HaltAgent,
-    ResumeAgent,
-    RevokeAgent,
-    MintKey,
-    ListKeys,
-    DeprecateKey,
-    UndeprecateKey,
-    RevokeKey,
-    Whoami,
-    ExecuteAction,
+/// What the emulator knows of each operation beyond its name (the names are the contract's,
+/// shared with the client through `agentlattice-contract`; the routes are the emulator's own).
+trait OpRules {
+    /// Called with an agent key (the agent API), not a service key.
+    fn is_agent_api(self) -> bool;
+    /// A state-changing provisioning call (audited, failures included).
+    fn is_audited(self) -> bool;
+    /// Whether it takes a body.
+    fn body(self) -> BodyUse;
 }
 
-impl Op {
-    pub fn name(self) -> &'static str {
-        match self {
-            Op::Register => "register",
-            Op::ListAgents => "list_agents",
-            Op::GetAgent => "get_agent",
-            Op::UpdateAgent => "update_agent",
-            Op::HaltAgent => "halt_agent",
-            Op::ResumeAgent => "resume_agent",
-            Op::RevokeAgent => "revoke_agent",
-            Op::MintKey => "mint_key",
-            Op::ListKeys => "list_keys",
-            Op::DeprecateKey => "deprecate_key",
-            Op::UndeprecateKey => "undeprecate_key",
-            Op::RevokeKey => "revoke_key",
-            Op::Whoami => "whoami",
-            Op::ExecuteAction => "execute_action",
-        }
-    }
-
+impl OpRules for Op {
     fn is_agent_api(self) -> bool {
         matches!(self, Op::Whoami | Op::ExecuteAction)
     }
 
-    /// State-changing provisioning calls (audited, failures included).
     fn is_audited(self) -> bool {
         !matches!(
             self,
@@ -480,7 +453,7 @@ pub(crate) async fn handle(
         ),
         Route::Admin(op) => ("admin", admin(&shared, op, parts, body)),
         Route::Api { op, agent, key } => {
-            let plan = shared.faults.plan(op.name());
+            let plan = shared.faults.plan(op.as_str());
             let mut after = After::Respond;
             if let Some(plan) = plan {
                 if !plan.delay.is_zero() {
@@ -489,7 +462,7 @@ pub(crate) async fn handle(
                 if let Some(reject) = plan.reject {
                     let mut r = error(&reject, wrap);
                     r.headers_mut().insert(REQUEST_ID_HEADER, request_id);
-                    shared.metrics.record(op.name(), r.status().as_u16());
+                    shared.metrics.record(op.as_str(), r.status().as_u16());
                     return Ok(r);
                 }
                 after = plan.after;
@@ -497,13 +470,16 @@ pub(crate) async fn handle(
             let r = api(&shared, op, agent.as_deref(), key.as_deref(), parts, body);
             shared.changed();
             match after {
-                After::Respond => (op.name(), r),
+                After::Respond => (op.as_str(), r),
                 After::Drop => {
-                    shared.metrics.record(op.name(), metrics::DROPPED);
-                    tracing::debug!(operation = op.name(), "response dropped by fault injection");
+                    shared.metrics.record(op.as_str(), metrics::DROPPED);
+                    tracing::debug!(
+                        operation = op.as_str(),
+                        "response dropped by fault injection"
+                    );
                     return Err(DropConnection);
                 }
-                After::Replace(e) => (op.name(), error(&e, wrap)),
+                After::Replace(e) => (op.as_str(), error(&e, wrap)),
             }
         }
     };
@@ -559,7 +535,7 @@ fn api(
                         let nil_to_none = |u: Uuid| (!u.is_nil()).then_some(u);
                         shared.state.lock().record_failure(
                             id,
-                            op.name(),
+                            op.as_str(),
                             nil_to_none(agent_id),
                             nil_to_none(key_id),
                             e.code,

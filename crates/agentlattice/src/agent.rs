@@ -6,11 +6,11 @@ use std::sync::Arc;
 use reqwest::Method;
 use reqwest::header::{HeaderName, HeaderValue};
 
+use crate::Operation;
 use crate::config::ClientConfig;
 use crate::error::{Error, Result};
 use crate::key::AgentKey;
 use crate::model::{ActionRequest, ActionResult, ActionWire, Whoami, wire_timestamp};
-use crate::operation::Operation;
 use crate::transport::{Auth, Call, Shared};
 
 /// `X-AL-Event-ID`.

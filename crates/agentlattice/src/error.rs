@@ -7,8 +7,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::Operation;
 use crate::key::KeyError;
-use crate::operation::Operation;
 
 /// Shorthand for this crate's results.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -76,13 +76,13 @@ mod error;
 mod key;
 mod model;
 mod observe;
-mod operation;
 mod provisioner;
 mod retry;
 mod throttle;
 mod transport;
 
 pub use agent::AgentClient;
+pub use agentlattice_contract::Operation;
 pub use config::{
     ClientConfig, DEFAULT_BASE_URL, DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT,
 };
@@ -94,7 +94,6 @@ pub use model::{
     Whoami,
 };
 pub use observe::{Attempt, AttemptOutcome, CallObserver};
-pub use operation::Operation;
 pub use provisioner::ProvisionerClient;
 pub use retry::RetryPolicy;
 pub use throttle::RateLimit;

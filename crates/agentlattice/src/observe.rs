@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
-use crate::operation::Operation;
+use crate::Operation;
 
 /// Called for every HTTP attempt a client makes (retries included), and for time spent waiting at
 /// the client's shared throttle. Implementations must be quick and must not block: they run on the

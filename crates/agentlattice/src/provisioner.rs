@@ -6,6 +6,7 @@ use std::sync::Arc;
 use reqwest::Method;
 use reqwest::header::{HeaderName, HeaderValue};
 
+use crate::Operation;
 use crate::agent::AgentClient;
 use crate::config::ClientConfig;
 use crate::error::{Error, Result};
@@ -14,7 +15,6 @@ use crate::model::{
     Agent, AgentPage, IdempotencyKey, KeyInfo, KeyListWire, ListAgentsQuery, MintKeyBody,
     MintedKey, MintedWire, RegisterAgent, RegisteredAgent, RegisteredWire, UpdateAgent,
 };
-use crate::operation::Operation;
 use crate::transport::{Auth, Call, Shared};
 
 /// `Idempotency-Key`.

@@ -9,9 +9,9 @@ use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 use zeroize::Zeroizing;
 
+use crate::Operation;
 use crate::error::{ApiError, Error, Result, parse_error_body, sanitize_decode_detail};
 use crate::observe::{Attempt, AttemptOutcome, CallObserver};
-use crate::operation::Operation;
 use crate::retry::{AttemptFailure, RetryPolicy, parse_retry_after, should_retry};
 use crate::throttle::Throttle;
 

@@ -70,21 +70,6 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
-}
-
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let faults = match &args.faults_file {
         Some(path) => {
@@ -126,7 +111,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         println!("ALTER_APP_KEY={}", key.api_key);
     }
 
-    wait_for_signal().await;
+    shutdown_signal::requested().await;
     tracing::info!("shutting down");
     emu.shutdown().await;
     Ok(())

@@ -83,31 +83,9 @@ async fn main() -> ExitCode {
         let _ = writeln!(out, "kubeconfig: {}", sim.kubeconfig_path().display());
         let _ = out.flush();
     }
-    wait_for_signal().await;
+    shutdown_signal::requested().await;
     sim.shutdown().await;
     ExitCode::SUCCESS
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Load benchmark of the emulator on loopback.
 //!
 //! ```text
-//! cargo run --release -p agentlattice-emulator --example bench -- --concurrency 32 --seconds 10
+//! cargo run --release -p agentlattice-emulator --example load -- --concurrency 32 --seconds 10
 //! ```
 //!
 //! Starts an emulator in process (or targets `--url` with `AL_SERVICE_KEY` from the environment),

@@ -1,12 +1,14 @@
-//! The operations of the contract, with stable names for logs and metric labels.
+//! The operations of the AgentLattice contract (`docs/agentlattice-api.md`), with stable names for
+//! logs, metric labels, fault routes and audit entries. Shared by the client and the emulator —
+//! and nothing else is: each maps operations to and from the wire on its own.
 
 use std::fmt;
 
 /// One operation of the AgentLattice contract (`docs/agentlattice-api.md`).
 ///
-/// [`Operation::as_str`] is stable snake_case, fit for a metric label.
+/// [`Operation::as_str`] is stable snake_case, fit for a metric label. Exhaustive on purpose: an
+/// operation added to the contract must be handled by the client and the emulator alike.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[non_exhaustive]
 pub enum Operation {
     /// `POST /api/agents/register`
     Register,
