@@ -113,26 +113,26 @@ impl Shared {
 /// shared with the client through `agentlattice-contract`; the routes are the emulator's own).
 trait OpRules {
     /// Called with an agent key (the agent API), not a service key.
-    fn is_agent_api(self) -> bool;
+    fn is_agent_api(&self) -> bool;
     /// A state-changing provisioning call (audited, failures included).
-    fn is_audited(self) -> bool;
+    fn is_audited(&self) -> bool;
     /// Whether it takes a body.
-    fn body(self) -> BodyUse;
+    fn body(&self) -> BodyUse;
 }
 
 impl OpRules for Op {
-    fn is_agent_api(self) -> bool {
+    fn is_agent_api(&self) -> bool {
         matches!(self, Op::Whoami | Op::ExecuteAction)
     }
 
-    fn is_audited(self) -> bool {
+    fn is_audited(&self) -> bool {
         !matches!(
             self,
             Op::ListAgents | Op::GetAgent | Op::ListKeys | Op::Whoami | Op::ExecuteAction
         )
     }
 
-    fn body(self) -> BodyUse {
+    fn body(&self) -> BodyUse {
         match self {
             Op::Register | Op::UpdateAgent | Op::ExecuteAction => BodyUse::Required,
             Op::ListAgents | Op::GetAgent | Op::ListKeys | Op::Whoami => BodyUse::Ignored,

@@ -14,8 +14,9 @@ pub(crate) struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub hint: Option<&'static str>,
-    /// Extra members of the body (`field`, `required`/`granted`/`missing`, rate-limit fields).
-    pub extra: Map<String, Value>,
+    /// Extra members of the body (`field`, `required`/`granted`/`missing`, rate-limit fields);
+    /// boxed to keep `Result<_, ApiError>` small.
+    pub extra: Box<Map<String, Value>>,
     /// Sent as `{"detail": {…}}`.
     pub wrapped: bool,
     /// `Retry-After` seconds.
@@ -31,7 +32,7 @@ impl ApiError {
             code,
             message: message.into(),
             hint: None,
-            extra: Map::new(),
+            extra: Box::default(),
             wrapped: false,
             retry_after: None,
             allow: None,
@@ -55,7 +56,7 @@ impl ApiError {
         if let Some(h) = self.hint {
             inner.insert("hint".into(), h.into());
         }
-        for (k, v) in &self.extra {
+        for (k, v) in self.extra.iter() {
             inner.insert(k.clone(), v.clone());
         }
         if self.wrapped {
