@@ -71,6 +71,7 @@ mod table;
 mod tls;
 #[allow(clippy::result_large_err)] // handler errors are upstream `Status`es, by value
 mod watch;
+mod yaml;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};

@@ -1067,7 +1067,7 @@ fn parse_apply_body(body: &[u8]) -> Result<Value, StatusError> {
     }
     let text = std::str::from_utf8(body)
         .map_err(|e| StatusError::bad_request(format!("error decoding YAML: {e}")))?;
-    serde_yaml::from_str::<Value>(text)
+    crate::yaml::from_str(text)
         .map_err(|e| StatusError::bad_request(format!("error decoding YAML: {e}")))
 }
 
