@@ -19,7 +19,8 @@
 //!
 //! Module map (each module has one owner; see the crate README):
 //! - [`error`]: the upstream `Status` error model and field errors, shared by every module.
-//! - [`schema`]: CRD structural schemas — validation, pruning, defaulting, CEL subset (pure).
+//! - [`schema`]: CRD structural schemas — validation, pruning, defaulting, CEL rules (pure; the
+//!   Kubernetes CEL libraries are kube-cel's).
 //! - [`patch`]: JSON patch (evanphx v4 semantics), merge patch, strategic merge patch,
 //!   server-side apply and managedFields (pure).
 //! - [`rbac`]: RBAC rule evaluation and the upstream Forbidden message (pure).

@@ -1,6 +1,7 @@
 //! The evaluator. JSON values are wrapped lazily (no copy of `self`), typed by the schema node
 //! the way upstream's `UnstructuredToVal` types them (`number` fields are doubles even when the
-//! JSON is integral; int-or-string keeps what it holds).
+//! JSON is integral; int-or-string keeps what it holds). Library functions, and operators on
+//! the values they return, are evaluated by kube-cel (`library.rs`).
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
@@ -9,6 +10,7 @@ use regex::Regex;
 use serde_json::{Map, Value};
 
 use super::Program;
+use super::library;
 use super::parse::{BinOp, CompKind, Expr, Lit};
 use crate::schema::Node;
 use crate::schema::gofmt::float_v;
@@ -29,6 +31,9 @@ pub enum Val<'a> {
     /// A JSON array from the data.
     Arr(&'a [Value], Option<&'a Node>),
     Type(String),
+    /// A value of a library type (quantity, URL, IP, CIDR, named format, optional, timestamp,
+    /// duration), as kube-cel holds it.
+    Ext(kube_cel::cel::Value),
 }
 
 type R<'a> = Result<Val<'a>, String>;
@@ -92,7 +97,12 @@ impl<'a> Val<'a> {
                 }
             }
             Val::Type(_) => "type",
+            Val::Ext(x) => library::type_name(x),
         }
+    }
+
+    pub(crate) fn is_ext(&self) -> bool {
+        matches!(self, Val::Ext(_))
     }
 
     fn items(&self) -> Option<Vec<Val<'a>>> {
@@ -103,7 +113,7 @@ impl<'a> Val<'a> {
         }
     }
 
-    fn entries(&self) -> Option<Vec<(Val<'a>, Val<'a>)>> {
+    pub(crate) fn entries(&self) -> Option<Vec<(Val<'a>, Val<'a>)>> {
         match self {
             Val::Map(m) => Some(m.clone()),
             Val::Obj(m, n) => Some(
@@ -176,6 +186,7 @@ pub(crate) fn equals(a: &Val<'_>, b: &Val<'_>) -> bool {
         (Val::Bool(x), Val::Bool(y)) => x == y,
         (Val::Str(x), Val::Str(y)) => x == y,
         (Val::Type(x), Val::Type(y)) => x == y,
+        (Val::Ext(x), Val::Ext(y)) => x == y,
         (Val::List(_) | Val::Arr(..), Val::List(_) | Val::Arr(..)) => {
             let (x, y) = (a.items().unwrap_or_default(), b.items().unwrap_or_default());
             x.len() == y.len() && x.iter().zip(&y).all(|(p, q)| equals(p, q))
@@ -345,6 +356,13 @@ impl<'a> Evaluator<'a> {
                 binary(*op, x, y)
             }
             Expr::Call(target, name, args, _) => {
+                if let Some(qualified) = self.qualified_call(target.as_deref(), name) {
+                    let mut av = Vec::with_capacity(args.len());
+                    for a in args {
+                        av.push(self.eval(a)?);
+                    }
+                    return library::call(None, &qualified, &av);
+                }
                 let t = match target {
                     Some(t) => Some(self.eval(t)?),
                     None => None,
@@ -448,6 +466,19 @@ impl<'a> Evaluator<'a> {
         }
     }
 
+    /// `ns.f(...)` where `ns` is no variable and `ns.f` a library function (`sets.contains`,
+    /// `format.dns1123Label`, `optional.of`...): its qualified name.
+    fn qualified_call(&self, target: Option<&Expr>, name: &str) -> Option<String> {
+        let Some(Expr::Ident(ns, _)) = target else {
+            return None;
+        };
+        if ns == "self" || ns == "oldSelf" || self.vars.iter().any(|(v, _)| v == ns) {
+            return None;
+        }
+        let qualified = format!("{ns}.{name}");
+        library::is_library_function(&qualified).then_some(qualified)
+    }
+
     fn select(&self, v: &Val<'a>, field: &str, test: bool) -> R<'a> {
         match v {
             Val::Obj(m, n) => {
@@ -484,6 +515,9 @@ impl<'a> Evaluator<'a> {
 
     fn call(&self, target: Option<Val<'a>>, name: &str, args: Vec<Val<'a>>) -> R<'a> {
         let _ = self.is_root;
+        if target.as_ref().is_some_and(Val::is_ext) || args.iter().any(Val::is_ext) {
+            return library::call(target.as_ref(), name, &args);
+        }
         match (target.as_ref(), name, args.as_slice()) {
             (None, "size", [a]) | (Some(a), "size", []) => {
                 a.size().map(Val::Int).ok_or_else(|| NO_OVERLOAD.into())
@@ -536,6 +570,7 @@ impl<'a> Evaluator<'a> {
                 }
                 Ok(Val::Str(Cow::Owned(parts.join(&sep))))
             }
+            _ if library::is_library_function(name) => library::call(target.as_ref(), name, &args),
             _ => no_overload(),
         }
     }
@@ -583,6 +618,9 @@ fn index<'a>(v: &Val<'a>, i: &Val<'a>) -> R<'a> {
 }
 
 fn binary<'a>(op: BinOp, x: Val<'a>, y: Val<'a>) -> R<'a> {
+    if (x.is_ext() || y.is_ext()) && !matches!(op, BinOp::Eq | BinOp::Ne) {
+        return library::operator(op.cel_name(), &x, &y);
+    }
     match op {
         BinOp::Eq => Ok(Val::Bool(equals(&x, &y))),
         BinOp::Ne => Ok(Val::Bool(!equals(&x, &y))),
