@@ -5,9 +5,13 @@
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
+use std::sync::Arc;
 
 use regex::Regex;
 use serde_json::{Map, Value};
+
+use kube_cel::cel::Value as CelValue;
+use kube_cel::cel::objects::{Key, Map as CelMap};
 
 use super::Program;
 use super::library;
@@ -361,7 +365,7 @@ impl<'a> Evaluator<'a> {
                     for a in args {
                         av.push(self.eval(a)?);
                     }
-                    return library::call(None, &qualified, &av);
+                    return library_call(None, &qualified, &av);
                 }
                 let t = match target {
                     Some(t) => Some(self.eval(t)?),
@@ -516,7 +520,7 @@ impl<'a> Evaluator<'a> {
     fn call(&self, target: Option<Val<'a>>, name: &str, args: Vec<Val<'a>>) -> R<'a> {
         let _ = self.is_root;
         if target.as_ref().is_some_and(Val::is_ext) || args.iter().any(Val::is_ext) {
-            return library::call(target.as_ref(), name, &args);
+            return library_call(target.as_ref(), name, &args);
         }
         match (target.as_ref(), name, args.as_slice()) {
             (None, "size", [a]) | (Some(a), "size", []) => {
@@ -570,9 +574,97 @@ impl<'a> Evaluator<'a> {
                 }
                 Ok(Val::Str(Cow::Owned(parts.join(&sep))))
             }
-            _ if library::is_library_function(name) => library::call(target.as_ref(), name, &args),
+            _ if library::is_library_function(name) => library_call(target.as_ref(), name, &args),
             _ => no_overload(),
         }
+    }
+}
+
+/// A library function (or an operator on a library value), evaluated by kube-cel.
+fn library_call<'a>(target: Option<&Val<'a>>, name: &str, args: &[Val<'a>]) -> R<'a> {
+    let target = target.map(to_cel).transpose()?;
+    let args = args.iter().map(to_cel).collect::<Result<Vec<_>, _>>()?;
+    library::call(target, name, args).map(from_cel)
+}
+
+/// kube-cel's value for `v` (the receiver or an argument of a library call).
+fn to_cel(v: &Val<'_>) -> Result<CelValue, String> {
+    Ok(match v {
+        Val::Null => CelValue::Null,
+        Val::Bool(b) => CelValue::Bool(*b),
+        Val::Int(i) => CelValue::Int(*i),
+        Val::Uint(u) => CelValue::UInt(*u),
+        Val::Double(d) => CelValue::Float(*d),
+        Val::Str(s) => CelValue::String(Arc::new(s.to_string())),
+        Val::List(items) => CelValue::List(Arc::new(
+            items.iter().map(to_cel).collect::<Result<_, _>>()?,
+        )),
+        Val::Arr(items, n) => CelValue::List(Arc::new(
+            items
+                .iter()
+                .map(|i| to_cel(&from_json(i, *n)))
+                .collect::<Result<_, _>>()?,
+        )),
+        Val::Map(_) | Val::Obj(..) => {
+            let mut map = std::collections::HashMap::new();
+            for (k, val) in v.entries().unwrap_or_default() {
+                let key = match k {
+                    Val::Str(s) => Key::String(Arc::new(s.into_owned())),
+                    Val::Int(i) => Key::Int(i),
+                    Val::Uint(u) => Key::Uint(u),
+                    Val::Bool(b) => Key::Bool(b),
+                    _ => return Err(NO_OVERLOAD.into()),
+                };
+                map.insert(key, to_cel(&val)?);
+            }
+            CelValue::Map(CelMap { map: Arc::new(map) })
+        }
+        Val::Type(_) => return Err(NO_OVERLOAD.into()),
+        Val::Ext(x) => x.clone(),
+    })
+}
+
+/// The value of a library call's result: JSON-like values become kube-sim's own, the rest
+/// stays kube-cel's.
+fn from_cel<'a>(v: CelValue) -> Val<'a> {
+    match v {
+        CelValue::Null => Val::Null,
+        CelValue::Bool(b) => Val::Bool(b),
+        CelValue::Int(i) => Val::Int(i),
+        CelValue::UInt(u) => Val::Uint(u),
+        CelValue::Float(d) => Val::Double(d),
+        CelValue::String(s) => Val::Str(Cow::Owned(s.to_string())),
+        CelValue::List(items) => Val::List(items.iter().cloned().map(from_cel).collect()),
+        CelValue::Map(m) => {
+            // `cel` maps are hash maps: give them a stable order.
+            let mut entries: Vec<(&Key, &CelValue)> = m.map.iter().collect();
+            entries.sort_by_key(|(k, _)| key_order(k));
+            Val::Map(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .map(|(k, v)| {
+                        let k = match k {
+                            Key::Int(i) => Val::Int(i),
+                            Key::Uint(u) => Val::Uint(u),
+                            Key::Bool(b) => Val::Bool(b),
+                            Key::String(s) => Val::Str(Cow::Owned(s.to_string())),
+                        };
+                        (k, from_cel(v))
+                    })
+                    .collect(),
+            )
+        }
+        other => Val::Ext(other),
+    }
+}
+
+fn key_order(k: &Key) -> (u8, i128, &str) {
+    match k {
+        Key::Bool(b) => (0, i128::from(*b), ""),
+        Key::Int(i) => (1, i128::from(*i), ""),
+        Key::Uint(u) => (2, i128::from(*u), ""),
+        Key::String(s) => (3, 0, s.as_str()),
     }
 }
 
@@ -619,7 +711,7 @@ fn index<'a>(v: &Val<'a>, i: &Val<'a>) -> R<'a> {
 
 fn binary<'a>(op: BinOp, x: Val<'a>, y: Val<'a>) -> R<'a> {
     if (x.is_ext() || y.is_ext()) && !matches!(op, BinOp::Eq | BinOp::Ne) {
-        return library::operator(op.cel_name(), &x, &y);
+        return library::operator(op.cel_name(), to_cel(&x)?, to_cel(&y)?).map(from_cel);
     }
     match op {
         BinOp::Eq => Ok(Val::Bool(equals(&x, &y))),

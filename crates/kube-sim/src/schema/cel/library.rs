@@ -5,7 +5,8 @@
 //! a Kubernetes 1.32 CRD rule may call beyond that core is run by [kube-cel] (kube-rs's port of
 //! `k8s.io/apiserver/pkg/cel/library` and cel-go's extensions on the `cel` crate). This module is
 //! the seam: the table of those functions for the type checker ([`signature`]), and the call
-//! into kube-cel at evaluation ([`call`], [`operator`]), converting values both ways.
+//! into kube-cel at evaluation ([`call`], [`operator`]) on kube-cel's values (the evaluator
+//! converts its own to and from them).
 //!
 //! The table is the 1.32 CRD environment (`k8s.io/apiserver/pkg/cel/environment/base.go`):
 //! the strings extension (v2), the Kubernetes list, regex, URL, IP, CIDR, quantity and named
@@ -15,16 +16,12 @@
 //!
 //! [kube-cel]: https://github.com/kube-rs/kube-cel
 
-use std::borrow::Cow;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use kube_cel::KubeCelExt;
 use kube_cel::cel::common::ast::{CallExpr, Expr as CelExpr, IdedExpr};
-use kube_cel::cel::objects::{Key, Map, OptionalValue};
+use kube_cel::cel::objects::OptionalValue;
 use kube_cel::cel::{Context, ExecutionError, Value};
-
-use super::eval::{Val, from_json};
 
 pub(crate) const QUANTITY: &str = "kubernetes.Quantity";
 pub(crate) const URL: &str = "kubernetes.URL";
@@ -312,84 +309,6 @@ pub(crate) fn type_name(v: &Value) -> &'static str {
     }
 }
 
-fn to_cel(v: &Val<'_>) -> Result<Value, String> {
-    Ok(match v {
-        Val::Null => Value::Null,
-        Val::Bool(b) => Value::Bool(*b),
-        Val::Int(i) => Value::Int(*i),
-        Val::Uint(u) => Value::UInt(*u),
-        Val::Double(d) => Value::Float(*d),
-        Val::Str(s) => Value::String(Arc::new(s.to_string())),
-        Val::List(items) => Value::List(Arc::new(
-            items.iter().map(to_cel).collect::<Result<_, _>>()?,
-        )),
-        Val::Arr(items, n) => Value::List(Arc::new(
-            items
-                .iter()
-                .map(|i| to_cel(&from_json(i, *n)))
-                .collect::<Result<_, _>>()?,
-        )),
-        Val::Map(_) | Val::Obj(..) => {
-            let mut map = HashMap::new();
-            for (k, val) in v.entries().unwrap_or_default() {
-                let key = match k {
-                    Val::Str(s) => Key::String(Arc::new(s.into_owned())),
-                    Val::Int(i) => Key::Int(i),
-                    Val::Uint(u) => Key::Uint(u),
-                    Val::Bool(b) => Key::Bool(b),
-                    _ => return Err(NO_OVERLOAD.into()),
-                };
-                map.insert(key, to_cel(&val)?);
-            }
-            Value::Map(Map { map: Arc::new(map) })
-        }
-        Val::Type(_) | Val::Ext(Value::Function(..)) => return Err(NO_OVERLOAD.into()),
-        Val::Ext(x) => x.clone(),
-    })
-}
-
-fn from_cel<'a>(v: Value) -> Val<'a> {
-    match v {
-        Value::Null => Val::Null,
-        Value::Bool(b) => Val::Bool(b),
-        Value::Int(i) => Val::Int(i),
-        Value::UInt(u) => Val::Uint(u),
-        Value::Float(d) => Val::Double(d),
-        Value::String(s) => Val::Str(Cow::Owned(s.to_string())),
-        Value::List(items) => Val::List(items.iter().cloned().map(from_cel).collect()),
-        Value::Map(m) => {
-            // `cel` maps are hash maps: give them a stable order.
-            let mut entries: Vec<(&Key, &Value)> = m.map.iter().collect();
-            entries.sort_by_key(|(k, _)| key_order(k));
-            Val::Map(
-                entries
-                    .into_iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .map(|(k, v)| {
-                        let k = match k {
-                            Key::Int(i) => Val::Int(i),
-                            Key::Uint(u) => Val::Uint(u),
-                            Key::Bool(b) => Val::Bool(b),
-                            Key::String(s) => Val::Str(Cow::Owned(s.to_string())),
-                        };
-                        (k, from_cel(v))
-                    })
-                    .collect(),
-            )
-        }
-        other => Val::Ext(other),
-    }
-}
-
-fn key_order(k: &Key) -> (u8, i128, &str) {
-    match k {
-        Key::Bool(b) => (0, i128::from(*b), ""),
-        Key::Int(i) => (1, i128::from(*i), ""),
-        Key::Uint(u) => (2, i128::from(*u), ""),
-        Key::String(s) => (3, 0, s.as_str()),
-    }
-}
-
 const NO_OVERLOAD: &str = "no such overload";
 
 /// cel-go's text for a `cel` evaluation error (what `rules.rs` turns into upstream's field
@@ -413,27 +332,28 @@ fn ident(id: u64, name: &str) -> IdedExpr {
     }
 }
 
-/// Evaluate `func_name` on `target` (a method) or as a global function, with `args`, in kube-cel.
-pub(crate) fn call<'a>(
-    target: Option<&Val<'a>>,
-    name: &str,
-    args: &[Val<'a>],
-) -> Result<Val<'a>, String> {
+/// Evaluate `name` on `target` (a method) or as a global function, with `args`, in kube-cel.
+/// Errors are cel-go's texts where kube-sim knows them.
+pub(crate) fn call(target: Option<Value>, name: &str, args: Vec<Value>) -> Result<Value, String> {
+    if target
+        .iter()
+        .chain(&args)
+        .any(|v| matches!(v, Value::Function(..)))
+    {
+        return Err(NO_OVERLOAD.into());
+    }
     CONTEXT.with(|ctx| {
         let mut scope = ctx.new_inner_scope();
         let mut id = 0;
-        let target = match target {
-            Some(t) => {
-                scope.add_variable_from_value("@t", to_cel(t)?);
-                id += 1;
-                Some(Box::new(ident(id, "@t")))
-            }
-            None => None,
-        };
+        let target = target.map(|t| {
+            scope.add_variable_from_value("@t", t);
+            id += 1;
+            Box::new(ident(id, "@t"))
+        });
         let mut arg_exprs = Vec::with_capacity(args.len());
-        for (i, a) in args.iter().enumerate() {
+        for (i, a) in args.into_iter().enumerate() {
             let name = format!("@a{i}");
-            scope.add_variable_from_value(name.clone(), to_cel(a)?);
+            scope.add_variable_from_value(name.clone(), a);
             id += 1;
             arg_exprs.push(ident(id, &name));
         }
@@ -446,7 +366,7 @@ pub(crate) fn call<'a>(
             }),
         };
         let v = Value::resolve(&expr, &scope).map_err(error_text)?;
-        Ok(from_cel(adapt(name, v)))
+        Ok(adapt(name, v))
     })
 }
 
@@ -460,7 +380,7 @@ fn adapt(name: &str, v: Value) -> Value {
     }
 }
 
-/// Evaluate the binary operator `op` (cel's name: `_<_`, `_+_`...) on a library value.
-pub(crate) fn operator<'a>(op: &str, a: &Val<'a>, b: &Val<'a>) -> Result<Val<'a>, String> {
-    call(None, op, &[a.clone(), b.clone()])
+/// Evaluate the binary operator `op` (cel's name: `_<_`, `_+_`...) in kube-cel.
+pub(crate) fn operator(op: &str, a: Value, b: Value) -> Result<Value, String> {
+    call(None, op, vec![a, b])
 }
