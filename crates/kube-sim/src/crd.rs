@@ -1,38 +1,21 @@
-//! CustomResourceDefinitions: served types from a CRD, the naming and establishing controllers
-//! (run synchronously after every CRD write, so REST paths and discovery are live before the
-//! CRD reports `Established`), and the Terminating condition.
+//! CustomResourceDefinitions: served types from a CRD, and the naming and establishing
+//! controllers (run synchronously after every CRD write through [`EstablishCrds`], the write
+//! pipeline's commit hook, so REST paths and discovery are live before the CRD reports
+//! `Established`). The CRD object's own rules (create preparation, cleanup finalizer,
+//! Terminating condition) are in `crd_object`, which the write pipeline uses directly.
 
 use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use crate::error::FieldError;
+use crate::crd_object::set_condition;
+pub use crate::crd_object::{CLEANUP_FINALIZER, crd_gr, mark_terminating};
 use crate::meta;
 use crate::ops::{self, Target};
 use crate::registry::{CustomInfo, Kind, PrinterColumn, ResourceType, ScaleSpec};
-use crate::schema_api::{CrdSchema, default_crd, validate_crd};
-use crate::state::State;
-use crate::store::Gr;
-
-pub const CLEANUP_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";
-
-pub fn crd_gr() -> Gr {
-    Gr::new("apiextensions.k8s.io", "customresourcedefinitions")
-}
-
-/// `PrepareForCreate` + defaulting.
-pub fn prepare_create(obj: &mut Value) {
-    default_crd(obj);
-    if let Some(m) = obj.as_object_mut() {
-        m.remove("status");
-    }
-}
-
-/// CRD validation: the schema module's rules (metadata, names, versions, structural schemas,
-/// CEL subset — rules outside it are refused here).
-pub fn validate(_st: &State, new: &Value, old: Option<&Value>) -> Vec<FieldError> {
-    validate_crd(new, old)
-}
+use crate::schema_api::CrdSchema;
+use crate::state::{CommitHook, State};
+use crate::store::{Gr, Obj};
 
 fn strings(v: Option<&Value>) -> Vec<String> {
     v.and_then(Value::as_array)
@@ -269,50 +252,14 @@ fn name_conflict(st: &State, crd: &Value) -> Option<(String, String)> {
     None
 }
 
-fn set_condition(conds: &mut Vec<Value>, type_: &str, status: &str, reason: &str, message: &str) {
-    let now = meta::now_rfc3339();
-    match conds.iter_mut().find(|c| c.get("type").and_then(Value::as_str) == Some(type_)) {
-        Some(c) => {
-            let same = c.get("status").and_then(Value::as_str) == Some(status);
-            let ltt = if same {
-                c.get("lastTransitionTime").cloned().unwrap_or(json!(now))
-            } else {
-                json!(now)
-            };
-            *c = json!({"type": type_, "status": status, "lastTransitionTime": ltt, "reason": reason, "message": message});
-        }
-        None => conds.push(json!({"type": type_, "status": status, "lastTransitionTime": now, "reason": reason, "message": message})),
-    }
-}
+/// The commit hook that runs [`sync`] after every committed CRD write, before the writer gets its
+/// answer (installed on the [`State`] by `lib.rs`).
+pub struct EstablishCrds;
 
-/// Add (or update) the `Terminating` condition.
-pub fn mark_terminating(crd: &mut Value, in_progress: bool) {
-    let mut conds = crd
-        .pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    if in_progress {
-        set_condition(
-            &mut conds,
-            "Terminating",
-            "True",
-            "InstanceDeletionInProgress",
-            "CustomResource deletion is in progress",
-        );
-    } else {
-        set_condition(
-            &mut conds,
-            "Terminating",
-            "True",
-            "InstanceDeletionPending",
-            "CustomResourceDefinition marked for deletion; CustomResource deletion will begin soon",
-        );
-    }
-    if let Some(m) = crd.as_object_mut() {
-        let status = m.entry("status").or_insert_with(|| json!({}));
-        if let Some(s) = status.as_object_mut() {
-            s.insert("conditions".into(), Value::Array(conds));
+impl CommitHook for EstablishCrds {
+    fn after_commit(&self, st: &State, rt: &ResourceType, obj: &Obj) {
+        if rt.behaviour == Kind::Crd {
+            sync(st, meta::name(&obj.value));
         }
     }
 }

@@ -643,7 +643,7 @@ fn decode_body(ctx: &Ctx, rt: &ResourceType) -> Result<Value, StatusError> {
         "application/yaml" => {
             let text = std::str::from_utf8(&ctx.body)
                 .map_err(|e| StatusError::bad_request(e.to_string()))?;
-            serde_yaml::from_str(text).map_err(|e| {
+            crate::yaml::from_str(text).map_err(|e| {
                 StatusError::bad_request(format!("error converting YAML to JSON: {e}"))
             })?
         }
@@ -730,7 +730,7 @@ fn render_value(
         Output::Yaml => Ok(Reply::bytes(
             code,
             "application/yaml",
-            Bytes::from(serde_yaml::to_string(v).unwrap_or_default()),
+            Bytes::from(crate::yaml::to_string(v)),
         )),
         Output::Partial => Ok(Reply::json(code, &partial_of(v))),
         Output::Table { v1beta1 } => {
@@ -1142,7 +1142,7 @@ fn render_list(
                 Ok(Reply::bytes(
                     200,
                     "application/yaml",
-                    Bytes::from(serde_yaml::to_string(&v).unwrap_or_default()),
+                    Bytes::from(crate::yaml::to_string(&v)),
                 ))
             } else {
                 Ok(Reply::json(200, &v))

@@ -24,7 +24,7 @@ pub fn render(server: &str, ca_pem: Option<&str>, token: Option<&str>, namespace
         "current-context": "kube-sim",
         "preferences": {},
     });
-    serde_yaml::to_string(&doc).unwrap_or_default()
+    crate::yaml::to_string(&doc)
 }
 
 #[cfg(test)]

@@ -19,14 +19,18 @@
 //!
 //! Module map (each module has one owner; see the crate README):
 //! - [`error`]: the upstream `Status` error model and field errors, shared by every module.
-//! - [`schema`]: CRD structural schemas — validation, pruning, defaulting, CEL subset (pure).
+//! - [`schema`]: CRD structural schemas — validation, pruning, defaulting, CEL rules (pure; the
+//!   Kubernetes CEL libraries are kube-cel's).
 //! - [`patch`]: JSON patch (evanphx v4 semantics), merge patch, strategic merge patch,
 //!   server-side apply and managedFields (pure).
 //! - [`rbac`]: RBAC rule evaluation and the upstream Forbidden message (pure).
 //! - the server: `store` (global resourceVersion, history, watch fan-out), `registry`
 //!   (served types, discovery, OpenAPI), `ops` (the write pipeline), `http` (routing, reads,
-//!   auth), `watch`, `builtin` (per-kind rules), `crd`, `controllers` (GC, namespaces, CRD
-//!   cleanup), `table`, [`faults`], `auth`, `kubeconfig`, `tls`.
+//!   auth), `watch`, `builtin` (per-kind rules), `crd_object` (a CRD object's own rules, used by
+//!   `ops`), `crd` (served types and the naming/establishing controller, run after each CRD
+//!   commit through a `state::CommitHook`), `controllers` (GC, namespaces, CRD cleanup), `table`,
+//!   [`faults`], `auth`, `kubeconfig`, `tls`. Dependencies point one way: controllers and `crd`
+//!   write through `ops`, never the reverse.
 
 pub mod error;
 pub mod patch;
@@ -41,6 +45,7 @@ mod builtin;
 mod controllers;
 #[allow(clippy::result_large_err)] // handler errors are upstream `Status`es, by value
 mod crd;
+mod crd_object;
 pub mod faults;
 #[allow(clippy::result_large_err)] // handler errors are upstream `Status`es, by value
 mod filter;
@@ -67,6 +72,7 @@ mod table;
 mod tls;
 #[allow(clippy::result_large_err)] // handler errors are upstream `Status`es, by value
 mod watch;
+mod yaml;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -296,7 +302,9 @@ impl KubeSim {
             owner_references_permission_enforcement: b.owner_references_permission_enforcement,
             ..Default::default()
         };
-        let st = Arc::new(state::State::new(cfg, b.history));
+        let mut st = state::State::new(cfg, b.history);
+        st.commit_hooks.push(Box::new(crd::EstablishCrds));
+        let st = Arc::new(st);
         let admin_token = b.admin_token.unwrap_or_else(|| meta::random_token(40));
         st.tokens.insert(&admin_token, auth::admin_user());
         if let Some(path) = &b.state_file {

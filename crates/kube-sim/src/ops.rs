@@ -8,6 +8,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use crate::builtin;
+use crate::crd_object;
 use crate::error::{FieldError, FieldErrorType, StatusError, go_quote};
 use crate::meta::{self, meta_mut};
 use crate::patch::{self, MergeSchema};
@@ -394,7 +395,6 @@ fn decode(
 
 /// Metadata + kind validation; 422 on errors.
 fn validate(
-    st: &State,
     rt: &ResourceType,
     new: &Value,
     old: Option<&Value>,
@@ -406,7 +406,7 @@ fn validate(
     let errs = match rt.behaviour {
         Kind::Crd => match (target, old) {
             (Target::Status, Some(old)) => crate::schema_api::validate_crd_status_update(new, old),
-            _ => crate::crd::validate(st, new, old),
+            _ => crate::schema_api::validate_crd(new, old),
         },
         Kind::Custom => {
             let mut errs =
@@ -610,7 +610,7 @@ pub fn create(
     decode(rt, &mut obj, p, &mode, &mut warnings)?;
     builtin::prepare_create(rt, &mut obj);
     if rt.behaviour == Kind::Crd {
-        crate::crd::prepare_create(&mut obj);
+        crd_object::prepare_create(&mut obj);
         crate::schema_api::prepare_crd_status(&mut obj, None);
     }
     {
@@ -651,7 +651,7 @@ pub fn create(
         }
         meta_mut(&mut obj).insert("name".into(), json!(meta::generate_name(&prefix)));
     }
-    validate(st, rt, &obj, None, Target::Main)?;
+    validate(rt, &obj, None, Target::Main)?;
     rbac_checks(st, rt, p, None, &obj)?;
     if mode != Mode::Apply {
         track(rt, None, &mut obj, p, None);
@@ -885,7 +885,7 @@ where
         if rt.behaviour == Kind::Crd && target == Target::Main {
             crate::schema_api::prepare_crd_status(&mut new, Some(&cur.value));
         }
-        validate(st, rt, &new, Some(&cur.value), target)?;
+        validate(rt, &new, Some(&cur.value), target)?;
         rbac_checks(st, rt, p, Some(&cur.value), &new)?;
         if mode != Mode::Apply {
             let sub = match target {
@@ -1067,7 +1067,7 @@ fn parse_apply_body(body: &[u8]) -> Result<Value, StatusError> {
     }
     let text = std::str::from_utf8(body)
         .map_err(|e| StatusError::bad_request(format!("error decoding YAML: {e}")))?;
-    serde_yaml::from_str::<Value>(text)
+    crate::yaml::from_str(text)
         .map_err(|e| StatusError::bad_request(format!("error decoding YAML: {e}")))
 }
 
@@ -1297,8 +1297,8 @@ pub fn delete(
         if foreground {
             f.push("foregroundDeletion".into());
         }
-        if rt.behaviour == Kind::Crd && !f.iter().any(|x| x == crate::crd::CLEANUP_FINALIZER) {
-            f.push(crate::crd::CLEANUP_FINALIZER.to_string());
+        if rt.behaviour == Kind::Crd && !f.iter().any(|x| x == crd_object::CLEANUP_FINALIZER) {
+            f.push(crd_object::CLEANUP_FINALIZER.to_string());
         }
         meta::set_finalizers(&mut new, f.clone());
         let spec_finalizers = rt.behaviour == Kind::Namespace
@@ -1322,7 +1322,7 @@ pub fn delete(
                     obj.insert("status".into(), json!({"phase": "Terminating"}));
                 }
                 if rt.behaviour == Kind::Crd {
-                    crate::crd::mark_terminating(&mut new, false);
+                    crd_object::mark_terminating(&mut new, false);
                 }
             }
             let code = if o.orphan_dependents == Some(false) {
@@ -1420,14 +1420,17 @@ fn precondition_failed(rt: &ResourceType, ns: &str, name: &str, msg: &str) -> St
 // -------------------------------------------------------------------------------------------
 // Hooks
 
-/// After any committed write of `rt`.
+/// After any committed write of `rt`: RBAC snapshot invalidation, then the installed
+/// [`CommitHook`](crate::state::CommitHook)s (the CRD controller).
 pub fn after_commit(st: &State, rt: &ResourceType, obj: &Arc<Obj>) {
-    match rt.behaviour {
-        Kind::Role | Kind::ClusterRole | Kind::RoleBinding | Kind::ClusterRoleBinding => {
-            st.rbac_changed()
-        }
-        Kind::Crd => crate::crd::sync(st, meta::name(&obj.value)),
-        _ => {}
+    if matches!(
+        rt.behaviour,
+        Kind::Role | Kind::ClusterRole | Kind::RoleBinding | Kind::ClusterRoleBinding
+    ) {
+        st.rbac_changed();
+    }
+    for hook in &st.commit_hooks {
+        hook.after_commit(st, rt, obj);
     }
 }
 

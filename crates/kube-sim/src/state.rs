@@ -11,8 +11,16 @@ use tokio::sync::watch;
 use crate::auth::{Audit, Tokens};
 use crate::faults::Faults;
 use crate::rbac::RbacSnapshot;
-use crate::registry::Registry;
-use crate::store::{Gr, Store};
+use crate::registry::{Registry, ResourceType};
+use crate::store::{Gr, Obj, Store};
+
+/// Kind-specific work the write pipeline runs synchronously after each committed write, before
+/// it answers the writer (the CRD naming and establishing controller: a created CRD is served
+/// before its creator sees the answer). Hooks are installed by the composition root (`lib.rs`),
+/// so the pipeline (`ops`) does not depend on the controllers that write through it.
+pub trait CommitHook: Send + Sync {
+    fn after_commit(&self, st: &State, rt: &ResourceType, obj: &Obj);
+}
 
 /// Settings fixed at start-up.
 #[derive(Debug, Clone)]
@@ -58,6 +66,8 @@ pub struct State {
     rbac_cache: Mutex<Option<(u64, Arc<RbacSnapshot>)>>,
     /// Flips to true on shutdown; watches end cleanly.
     pub shutdown: watch::Sender<bool>,
+    /// Run by `ops` after every committed write, in order.
+    pub commit_hooks: Vec<Box<dyn CommitHook>>,
 }
 
 impl State {
@@ -72,6 +82,7 @@ impl State {
             rbac_version: AtomicU64::new(1),
             rbac_cache: Mutex::new(None),
             shutdown: watch::channel(false).0,
+            commit_hooks: Vec::new(),
         }
     }
 

@@ -18,7 +18,7 @@ use common::*;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube_sim::KubeSim;
-use serde_json::json;
+use serde_json::{Value, json};
 
 const CRD_NAME: &str = "latticeagents.agentlattice.io";
 
@@ -502,7 +502,7 @@ async fn get_secret_yaml_and_table() {
         .run(&["get", "secret", "s1", "-n", "k-secret", "-o", "yaml"])
         .await
         .success();
-    let v: serde_yaml::Value = serde_yaml::from_str(&out).expect("yaml");
+    let v: Value = serde_saphyr::from_str(&out).expect("yaml");
     assert_eq!(v["kind"], "Secret");
     assert_eq!(v["type"], "Opaque");
     assert_eq!(v["data"]["token"], "bm90LWEtcmVhbC1rZXk=");

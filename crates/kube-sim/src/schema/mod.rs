@@ -1,4 +1,4 @@
-//! CRD structural schemas: validation, pruning, defaulting and a CEL subset.
+//! CRD structural schemas: validation, pruning, defaulting and CEL rules.
 //!
 //! Everything here is pure: functions over [`serde_json::Value`], no I/O. The server core calls
 //! it on every custom-resource write, in upstream's order (apiextensions-apiserver v0.32.4
@@ -10,12 +10,13 @@
 //! 2. [`CrdSchema::default`] — `default`s applied;
 //! 3. metadata validation ([`validate_object_meta`]) and [`CrdSchema::validate`] /
 //!    [`CrdSchema::validate_with`] — OpenAPI value validation, embedded resources,
-//!    `x-kubernetes-list-type`, then the `x-kubernetes-validations` rules (CEL subset, see `CEL.md`).
+//!    `x-kubernetes-list-type`, then the `x-kubernetes-validations` rules (kube-sim's CEL core,
+//!    kube-cel for the Kubernetes libraries; see `CEL.md`).
 //!
 //! CRDs themselves are checked by [`validate_crd`] after [`default_crd`].
 //!
 //! Messages follow upstream byte for byte where upstream's are deterministic; see
-//! `crates/kube-sim/src/schema/CEL.md` for the supported CEL subset and the known divergences.
+//! `crates/kube-sim/src/schema/CEL.md` for what CEL is evaluated, how, and the known divergences.
 
 use serde_json::Value;
 
@@ -147,8 +148,9 @@ impl CrdSchema {
     /// rule. `field_prefix` is the path used in error messages, e.g.
     /// `spec.versions[0].schema.openAPIV3Schema` (upstream reports
     /// `spec.validation.openAPIV3Schema` when every version has the same schema; [`validate_crd`]
-    /// picks the right one). Rules outside the supported CEL subset are rejected with
-    /// `Forbidden: kube-sim does not support CEL ...` at `<prefix>...x-kubernetes-validations[i].rule`.
+    /// picks the right one). Rules using a construct kube-sim cannot evaluate (bytes literals,
+    /// optional syntax, two-variable comprehensions) are rejected with `Forbidden: kube-sim does
+    /// not support CEL ...` at `<prefix>...x-kubernetes-validations[i].rule`.
     pub fn compile(
         open_api_v3_schema: &Value,
         field_prefix: &str,

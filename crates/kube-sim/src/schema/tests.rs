@@ -770,18 +770,12 @@ fn cel_compile_rejections() {
         ))
     };
     let p = "spec.validation.openAPIV3Schema.properties[spec].properties[f].x-kubernetes-validations[0]";
-    assert_eq!(
-        errs("quantity(self).isGreaterThan(quantity('1'))"),
-        vec![format!(
-            r#"{p}.rule: Forbidden: kube-sim does not support CEL function "quantity" (supported subset: see crates/kube-sim/README.md#cel)"#
-        )]
-    );
-    assert_eq!(
-        errs("self.isURL()"),
-        vec![format!(
-            r#"{p}.rule: Forbidden: kube-sim does not support CEL function "isURL" (supported subset: see crates/kube-sim/README.md#cel)"#
-        )]
-    );
+    // Kubernetes library functions, once refused as outside kube-sim's subset, compile (they
+    // run: `cel_library_rules`), with cel-go's overload error when misused (`isURL` is global)
+    assert!(errs("quantity(self).isGreaterThan(quantity('1'))").is_empty());
+    assert!(errs("isURL(self)").is_empty());
+    let e = errs("self.isURL()");
+    assert!(e[0].ends_with("compilation failed: ERROR: <input>:1:11: found no matching overload for 'isURL' applied to 'string.()'\n | self.isURL()\n | ..........^"), "{e:?}");
     assert_eq!(
         errs("size(self)"),
         vec![format!(
@@ -831,6 +825,73 @@ fn cel_compile_rejections() {
         json!({"type": "object", "x-kubernetes-validations": [{"rule": "has(self.metadata.labels)"}]}),
     );
     assert!(e[0].contains("undefined field 'labels'"), "{e:?}");
+}
+
+/// Rules calling the Kubernetes CEL libraries (evaluated by kube-cel) give upstream's field
+/// errors like any other rule.
+#[test]
+fn cel_library_rules() {
+    let s = compile(
+        &json!({"type": "object", "properties": {"spec": {"type": "object", "properties": {
+            "memory": {"type": "string", "x-kubernetes-validations": [
+                {"rule": "quantity(self).isLessThan(quantity('1Gi'))", "message": "at most 1Gi"}]},
+            "endpoint": {"type": "string", "x-kubernetes-validations": [
+                {"rule": "isURL(self) && url(self).getScheme() == 'https'", "messageExpression": "'not https: ' + self"}]},
+            "cidr": {"type": "string", "x-kubernetes-validations": [
+                {"rule": "cidr(self).containsIP(ip('10.0.0.1'))", "reason": "FieldValueForbidden", "message": "must hold 10.0.0.1"}]},
+            "name": {"type": "string", "x-kubernetes-validations": [
+                {"rule": "!format.dns1123Label().validate(self).hasValue()"},
+                {"rule": "self.split('-').size() <= 3 && sets.intersects(self.split('-'), ['a', 'b'])"}]},
+            "since": {"type": "string", "x-kubernetes-validations": [
+                {"rule": "timestamp(self) + duration('1h') > timestamp('2024-01-01T00:00:00Z')"}]}
+        }}}}),
+    );
+    let ok = json!({"spec": {"memory": "512Mi", "endpoint": "https://example.com", "cidr": "10.0.0.0/8",
+        "name": "a-b", "since": "2024-01-01T00:00:00Z"}});
+    assert!(
+        s.validate(&ok, None).is_empty(),
+        "{:?}",
+        msgs(&s.validate(&ok, None))
+    );
+    let bad = json!({"spec": {"memory": "2Gi", "endpoint": "http://example.com", "cidr": "192.168.0.0/16",
+        "name": "Not_A_Label", "since": "2023-12-31T22:00:00Z"}});
+    assert_eq!(
+        msgs(&s.validate(&bad, None)),
+        vec![
+            r#"spec.memory: Invalid value: "string": at most 1Gi"#,
+            r#"spec.endpoint: Invalid value: "string": not https: http://example.com"#,
+            "spec.cidr: Forbidden: must hold 10.0.0.1",
+            r#"spec.name: Invalid value: "string": failed rule: !format.dns1123Label().validate(self).hasValue()"#,
+            r#"spec.name: Invalid value: "string": failed rule: self.split('-').size() <= 3 && sets.intersects(self.split('-'), ['a', 'b'])"#,
+            r#"spec.since: Invalid value: "string": failed rule: timestamp(self) + duration('1h') > timestamp('2024-01-01T00:00:00Z')"#,
+        ]
+    );
+    // a library function's evaluation error is reported like the core's
+    let e = msgs(&s.validate(&json!({"spec": {"memory": "lots"}}), None));
+    assert!(
+        e[0].starts_with(r#"spec.memory: Invalid value: "string": "#)
+            && e[0].ends_with(" evaluating rule: at most 1Gi"),
+        "{e:?}"
+    );
+    // library types are checked like the core's: a quantity is no bool, nor a string
+    let errs = |rule: &str| {
+        schema_errs(with_spec_field(
+            json!({"type": "string", "x-kubernetes-validations": [{"rule": rule}]}),
+        ))
+    };
+    assert!(errs("quantity(self)")[0].ends_with("cel expression must evaluate to a bool"));
+    assert!(
+        errs("quantity(self) + 1 == 2")[0].contains(
+            "found no matching overload for '_+_' applied to '(kubernetes.Quantity, int)'"
+        ),
+        "{:?}",
+        errs("quantity(self) + 1 == 2")
+    );
+    // outside the 1.32 environment: semver arrived in 1.33, the lists extension in 1.34
+    assert!(
+        errs("isSemver(self)")[0].contains("undeclared reference to 'isSemver' (in container '')")
+    );
+    assert!(errs("[1, 2].slice(0, 1) == [1]")[0].contains("undeclared reference to 'slice'"));
 }
 
 type Mutate = Box<dyn Fn(&mut Value)>;

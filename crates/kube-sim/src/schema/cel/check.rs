@@ -1,6 +1,9 @@
-//! The compile-time type checker: types from the schema, cel-go's error texts.
+//! The compile-time type checker: types from the schema, cel-go's error texts. Library
+//! functions are typed from `library.rs`'s table (receiver, arity, result; their argument types
+//! are checked when they run).
 
 use super::CompileError;
+use super::library::{self, DURATION, Receiver, Ret, TIMESTAMP};
 use super::parse::{BinOp, CompKind, Expr, Lit, Pos};
 use crate::schema::Node;
 
@@ -20,6 +23,8 @@ pub(crate) enum Ty<'a> {
     /// `metadata` of a resource root: only `name` and `generateName`.
     Meta,
     Type,
+    /// A library type, by cel-go's name (`kubernetes.Quantity`, `net.IP`...).
+    Opaque(&'static str),
 }
 
 impl<'a> Ty<'a> {
@@ -62,6 +67,8 @@ impl<'a> Ty<'a> {
             Ty::Map(k, v) => format!("map({}, {})", k.name(), v.name()),
             Ty::Obj(..) | Ty::Meta => "object".into(),
             Ty::Type => "type".into(),
+            Ty::Opaque(n) if *n == library::OPTIONAL => "optional_type(dyn)".into(),
+            Ty::Opaque(n) => (*n).into(),
         }
     }
 
@@ -78,6 +85,7 @@ impl<'a> Ty<'a> {
             Ty::Map(..) => "map",
             Ty::Obj(..) | Ty::Meta => "object",
             Ty::Type => "type",
+            Ty::Opaque(n) => n,
         })
     }
 
@@ -90,7 +98,14 @@ impl<'a> Ty<'a> {
     }
 
     fn same_kind(&self, o: &Ty<'_>) -> bool {
-        std::mem::discriminant(self) == std::mem::discriminant(o)
+        match (self, o) {
+            (Ty::Opaque(a), Ty::Opaque(b)) => a == b,
+            _ => std::mem::discriminant(self) == std::mem::discriminant(o),
+        }
+    }
+
+    fn is(&self, name: &str) -> bool {
+        matches!(self, Ty::Opaque(n) if *n == name)
     }
 }
 
@@ -136,8 +151,11 @@ fn no_method_overload(pos: Pos, f: &str, target: &Ty<'_>, args: &[&Ty<'_>]) -> C
     }
 }
 
-fn unsupported_fn(name: &str) -> CompileError {
-    CompileError::Unsupported(format!("function \"{name}\""))
+fn undeclared(pos: Pos, name: &str) -> CompileError {
+    CompileError::Check {
+        pos,
+        msg: format!("undeclared reference to '{name}' (in container '')"),
+    }
 }
 
 impl<'a> Checker<'a> {
@@ -170,12 +188,7 @@ impl<'a> Checker<'a> {
                         self.self_ty.clone()
                     }
                     n if TYPE_NAMES.contains(&n) => Ty::Type,
-                    _ => {
-                        return Err(CompileError::Check {
-                            pos: *pos,
-                            msg: format!("undeclared reference to '{name}' (in container '')"),
-                        });
-                    }
+                    _ => return Err(undeclared(*pos, name)),
                 }
             }
             Expr::Select(operand, field, pos) | Expr::Has(operand, field, pos) => {
@@ -378,7 +391,8 @@ impl<'a> Checker<'a> {
             BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
                 let ok = either_dyn
                     || (x.is_num() && y.is_num())
-                    || (x.same_kind(y) && matches!(x, Ty::Str | Ty::Bool));
+                    || (x.same_kind(y) && matches!(x, Ty::Str | Ty::Bool))
+                    || (x.same_kind(y) && (x.is(TIMESTAMP) || x.is(DURATION)));
                 if !ok {
                     return Err(no_overload(pos, f, &[x, y]));
                 }
@@ -396,6 +410,10 @@ impl<'a> Checker<'a> {
                 if either_dyn {
                     if x.is_dyn() { y.clone() } else { x.clone() }
                 } else if x.same_kind(y) && matches!(x, Ty::Int | Ty::Uint | Ty::Double | Ty::Str) {
+                    x.clone()
+                } else if x.is(DURATION) && (y.is(DURATION) || y.is(TIMESTAMP)) {
+                    y.clone()
+                } else if x.is(TIMESTAMP) && y.is(DURATION) {
                     x.clone()
                 } else if let (Ty::List(a), Ty::List(b)) = (x, y) {
                     if a.same_kind(b) {
@@ -415,10 +433,68 @@ impl<'a> Checker<'a> {
                         || (op != BinOp::Mod && matches!(x, Ty::Double)))
                 {
                     x.clone()
+                } else if op == BinOp::Sub && x.is(TIMESTAMP) && y.is(TIMESTAMP) {
+                    Ty::Opaque(DURATION)
+                } else if op == BinOp::Sub && (x.is(TIMESTAMP) || x.is(DURATION)) && y.is(DURATION)
+                {
+                    x.clone()
                 } else {
                     return Err(no_overload(pos, f, &[x, y]));
                 }
             }
+        })
+    }
+
+    /// `ns.f(...)` where `ns` is no variable and `ns.f` a library function: its qualified name.
+    fn qualified_call(&self, target: Option<&Expr>, name: &str) -> Option<String> {
+        let Some(Expr::Ident(ns, _)) = target else {
+            return None;
+        };
+        if ns == "self" || ns == "oldSelf" || self.vars.iter().any(|(v, _)| v == ns) {
+            return None;
+        }
+        let qualified = format!("{ns}.{name}");
+        library::is_library_function(&qualified).then_some(qualified)
+    }
+
+    /// A call of a library function: typed from its signature; a known name with no matching
+    /// overload and an unknown name get cel-go's messages.
+    fn library(
+        &self,
+        target: Option<&Ty<'a>>,
+        name: &str,
+        args: &[&Ty<'a>],
+        pos: Pos,
+    ) -> Result<Ty<'a>, CompileError> {
+        let recv = target.map(|t| match t {
+            Ty::Dyn => Receiver::Dyn,
+            Ty::Str => Receiver::Str,
+            Ty::List(_) => Receiver::List,
+            Ty::Opaque(n) => Receiver::Of(n),
+            _ => Receiver::Other,
+        });
+        let Some(sig) = library::signature(name, recv, args.len()) else {
+            if !library::is_library_function(name) {
+                return Err(undeclared(pos, name));
+            }
+            return Err(match target {
+                Some(t) => no_method_overload(pos, name, t, args),
+                None => no_overload(pos, name, args),
+            });
+        };
+        Ok(match sig.ret {
+            Ret::Bool => Ty::Bool,
+            Ret::Int => Ty::Int,
+            Ret::Double => Ty::Double,
+            Ret::Str => Ty::Str,
+            Ret::Dyn => Ty::Dyn,
+            Ret::StrList => Ty::List(Box::new(Ty::Str)),
+            Ret::Query => Ty::Map(Box::new(Ty::Str), Box::new(Ty::List(Box::new(Ty::Str)))),
+            Ret::Elem => match target {
+                Some(Ty::List(e)) => (**e).clone(),
+                _ => Ty::Dyn,
+            },
+            Ret::Of(n) => Ty::Opaque(n),
         })
     }
 
@@ -429,15 +505,41 @@ impl<'a> Checker<'a> {
         args: &[Expr],
         pos: Pos,
     ) -> Result<Ty<'a>, CompileError> {
+        let qualified = self.qualified_call(target, name);
         let tt = match target {
-            Some(t) => Some(self.check(t)?),
-            None => None,
+            Some(t) if qualified.is_none() => Some(self.check(t)?),
+            _ => None,
         };
         let mut ats = Vec::new();
         for a in args {
             ats.push(self.check(a)?);
         }
         let argrefs: Vec<&Ty<'a>> = ats.iter().collect();
+        if let Some(q) = qualified {
+            return self.library(None, &q, &argrefs, pos);
+        }
+        // conversions of library values (cel-go's standard overloads)
+        if tt.is_none()
+            && let [Ty::Opaque(n)] = ats.as_slice()
+        {
+            match name {
+                "string"
+                    if [
+                        library::IP,
+                        library::CIDR,
+                        TIMESTAMP,
+                        DURATION,
+                        library::BYTES,
+                    ]
+                    .contains(n) =>
+                {
+                    return Ok(Ty::Str);
+                }
+                "int" if *n == TIMESTAMP => return Ok(Ty::Int),
+                "size" if *n == library::BYTES => return Ok(Ty::Int),
+                _ => {}
+            }
+        }
         match tt {
             None => match (name, ats.as_slice()) {
                 ("size", [a]) => {
@@ -495,7 +597,7 @@ impl<'a> Checker<'a> {
                     | "matches",
                     _,
                 ) => Err(no_overload(pos, name, &argrefs)),
-                _ => Err(unsupported_fn(name)),
+                _ => self.library(None, name, &argrefs, pos),
             },
             Some(t) => {
                 let string_target = t.is_dyn() || matches!(t, Ty::Str);
@@ -539,7 +641,7 @@ impl<'a> Checker<'a> {
                         | "upperAscii" | "trim" | "join",
                         _,
                     ) => Err(no_method_overload(pos, name, &t, &argrefs)),
-                    _ => Err(unsupported_fn(name)),
+                    _ => self.library(Some(&t), name, &argrefs, pos),
                 }
             }
         }

@@ -1,14 +1,20 @@
 //! The evaluator. JSON values are wrapped lazily (no copy of `self`), typed by the schema node
 //! the way upstream's `UnstructuredToVal` types them (`number` fields are doubles even when the
-//! JSON is integral; int-or-string keeps what it holds).
+//! JSON is integral; int-or-string keeps what it holds). Library functions, and operators on
+//! the values they return, are evaluated by kube-cel (`library.rs`).
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
+use std::sync::Arc;
 
 use regex::Regex;
 use serde_json::{Map, Value};
 
+use kube_cel::cel::Value as CelValue;
+use kube_cel::cel::objects::{Key, Map as CelMap};
+
 use super::Program;
+use super::library;
 use super::parse::{BinOp, CompKind, Expr, Lit};
 use crate::schema::Node;
 use crate::schema::gofmt::float_v;
@@ -29,6 +35,9 @@ pub enum Val<'a> {
     /// A JSON array from the data.
     Arr(&'a [Value], Option<&'a Node>),
     Type(String),
+    /// A value of a library type (quantity, URL, IP, CIDR, named format, optional, timestamp,
+    /// duration), as kube-cel holds it.
+    Ext(kube_cel::cel::Value),
 }
 
 type R<'a> = Result<Val<'a>, String>;
@@ -92,7 +101,12 @@ impl<'a> Val<'a> {
                 }
             }
             Val::Type(_) => "type",
+            Val::Ext(x) => library::type_name(x),
         }
+    }
+
+    pub(crate) fn is_ext(&self) -> bool {
+        matches!(self, Val::Ext(_))
     }
 
     fn items(&self) -> Option<Vec<Val<'a>>> {
@@ -103,7 +117,7 @@ impl<'a> Val<'a> {
         }
     }
 
-    fn entries(&self) -> Option<Vec<(Val<'a>, Val<'a>)>> {
+    pub(crate) fn entries(&self) -> Option<Vec<(Val<'a>, Val<'a>)>> {
         match self {
             Val::Map(m) => Some(m.clone()),
             Val::Obj(m, n) => Some(
@@ -176,6 +190,7 @@ pub(crate) fn equals(a: &Val<'_>, b: &Val<'_>) -> bool {
         (Val::Bool(x), Val::Bool(y)) => x == y,
         (Val::Str(x), Val::Str(y)) => x == y,
         (Val::Type(x), Val::Type(y)) => x == y,
+        (Val::Ext(x), Val::Ext(y)) => x == y,
         (Val::List(_) | Val::Arr(..), Val::List(_) | Val::Arr(..)) => {
             let (x, y) = (a.items().unwrap_or_default(), b.items().unwrap_or_default());
             x.len() == y.len() && x.iter().zip(&y).all(|(p, q)| equals(p, q))
@@ -345,6 +360,13 @@ impl<'a> Evaluator<'a> {
                 binary(*op, x, y)
             }
             Expr::Call(target, name, args, _) => {
+                if let Some(qualified) = self.qualified_call(target.as_deref(), name) {
+                    let mut av = Vec::with_capacity(args.len());
+                    for a in args {
+                        av.push(self.eval(a)?);
+                    }
+                    return library_call(None, &qualified, &av);
+                }
                 let t = match target {
                     Some(t) => Some(self.eval(t)?),
                     None => None,
@@ -448,6 +470,19 @@ impl<'a> Evaluator<'a> {
         }
     }
 
+    /// `ns.f(...)` where `ns` is no variable and `ns.f` a library function (`sets.contains`,
+    /// `format.dns1123Label`, `optional.of`...): its qualified name.
+    fn qualified_call(&self, target: Option<&Expr>, name: &str) -> Option<String> {
+        let Some(Expr::Ident(ns, _)) = target else {
+            return None;
+        };
+        if ns == "self" || ns == "oldSelf" || self.vars.iter().any(|(v, _)| v == ns) {
+            return None;
+        }
+        let qualified = format!("{ns}.{name}");
+        library::is_library_function(&qualified).then_some(qualified)
+    }
+
     fn select(&self, v: &Val<'a>, field: &str, test: bool) -> R<'a> {
         match v {
             Val::Obj(m, n) => {
@@ -484,6 +519,9 @@ impl<'a> Evaluator<'a> {
 
     fn call(&self, target: Option<Val<'a>>, name: &str, args: Vec<Val<'a>>) -> R<'a> {
         let _ = self.is_root;
+        if target.as_ref().is_some_and(Val::is_ext) || args.iter().any(Val::is_ext) {
+            return library_call(target.as_ref(), name, &args);
+        }
         match (target.as_ref(), name, args.as_slice()) {
             (None, "size", [a]) | (Some(a), "size", []) => {
                 a.size().map(Val::Int).ok_or_else(|| NO_OVERLOAD.into())
@@ -536,8 +574,97 @@ impl<'a> Evaluator<'a> {
                 }
                 Ok(Val::Str(Cow::Owned(parts.join(&sep))))
             }
+            _ if library::is_library_function(name) => library_call(target.as_ref(), name, &args),
             _ => no_overload(),
         }
+    }
+}
+
+/// A library function (or an operator on a library value), evaluated by kube-cel.
+fn library_call<'a>(target: Option<&Val<'a>>, name: &str, args: &[Val<'a>]) -> R<'a> {
+    let target = target.map(to_cel).transpose()?;
+    let args = args.iter().map(to_cel).collect::<Result<Vec<_>, _>>()?;
+    library::call(target, name, args).map(from_cel)
+}
+
+/// kube-cel's value for `v` (the receiver or an argument of a library call).
+fn to_cel(v: &Val<'_>) -> Result<CelValue, String> {
+    Ok(match v {
+        Val::Null => CelValue::Null,
+        Val::Bool(b) => CelValue::Bool(*b),
+        Val::Int(i) => CelValue::Int(*i),
+        Val::Uint(u) => CelValue::UInt(*u),
+        Val::Double(d) => CelValue::Float(*d),
+        Val::Str(s) => CelValue::String(Arc::new(s.to_string())),
+        Val::List(items) => CelValue::List(Arc::new(
+            items.iter().map(to_cel).collect::<Result<_, _>>()?,
+        )),
+        Val::Arr(items, n) => CelValue::List(Arc::new(
+            items
+                .iter()
+                .map(|i| to_cel(&from_json(i, *n)))
+                .collect::<Result<_, _>>()?,
+        )),
+        Val::Map(_) | Val::Obj(..) => {
+            let mut map = std::collections::HashMap::new();
+            for (k, val) in v.entries().unwrap_or_default() {
+                let key = match k {
+                    Val::Str(s) => Key::String(Arc::new(s.into_owned())),
+                    Val::Int(i) => Key::Int(i),
+                    Val::Uint(u) => Key::Uint(u),
+                    Val::Bool(b) => Key::Bool(b),
+                    _ => return Err(NO_OVERLOAD.into()),
+                };
+                map.insert(key, to_cel(&val)?);
+            }
+            CelValue::Map(CelMap { map: Arc::new(map) })
+        }
+        Val::Type(_) => return Err(NO_OVERLOAD.into()),
+        Val::Ext(x) => x.clone(),
+    })
+}
+
+/// The value of a library call's result: JSON-like values become kube-sim's own, the rest
+/// stays kube-cel's.
+fn from_cel<'a>(v: CelValue) -> Val<'a> {
+    match v {
+        CelValue::Null => Val::Null,
+        CelValue::Bool(b) => Val::Bool(b),
+        CelValue::Int(i) => Val::Int(i),
+        CelValue::UInt(u) => Val::Uint(u),
+        CelValue::Float(d) => Val::Double(d),
+        CelValue::String(s) => Val::Str(Cow::Owned(s.to_string())),
+        CelValue::List(items) => Val::List(items.iter().cloned().map(from_cel).collect()),
+        CelValue::Map(m) => {
+            // `cel` maps are hash maps: give them a stable order.
+            let mut entries: Vec<(&Key, &CelValue)> = m.map.iter().collect();
+            entries.sort_by_key(|(k, _)| key_order(k));
+            Val::Map(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .map(|(k, v)| {
+                        let k = match k {
+                            Key::Int(i) => Val::Int(i),
+                            Key::Uint(u) => Val::Uint(u),
+                            Key::Bool(b) => Val::Bool(b),
+                            Key::String(s) => Val::Str(Cow::Owned(s.to_string())),
+                        };
+                        (k, from_cel(v))
+                    })
+                    .collect(),
+            )
+        }
+        other => Val::Ext(other),
+    }
+}
+
+fn key_order(k: &Key) -> (u8, i128, &str) {
+    match k {
+        Key::Bool(b) => (0, i128::from(*b), ""),
+        Key::Int(i) => (1, i128::from(*i), ""),
+        Key::Uint(u) => (2, i128::from(*u), ""),
+        Key::String(s) => (3, 0, s.as_str()),
     }
 }
 
@@ -583,6 +710,9 @@ fn index<'a>(v: &Val<'a>, i: &Val<'a>) -> R<'a> {
 }
 
 fn binary<'a>(op: BinOp, x: Val<'a>, y: Val<'a>) -> R<'a> {
+    if (x.is_ext() || y.is_ext()) && !matches!(op, BinOp::Eq | BinOp::Ne) {
+        return library::operator(op.cel_name(), to_cel(&x)?, to_cel(&y)?).map(from_cel);
+    }
     match op {
         BinOp::Eq => Ok(Val::Bool(equals(&x, &y))),
         BinOp::Ne => Ok(Val::Bool(!equals(&x, &y))),

@@ -1,9 +1,11 @@
-//! A small CEL interpreter for CRD `x-kubernetes-validations` rules.
+//! CEL for CRD `x-kubernetes-validations` rules: kube-sim's interpreter for the language core,
+//! kube-cel for the Kubernetes libraries.
 //!
-//! kube-sim does not embed cel-go; it implements the subset of CEL that CRD rules use in
-//! practice, with CEL's semantics for what it supports, and rejects everything else when the CRD
-//! is created (so a rule is never silently ignored). The exact subset is listed in
-//! `crates/kube-sim/src/schema/CEL.md`:
+//! The core is kube-sim's own (`parse.rs`, `check.rs`, `eval.rs`), because the one Rust CEL
+//! engine, the `cel` crate under kube-cel, diverges from cel-go where CRD rules notice (see
+//! `crates/kube-sim/src/schema/CEL.md`): it has no type checker (so no compile-time errors,
+//! no positions), and its evaluator differs in error absorption, heterogeneous equality and
+//! error texts. The core covers:
 //!
 //! * variables `self`, `oldSelf` (transition rules), comprehension variables;
 //! * literals: int (decimal, hex, negative), uint (`1u`), double, string (single, double, triple
@@ -18,6 +20,12 @@
 //!   method `join([sep])`;
 //! * macros `all exists exists_one map (2 and 3 arguments) filter` on lists and maps (keys).
 //!
+//! Every other function of the Kubernetes 1.32 CRD environment (strings extension, lists, regex,
+//! URLs, IPs, CIDRs, quantities, named formats, sets, optional values, timestamps, durations) is
+//! typed from the table in `library.rs` and evaluated by kube-cel. What neither covers (bytes
+//! literals, optional syntax, two-variable comprehensions) is refused when the CRD is created,
+//! so a rule is never silently skipped.
+//!
 //! A light type checker runs at compile time with the types the schema gives `self` (objects
 //! with their declared properties, `additionalProperties` maps, typed lists, scalars;
 //! int-or-string is `dyn`): it reports undefined fields, undeclared identifiers, a rule whose
@@ -25,6 +33,7 @@
 
 mod check;
 mod eval;
+mod library;
 pub mod parse;
 
 use std::collections::HashMap;
@@ -37,13 +46,14 @@ use parse::{Expr, Pos};
 
 use super::Node;
 
-/// Where the supported subset is documented (linked from every rejection message).
+/// Where what kube-sim refuses is documented (linked from every rejection message).
 pub const SUBSET_DOC: &str = "crates/kube-sim/README.md#cel";
 
 /// Why a rule did not compile.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CompileError {
-    /// Outside kube-sim's subset (the CRD is rejected with a simulator-specific message).
+    /// A construct neither kube-sim nor kube-cel evaluates (the CRD is rejected with a
+    /// simulator-specific message).
     Unsupported(String),
     /// A parse error.
     Syntax { pos: Pos, msg: String },

@@ -28,6 +28,7 @@ fn show(v: &Val<'_>) -> String {
         Val::Obj(..) => "<object>".into(),
         Val::Arr(..) => "<array>".into(),
         Val::Type(t) => format!("type({t})"),
+        Val::Ext(x) => format!("<{}>", super::library::type_name(x)),
     }
 }
 
@@ -225,13 +226,26 @@ fn compile_errors() {
     );
     assert!(err("has(self)").contains("invalid argument to has() macro"));
     assert!(err("[1].all(1, true)").contains("argument must be a simple name"));
+    // library functions (formerly refused as outside the subset) are typed and run by kube-cel
     assert_eq!(
-        err("self.s.format([1])"),
-        "kube-sim does not support CEL function \"format\" (supported subset: see crates/kube-sim/README.md#cel)"
+        run(
+            "self.s.format([self.i])",
+            &schema,
+            &json!({"s": "n=%d", "i": 7}),
+            None
+        )
+        .as_deref(),
+        Ok("\"n=7\"")
     );
     assert_eq!(
-        err("quantity('1Gi').isLessThan(quantity('2Gi'))"),
-        "kube-sim does not support CEL function \"quantity\" (supported subset: see crates/kube-sim/README.md#cel)"
+        run(
+            "quantity('1Gi').isLessThan(quantity('2Gi'))",
+            &schema,
+            &json!({}),
+            None
+        )
+        .as_deref(),
+        Ok("true")
     );
     assert_eq!(
         err("b'abc' == b'abc'"),
@@ -272,5 +286,108 @@ fn multi_line_positions() {
     assert_eq!(
         e,
         "ERROR: <input>:2:7: undefined field 'b'\n |   self.b == 'y'\n | ......^"
+    );
+}
+
+#[test]
+fn library_functions() {
+    let schema = json!({"type": "object", "properties": {
+        "s": {"type": "string"}, "l": {"type": "array", "items": {"type": "integer"}},
+        "ips": {"type": "array", "items": {"type": "string"}}
+    }});
+    let this = json!({"s": "a-b-c", "l": [3, 1, 2], "ips": ["10.0.0.1", "192.168.1.1"]});
+    let cases: &[(&str, &str)] = &[
+        // strings extension, on schema-typed values
+        ("self.s.split('-')", "[\"a\", \"b\", \"c\"]"),
+        ("self.s.indexOf('b') + self.s.lastIndexOf('-')", "5"),
+        (
+            "self.s.replace('-', '.', 1) + self.s.substring(4)",
+            "\"a.b-cc\"",
+        ),
+        ("'%s=%d'.format(['n', 2])", "\"n=2\""),
+        ("strings.quote('a\"b')", "\"\\\"a\\\\\\\"b\\\"\""),
+        // Kubernetes lists library on JSON arrays
+        ("self.l.isSorted()", "false"),
+        ("self.l.sum() + self.l.min() + self.l.max()", "10"),
+        ("self.l.indexOf(1)", "1"),
+        (
+            "sets.contains(self.l, [1, 2]) && !sets.equivalent(self.l, [1])",
+            "true",
+        ),
+        (
+            "self.s.find('[a-z]') + self.s.findAll('[a-z]').join('')",
+            "\"aabc\"",
+        ),
+        // library values: equality, ordering of timestamps/durations, arithmetic, conversions
+        (
+            "ip('10.0.0.1') == ip('10.0.0.1') && ip('10.0.0.1') != ip('10.0.0.2')",
+            "true",
+        ),
+        (
+            "self.ips.all(i, isIP(i)) && self.ips.exists(i, cidr('10.0.0.0/8').containsIP(i))",
+            "true",
+        ),
+        (
+            "string(cidr('10.1.0.0/16').ip()) + '/' + string(cidr('10.1.0.0/16').prefixLength())",
+            "\"10.1.0.0/16\"",
+        ),
+        (
+            "timestamp('2024-01-02T00:00:00Z') - timestamp('2024-01-01T00:00:00Z') == duration('24h')",
+            "true",
+        ),
+        (
+            "duration('90m') > duration('1h') && timestamp('2024-03-01T10:20:30Z').getHours() == 10",
+            "true",
+        ),
+        (
+            "quantity('1.5Gi').add(quantity('512Mi')).compareTo(quantity('2Gi'))",
+            "0",
+        ),
+        ("quantity('250m').asApproximateFloat()", "0.25"),
+        (
+            "url('https://x.io:8443/p?b=2&a=1').getQuery()",
+            "{\"a\": [\"1\"], \"b\": [\"2\"]}",
+        ),
+        (
+            "optional.none().orValue('d') + optional.of('v').value()",
+            "\"dv\"",
+        ),
+        // `format.named` answers an optional, as upstream (kube-cel's answer is adapted)
+        (
+            "format.named('dns1123Label').hasValue() && !format.named('nope').hasValue()",
+            "true",
+        ),
+        (
+            "format.named('dns1123Label').value().validate('UPPER').hasValue()",
+            "true",
+        ),
+        // a comprehension variable named like a library namespace is the variable
+        ("['1.2.3.4'].all(ip, ip.size() == 7)", "true"),
+    ];
+    for (src, want) in cases {
+        assert_eq!(
+            run(src, &schema, &this, None).as_deref(),
+            Ok(*want),
+            "{src}"
+        );
+    }
+    // library values that reach the core's operators get the core's error texts
+    assert_eq!(
+        run("quantity('1') < quantity('2')", &schema, &this, None),
+        Err("ERROR: <input>:1:15: found no matching overload for '_<_' applied to '(kubernetes.Quantity, kubernetes.Quantity)'\n | quantity('1') < quantity('2')\n | ..............^".into())
+    );
+    assert_eq!(
+        run("'x'.charAt()", &schema, &this, None),
+        Err("ERROR: <input>:1:11: found no matching overload for 'charAt' applied to 'string.()'\n | 'x'.charAt()\n | ..........^".into())
+    );
+    assert_eq!(
+        run("self.s.nope()", &schema, &this, None),
+        Err("ERROR: <input>:1:12: undeclared reference to 'nope' (in container '')\n | self.s.nope()\n | ...........^".into())
+    );
+    // evaluation errors of library functions are errors of the rule
+    assert!(run("quantity(self.s).sign() == 1", &schema, &this, None).is_err());
+    assert_eq!(
+        run("self.l.map(x, ip('1.2.3.4')).size()", &schema, &this, None).as_deref(),
+        Ok("3")
     );
 }
