@@ -13,6 +13,7 @@ use crate::faults::Faults;
 use crate::rbac::RbacSnapshot;
 use crate::registry::Registry;
 use crate::store::{Gr, Store};
+use crate::workloads::faults::WorkloadFaults;
 
 /// Settings fixed at start-up.
 #[derive(Debug, Clone)]
@@ -53,6 +54,7 @@ pub struct State {
     pub tokens: Tokens,
     pub audit: Audit,
     pub faults: Faults,
+    pub workload_faults: WorkloadFaults,
     pub cfg: SimConfig,
     rbac_version: AtomicU64,
     rbac_cache: Mutex<Option<(u64, Arc<RbacSnapshot>)>>,
@@ -68,6 +70,7 @@ impl State {
             tokens: Tokens::default(),
             audit: Audit::default(),
             faults: Faults::default(),
+            workload_faults: WorkloadFaults::default(),
             cfg,
             rbac_version: AtomicU64::new(1),
             rbac_cache: Mutex::new(None),
