@@ -558,6 +558,79 @@ pub fn kubelet(
     plan
 }
 
+/// What `kubectl get pods` prints for a pod (`printPod`): READY, STATUS, RESTARTS.
+pub struct Printed {
+    pub ready: String,
+    pub reason: String,
+    pub restarts: String,
+}
+
+pub fn printed(pod: &Value) -> Printed {
+    let total = pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .map(Vec::len)
+        .unwrap_or(0);
+    let mut reason = str_at(pod, "/status/phase").to_string();
+    if !str_at(pod, "/status/reason").is_empty() {
+        reason = str_at(pod, "/status/reason").to_string();
+    }
+    let statuses = pod
+        .pointer("/status/containerStatuses")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let mut ready = 0;
+    let mut restarts = 0;
+    let mut last_restart: Option<jiff::Timestamp> = None;
+    let mut has_running = false;
+    for c in statuses.iter().rev() {
+        restarts += c.get("restartCount").and_then(Value::as_i64).unwrap_or(0);
+        if let Some(t) = c
+            .pointer("/lastState/terminated/finishedAt")
+            .and_then(Value::as_str)
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+            && last_restart.is_none_or(|l| l < t)
+        {
+            last_restart = Some(t);
+        }
+        let waiting = str_at(c, "/state/waiting/reason");
+        let terminated = str_at(c, "/state/terminated/reason");
+        if !waiting.is_empty() {
+            reason = waiting.to_string();
+        } else if !terminated.is_empty() {
+            reason = terminated.to_string();
+        } else if c.get("ready").and_then(Value::as_bool) == Some(true)
+            && c.pointer("/state/running").is_some()
+        {
+            has_running = true;
+            ready += 1;
+        }
+    }
+    if reason == "Completed" && has_running {
+        reason = if super::util::pod_ready(pod) {
+            "Running".into()
+        } else {
+            "NotReady".into()
+        };
+    }
+    if meta::is_deleting(pod) {
+        reason = "Terminating".into();
+    }
+    let restarts = match last_restart {
+        Some(t) => format!(
+            "{restarts} ({} ago)",
+            crate::table::human_duration(jiff::Timestamp::now().as_second() - t.as_second())
+        ),
+        None => restarts.to_string(),
+    };
+    Printed {
+        ready: format!("{ready}/{total}"),
+        reason,
+        restarts,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
