@@ -48,6 +48,7 @@ mod filter;
 mod handler;
 mod kubeconfig;
 mod meta;
+mod openapi;
 #[allow(clippy::result_large_err)] // handler errors are upstream `Status`es, by value
 mod ops;
 mod protobuf;

@@ -944,6 +944,8 @@ pub fn schema_name(t: &ResourceType) -> String {
     if t.is_custom() {
         let rev: Vec<&str> = t.group.split('.').rev().collect();
         format!("{}.{}.{}", rev.join("."), t.version, t.kind)
+    } else if let Some(n) = crate::openapi::builtin_name(t.behaviour) {
+        n
     } else {
         let g = if t.group.is_empty() {
             "core".to_string()
@@ -1008,14 +1010,7 @@ pub fn openapi_gv(types: &Types, group: &str, version: &str) -> Option<Value> {
                 );
             }
         }
-        let mut schema = match &t.custom {
-            Some(c) if c.raw_schema.is_object() => c.raw_schema.as_ref().clone(),
-            _ => json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),
-        };
-        if let Some(m) = schema.as_object_mut() {
-            m.insert("x-kubernetes-group-version-kind".into(), json!([gvk]));
-        }
-        schemas.insert(schema_name(t), schema);
+        crate::openapi::add_type(t, &schema_name(t), &mut schemas);
     }
     if !any {
         return None;
