@@ -171,15 +171,18 @@ impl Plan {
     }
 }
 
-/// What a loop iteration works on.
+/// What a loop iteration works on. Dirty keys are taken in this order: the kubelets and
+/// scheduler first, then the pod owners, Deployments last — so a ReplicaSet a Deployment just
+/// scaled down has deleted its surplus pods before the Deployment's next step scales another
+/// one up (the rollout never holds more pods than `maxSurge` allows).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 enum Key {
     Node(String),
-    Deployment(String, String),
+    Pod(String, String),
     ReplicaSet(String, String),
     StatefulSet(String, String),
     DaemonSet(String, String),
-    Pod(String, String),
+    Deployment(String, String),
     /// Every DaemonSet (nodes changed).
     AllDaemonSets,
     /// Every unscheduled pod (nodes changed).
