@@ -437,11 +437,16 @@ impl Controllers {
             }
         };
         let (plan, manager) = plan;
+        let mut failed = false;
         for a in &plan.actions {
-            execute(&self.st, a, manager);
+            failed |= !execute(&self.st, a, manager);
         }
         if let Some(d) = plan.requeue {
-            self.after(d, key);
+            self.after(d, key.clone());
+        }
+        if failed {
+            // Nothing may change to bring the key back (a name taken, a write refused).
+            self.after(Duration::from_millis(250), key);
         }
     }
 
@@ -566,10 +571,11 @@ fn lookup(st: &State, res: &Res) -> Option<Arc<crate::registry::ResourceType>> {
         .lookup(res.group, res.version, res.resource)
 }
 
-/// Carry out one action through the write pipeline. Failures (a conflict with a concurrent
-/// write, an object gone meanwhile) are dropped: the change that caused them brings the key
-/// back.
-pub fn execute(st: &State, a: &Action, manager: &str) {
+/// Carry out one action through the write pipeline; `false` only when it should be tried again
+/// soon (a generated pod name already taken). Other failures (a conflict with a concurrent
+/// write, an object gone or recreated meanwhile, an invalid template) wait for the change that
+/// brings the key back, as a controller's work queue would without busy retries.
+pub fn execute(st: &State, a: &Action, manager: &str) -> bool {
     let p = WriteParams::system(manager);
     match a {
         Action::Create {
@@ -577,10 +583,17 @@ pub fn execute(st: &State, a: &Action, manager: &str) {
             namespace,
             object,
         } => {
-            if let Some(rt) = lookup(st, res)
-                && let Err(e) = ops::create(st, &rt, namespace, object.clone(), &p, Mode::Create)
-            {
-                tracing::debug!("kube-sim {manager}: create {}: {}", res.resource, e.message);
+            let Some(rt) = lookup(st, res) else {
+                return false;
+            };
+            match ops::create(st, &rt, namespace, object.clone(), &p, Mode::Create) {
+                Ok(_) => true,
+                Err(e) => {
+                    tracing::debug!("kube-sim {manager}: create {}: {}", res.resource, e.message);
+                    // A generated name already taken: try again with another. Anything else
+                    // (an invalid template, a terminating namespace) waits for a change.
+                    e.reason != "AlreadyExists"
+                }
             }
         }
         Action::Status {
@@ -590,23 +603,25 @@ pub fn execute(st: &State, a: &Action, manager: &str) {
             uid,
             status,
         } => {
-            if let Some(rt) = lookup(st, res) {
-                let _ = ops::update_with(
-                    st,
-                    &rt,
-                    namespace,
-                    name,
-                    Target::Status,
-                    &p,
-                    Mode::Update,
-                    |v| {
-                        check_uid(v, uid)?;
-                        let mut v = v.clone();
-                        v["status"] = status.clone();
-                        Ok(v)
-                    },
-                );
-            }
+            let Some(rt) = lookup(st, res) else {
+                return false;
+            };
+            let _ = ops::update_with(
+                st,
+                &rt,
+                namespace,
+                name,
+                Target::Status,
+                &p,
+                Mode::Update,
+                |v| {
+                    check_uid(v, uid)?;
+                    let mut v = v.clone();
+                    v["status"] = status.clone();
+                    Ok(v)
+                },
+            );
+            true
         }
         Action::Patch {
             res,
@@ -615,21 +630,23 @@ pub fn execute(st: &State, a: &Action, manager: &str) {
             uid,
             patch,
         } => {
-            if let Some(rt) = lookup(st, res) {
-                let _ = ops::update_with(
-                    st,
-                    &rt,
-                    namespace,
-                    name,
-                    Target::Main,
-                    &p,
-                    Mode::Update,
-                    |v| {
-                        check_uid(v, uid)?;
-                        Ok(crate::patch::merge_patch(v, patch))
-                    },
-                );
-            }
+            let Some(rt) = lookup(st, res) else {
+                return false;
+            };
+            let _ = ops::update_with(
+                st,
+                &rt,
+                namespace,
+                name,
+                Target::Main,
+                &p,
+                Mode::Update,
+                |v| {
+                    check_uid(v, uid)?;
+                    Ok(crate::patch::merge_patch(v, patch))
+                },
+            );
+            true
         }
         Action::Delete {
             res,
@@ -638,17 +655,22 @@ pub fn execute(st: &State, a: &Action, manager: &str) {
             uid,
             grace,
         } => {
-            if let Some(rt) = lookup(st, res) {
-                let o = DeleteOptions {
-                    precondition_uid: Some(uid.clone()),
-                    propagation: Some("Background".into()),
-                    grace_period_seconds: *grace,
-                    ..Default::default()
-                };
-                let _ = ops::delete(st, &rt, namespace, name, &o);
-            }
+            let Some(rt) = lookup(st, res) else {
+                return false;
+            };
+            let o = DeleteOptions {
+                precondition_uid: Some(uid.clone()),
+                propagation: Some("Background".into()),
+                grace_period_seconds: *grace,
+                ..Default::default()
+            };
+            let _ = ops::delete(st, &rt, namespace, name, &o);
+            true
         }
-        Action::Event(e) => record_event(st, e),
+        Action::Event(e) => {
+            record_event(st, e);
+            true
+        }
     }
 }
 
