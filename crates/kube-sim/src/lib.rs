@@ -26,7 +26,9 @@
 //! - the server: `store` (global resourceVersion, history, watch fan-out), `registry`
 //!   (served types, discovery, OpenAPI), `ops` (the write pipeline), `http` (routing, reads,
 //!   auth), `watch`, `builtin` (per-kind rules), `crd`, `controllers` (GC, namespaces, CRD
-//!   cleanup), `table`, [`faults`], `auth`, `kubeconfig`, `tls`.
+//!   cleanup), `workloads` (the Deployment/ReplicaSet/StatefulSet/DaemonSet controllers,
+//!   scheduler, kubelet, nodes and workload faults), `protobuf`, `openapi`, `table`,
+//!   [`faults`], `auth`, `kubeconfig`, `tls`.
 
 pub mod error;
 pub mod patch;

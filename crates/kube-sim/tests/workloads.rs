@@ -317,3 +317,42 @@ async fn nodes_are_seeded_with_status_and_api_created_nodes_get_one() {
         .await
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_start_delays_only_the_matching_pods() {
+    let sim = sim().await;
+    common::create_ns(&sim.client(), "w4").await;
+    sim.workload_faults().slow_start(
+        PodMatcher::annotation("example.com/slow", "true").in_namespace("w4"),
+        Duration::from_millis(800),
+    );
+    let pods: Api<Pod> = Api::namespaced(sim.client(), "w4");
+    for (name, slow) in [("fast", false), ("slow", true)] {
+        let mut p = json!({"metadata": {"name": name},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]}});
+        if slow {
+            p["metadata"]["annotations"] = json!({"example.com/slow": "true"});
+        }
+        pods.create(&PostParams::default(), &serde_json::from_value(p).unwrap())
+            .await
+            .unwrap();
+    }
+    let phase = |p: Pod| p.status.and_then(|s| s.phase).unwrap_or_default();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        await_condition(pods.clone(), "fast", conditions::is_pod_running()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(phase(pods.get("slow").await.unwrap()), "Pending");
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        await_condition(pods.clone(), "slow", conditions::is_pod_running()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let waiting = pods.get("slow").await.unwrap();
+    assert_eq!(phase(waiting), "Running");
+}
