@@ -227,7 +227,12 @@ pub fn plan(
                 .filter(|p| !is_new(p))
                 .collect();
             if surge > 0 {
-                let mut budget = surge;
+                // Nodes already running an old and a new pod use up the surge.
+                let surging = eligible
+                    .iter()
+                    .filter(|n| by_node.get(*n).is_some_and(|l| l.len() > 1))
+                    .count() as i64;
+                let mut budget = (surge - surging).max(0);
                 for p in &old {
                     if budget == 0 {
                         break;
@@ -392,6 +397,45 @@ mod tests {
         assert_eq!(status["desiredNumberScheduled"], 2);
         assert_eq!(status["numberMisscheduled"], 1);
         assert_eq!(status["updatedNumberScheduled"], 2);
+    }
+
+    #[test]
+    fn surge_update_creates_within_max_surge() {
+        let old = ds("v1");
+        let old_hash = template_hash(&old["spec"]["template"], 0);
+        let mut new = ds("v2");
+        new["spec"]["updateStrategy"]["rollingUpdate"] =
+            json!({"maxUnavailable": 0, "maxSurge": 1});
+        let new_hash = template_hash(&new["spec"]["template"], 0);
+        let nodes = [node("a"), node("b"), node("c")];
+        let pods = [
+            pod("p-a", "a", &old_hash),
+            pod("p-b", "b", &old_hash),
+            pod("p-c", "c", &old_hash),
+        ];
+        assert_eq!(
+            count(
+                &plan(&new, &pods, &[], &nodes, jiff::Timestamp::now()),
+                true
+            )
+            .len(),
+            1
+        );
+        // One node is surging (its new pod not yet available): nothing more starts.
+        let mut fresh = pod("n-a", "a", &new_hash);
+        fresh["status"]["conditions"][0]["status"] = json!("False");
+        let pods = [
+            pod("p-a", "a", &old_hash),
+            fresh,
+            pod("p-b", "b", &old_hash),
+            pod("p-c", "c", &old_hash),
+        ];
+        let p = plan(&new, &pods, &[], &nodes, jiff::Timestamp::now());
+        assert!(count(&p, true).is_empty());
+        assert!(
+            count(&p, false).is_empty(),
+            "the old pod stays until the new one is available"
+        );
     }
 
     #[test]
