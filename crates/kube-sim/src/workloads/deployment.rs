@@ -665,8 +665,30 @@ fn finish(
             true,
         );
     }
-    let deadline = has_deadline(d);
+    // checkPausedConditions: a paused Deployment reports it and makes no progress estimate.
+    let paused = d.pointer("/spec/paused").and_then(Value::as_bool) == Some(true);
     let current = condition(&old_status, "Progressing").cloned();
+    let was_paused = current
+        .as_ref()
+        .is_some_and(|c| str_at(c, "/reason") == "DeploymentPaused");
+    if has_deadline(d) && paused && !was_paused {
+        set_condition(
+            &mut status,
+            json!({"type": "Progressing", "status": "Unknown", "reason": "DeploymentPaused",
+                   "message": "Deployment is paused"}),
+            &s.now,
+            true,
+        );
+    } else if has_deadline(d) && !paused && was_paused {
+        set_condition(
+            &mut status,
+            json!({"type": "Progressing", "status": "Unknown", "reason": "DeploymentResumed",
+                   "message": "Deployment is resumed"}),
+            &s.now,
+            true,
+        );
+    }
+    let deadline = has_deadline(d) && !paused;
     let complete_before = int_at(&status, "/replicas") == int_at(&status, "/updatedReplicas")
         && current
             .as_ref()
@@ -675,11 +697,11 @@ fn finish(
         Some(n) => format!("ReplicaSet {} {what}", go_q(n)),
         None => format!("Deployment {} {what}", go_q(meta::name(d))),
     };
-    if !deadline {
+    if !has_deadline(d) {
         if let Some(list) = status["conditions"].as_array_mut() {
             list.retain(|c| str_at(c, "/type") != "Progressing");
         }
-    } else if !complete_before {
+    } else if deadline && !complete_before {
         let old = |p: &str| int_at(&old_status, p);
         let progressing = int_at(&status, "/updatedReplicas") > old("/updatedReplicas")
             || (int_at(&status, "/replicas") - int_at(&status, "/updatedReplicas"))
@@ -687,7 +709,7 @@ fn finish(
             || int_at(&status, "/readyReplicas") > old("/readyReplicas")
             || int_at(&status, "/availableReplicas") > old("/availableReplicas");
         let cond = condition(&status, "Progressing").cloned();
-        if complete(d, &status) {
+        if complete(d, &status) && !was_paused {
             set_condition(
                 &mut status,
                 json!({"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable",
@@ -923,6 +945,35 @@ mod tests {
         assert_eq!(
             c["message"],
             "ReplicaSet \"web-c\" has timed out progressing."
+        );
+    }
+
+    #[test]
+    fn paused_rollouts_report_it_and_never_time_out() {
+        let mut d = deploy(1, json!(1), json!(0));
+        d["spec"]["progressDeadlineSeconds"] = json!(1);
+        d["spec"]["paused"] = json!(true);
+        let cur = rs_for(&d, "web-c", 1, 1, 0, "2026-01-01T00:00:05Z");
+        d["metadata"]["annotations"] = json!({REVISION: "1"});
+        d["status"] = json!({"conditions": [{"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated", "lastUpdateTime": "2026-01-01T00:00:00Z"}]});
+        let p = plan(&d, std::slice::from_ref(&cur), now());
+        let Some(Action::Status { status, .. }) = p.actions.last() else {
+            panic!("{:?}", p.actions)
+        };
+        assert_eq!(
+            condition(status, "Progressing").unwrap()["reason"],
+            "DeploymentPaused"
+        );
+        assert_eq!(p.requeue, None);
+        d["spec"]["paused"] = json!(false);
+        d["status"] = status.clone();
+        let p = plan(&d, &[cur], now());
+        let Some(Action::Status { status, .. }) = p.actions.last() else {
+            panic!("{:?}", p.actions)
+        };
+        assert_eq!(
+            condition(status, "Progressing").unwrap()["reason"],
+            "DeploymentResumed"
         );
     }
 
