@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_lattice-operator");
 /// How long any step may take before the test fails.
 const WAIT: Duration = Duration::from_secs(60);
-const KUBECTL: &str = "/usr/bin/kubectl";
 
 /// A fresh directory for one test (removed on drop).
 struct TempDir(PathBuf);
@@ -227,8 +226,29 @@ impl Lines {
     }
 }
 
+/// kubectl as a user's shell finds it: `$KUBECTL`, else the first `kubectl` on `PATH`.
+fn kubectl_bin() -> PathBuf {
+    let from_env = std::env::var_os("KUBECTL").map(PathBuf::from);
+    let from_path = || {
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join("kubectl"))
+                .find(|p| p.is_file())
+        })
+    };
+    match from_env.or_else(from_path) {
+        Some(p) if p.is_file() => p,
+        _ => panic!(
+            "kubectl not found (KUBECTL unset or not a file, and none on PATH): this test needs \
+             the real kubectl. Install it (https://kubernetes.io/docs/tasks/tools/, e.g. the \
+             `kubectl` package of the Kubernetes apt repository) and put it on PATH, or set \
+             KUBECTL=/path/to/kubectl"
+        ),
+    }
+}
+
 fn kubectl(home: &Path, kubeconfig: &str, args: &[&str]) -> String {
-    let out = Command::new(KUBECTL)
+    let out = Command::new(kubectl_bin())
         .args(args)
         .env("HOME", home)
         .env("KUBECONFIG", kubeconfig)

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod workloads;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -93,6 +93,10 @@ pub fn decode_typed(rt: &ResourceType, obj: &mut Value) -> Result<Vec<String>, S
         Kind::Deployment => apps::Deployment,
         Kind::StatefulSet => apps::StatefulSet,
         Kind::DaemonSet => apps::DaemonSet,
+        Kind::ReplicaSet => apps::ReplicaSet,
+        Kind::ControllerRevision => apps::ControllerRevision,
+        Kind::Pod => core::Pod,
+        Kind::Node => core::Node,
         Kind::Crd => apiext::CustomResourceDefinition,
         Kind::Role => rbac::Role,
         Kind::ClusterRole => rbac::ClusterRole,
@@ -183,10 +187,27 @@ pub fn decode_defaults(rt: &ResourceType, obj: &mut Value) -> Result<(), StatusE
             spec.entry("replicas").or_insert(json!(1));
             spec.entry("revisionHistoryLimit").or_insert(json!(10));
             spec.entry("progressDeadlineSeconds").or_insert(json!(600));
-            spec.entry("strategy").or_insert(json!({
-                "type": "RollingUpdate",
-                "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}
-            }));
+            let strategy = spec.entry("strategy").or_insert(json!({}));
+            if let Some(s) = strategy.as_object_mut() {
+                let t = s.entry("type").or_insert(json!("RollingUpdate"));
+                if t.as_str() == Some("RollingUpdate") {
+                    let ru = s.entry("rollingUpdate").or_insert(json!({}));
+                    if let Some(ru) = ru.as_object_mut() {
+                        ru.entry("maxUnavailable").or_insert(json!("25%"));
+                        ru.entry("maxSurge").or_insert(json!("25%"));
+                    }
+                }
+            }
+            crate::workloads::spec::default_template(spec);
+        }
+        Kind::ReplicaSet => {
+            let spec = obj_entry(m, "spec");
+            spec.entry("replicas").or_insert(json!(1));
+            crate::workloads::spec::default_template(spec);
+        }
+        Kind::Pod => {
+            let spec = obj_entry(m, "spec");
+            crate::workloads::spec::default_pod_spec(spec, true);
         }
         Kind::StatefulSet => {
             let spec = obj_entry(m, "spec");
@@ -196,6 +217,9 @@ pub fn decode_defaults(rt: &ResourceType, obj: &mut Value) -> Result<(), StatusE
                 .or_insert(json!("OrderedReady"));
             spec.entry("updateStrategy")
                 .or_insert(json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}));
+            spec.entry("persistentVolumeClaimRetentionPolicy")
+                .or_insert(json!({"whenDeleted": "Retain", "whenScaled": "Retain"}));
+            crate::workloads::spec::default_template(spec);
         }
         Kind::DaemonSet => {
             let spec = obj_entry(m, "spec");
@@ -204,6 +228,7 @@ pub fn decode_defaults(rt: &ResourceType, obj: &mut Value) -> Result<(), StatusE
                 "type": "RollingUpdate",
                 "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}
             }));
+            crate::workloads::spec::default_template(spec);
         }
         Kind::RoleBinding | Kind::ClusterRoleBinding => {
             // SetDefaults_Subject: ServiceAccount subjects get apiGroup "", users/groups the RBAC group.
@@ -290,8 +315,20 @@ pub fn prepare_create(rt: &ResourceType, obj: &mut Value) {
             let labels = obj_entry(meta, "labels");
             labels.insert("kubernetes.io/metadata.name".into(), json!(name));
         }
-        Kind::Deployment | Kind::StatefulSet | Kind::DaemonSet | Kind::Service | Kind::Crd => {
+        Kind::Deployment
+        | Kind::StatefulSet
+        | Kind::DaemonSet
+        | Kind::ReplicaSet
+        | Kind::Service
+        | Kind::Crd => {
             m.remove("status");
+        }
+        Kind::Pod => {
+            // PodStrategy.PrepareForCreate: a new Pod is Pending, whatever it says.
+            m.insert(
+                "status".into(),
+                json!({"phase": "Pending", "qosClass": crate::workloads::pods::qos_class(m.get("spec"))}),
+            );
         }
         Kind::Custom if rt.status => {
             m.remove("status");
@@ -333,7 +370,7 @@ pub fn prepare_update(rt: &ResourceType, old: &Value, new: &mut Value) -> bool {
             false
         }
         Kind::Custom => !crate::meta::equal_ignoring_metadata(old, new),
-        Kind::Deployment | Kind::StatefulSet | Kind::DaemonSet | Kind::Crd => {
+        Kind::Deployment | Kind::StatefulSet | Kind::DaemonSet | Kind::ReplicaSet | Kind::Crd => {
             !crate::meta::json_eq(
                 old.get("spec").unwrap_or(&Value::Null),
                 new.get("spec").unwrap_or(&Value::Null),
@@ -341,6 +378,32 @@ pub fn prepare_update(rt: &ResourceType, old: &Value, new: &mut Value) -> bool {
         }
         _ => false,
     }
+}
+
+/// The grace period of a DELETE for kinds with graceful deletion (`CheckGracefulDelete`):
+/// Pods that are scheduled and not finished wait `gracePeriodSeconds` (default
+/// `spec.terminationGracePeriodSeconds`, 30) for the kubelet; `None` for every other kind.
+pub fn deletion_grace(
+    rt: &ResourceType,
+    obj: &Value,
+    o: &crate::ops::DeleteOptions,
+) -> Option<i64> {
+    if rt.behaviour != Kind::Pod {
+        return None;
+    }
+    let unscheduled = crate::meta::str_at(obj, "/spec/nodeName").is_empty();
+    let finished = matches!(
+        crate::meta::str_at(obj, "/status/phase"),
+        "Succeeded" | "Failed"
+    );
+    if unscheduled || finished {
+        return Some(0);
+    }
+    let default = obj
+        .pointer("/spec/terminationGracePeriodSeconds")
+        .and_then(Value::as_i64)
+        .unwrap_or(30);
+    Some(o.grace_period_seconds.unwrap_or(default).max(0))
 }
 
 /// The `/status` strategy: everything but `status` (and managedFields) comes from the stored
@@ -896,6 +959,14 @@ fn validate_workload(new: &Value) -> Vec<FieldError> {
     errs
 }
 
+fn template_errors(new: &Value) -> Vec<FieldError> {
+    crate::workloads::spec::validate_pod_spec(
+        new.pointer("/spec/template/spec"),
+        "spec.template.spec",
+        true,
+    )
+}
+
 /// The core/v1 field names of an Event held in core form, as `legacyValidateEvent` uses them.
 fn validate_event(core: &Value, old: Option<&Value>, v1: bool, namespace: &str) -> Vec<FieldError> {
     let mut errs = Vec::new();
@@ -1097,7 +1168,26 @@ pub fn validate(rt: &ResourceType, new: &Value, old: Option<&Value>) -> Vec<Fiel
         Kind::ClusterRole => validate_rules(new, false),
         Kind::RoleBinding => validate_binding(new, old, false),
         Kind::ClusterRoleBinding => validate_binding(new, old, true),
-        Kind::Deployment | Kind::StatefulSet | Kind::DaemonSet => validate_workload(new),
+        Kind::Deployment => {
+            let mut e = validate_workload(new);
+            e.extend(crate::workloads::spec::validate_rolling_update(
+                new.get("spec"),
+            ));
+            e.extend(template_errors(new));
+            e
+        }
+        Kind::StatefulSet | Kind::DaemonSet | Kind::ReplicaSet => {
+            let mut e = validate_workload(new);
+            e.extend(template_errors(new));
+            e
+        }
+        Kind::Pod => {
+            let mut e = crate::workloads::spec::validate_pod_spec(new.get("spec"), "spec", false);
+            if let Some(old) = old {
+                e.extend(crate::workloads::spec::validate_pod_update(new, old));
+            }
+            e
+        }
         Kind::Event => validate_event(new, old, false, &ns),
         Kind::EventV1 => validate_event(new, old, true, &ns),
         Kind::ServiceAccount => Vec::new(),

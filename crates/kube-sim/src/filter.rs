@@ -36,6 +36,18 @@ fn kind_fields(rt: &ResourceType) -> Vec<String> {
             "reportingController",
             "type",
         ],
+        Kind::Pod => &[
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
+            "status.nominatedNodeName",
+        ],
+        Kind::Node => &["spec.unschedulable"],
+        Kind::ReplicaSet => &["status.replicas"],
         Kind::ServiceAccount | Kind::ConfigMap => &[],
         Kind::Custom => {
             return rt

@@ -28,9 +28,11 @@
 //!   (served types, discovery, OpenAPI), `ops` (the write pipeline), `http` (routing, reads,
 //!   auth), `watch`, `builtin` (per-kind rules), `crd_object` (a CRD object's own rules, used by
 //!   `ops`), `crd` (served types and the naming/establishing controller, run after each CRD
-//!   commit through a `state::CommitHook`), `controllers` (GC, namespaces, CRD cleanup), `table`,
-//!   [`faults`], `auth`, `kubeconfig`, `tls`. Dependencies point one way: controllers and `crd`
-//!   write through `ops`, never the reverse.
+//!   commit through a `state::CommitHook`), `controllers` (GC, namespaces, CRD cleanup),
+//!   `workloads` (the Deployment/ReplicaSet/StatefulSet/DaemonSet controllers, scheduler,
+//!   kubelet, nodes and workload faults), `protobuf`, `openapi`, `table`, [`faults`], `auth`,
+//!   `kubeconfig`, `tls`. Dependencies point one way: controllers and `crd` write through `ops`,
+//!   never the reverse.
 
 pub mod error;
 pub mod patch;
@@ -53,6 +55,7 @@ mod filter;
 mod handler;
 mod kubeconfig;
 mod meta;
+mod openapi;
 #[allow(clippy::result_large_err)] // handler errors are upstream `Status`es, by value
 mod ops;
 mod protobuf;
@@ -72,6 +75,8 @@ mod table;
 mod tls;
 #[allow(clippy::result_large_err)] // handler errors are upstream `Status`es, by value
 mod watch;
+#[allow(clippy::result_large_err)] // handler errors are upstream `Status`es, by value
+mod workloads;
 mod yaml;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -85,6 +90,7 @@ use tokio::task::JoinHandle;
 
 pub use auth::{ADMIN_USER, AuditRecord};
 pub use faults::{Faults, Matcher};
+pub use workloads::faults::{PodMatcher, WorkloadFaults};
 
 /// `(major.minor, gitVersion)` the simulator reports.
 pub const VERSION_INFO: (&str, &str) = ("1.32", "v1.32.4");
@@ -127,6 +133,7 @@ pub struct KubeSimBuilder {
     owner_references_permission_enforcement: bool,
     kubeconfig_path: Option<PathBuf>,
     state_file: Option<PathBuf>,
+    workloads: workloads::WorkloadConfig,
 }
 
 impl Default for KubeSimBuilder {
@@ -144,6 +151,7 @@ impl Default for KubeSimBuilder {
             owner_references_permission_enforcement: false,
             kubeconfig_path: None,
             state_file: None,
+            workloads: workloads::WorkloadConfig::default(),
         }
     }
 }
@@ -224,6 +232,41 @@ impl KubeSimBuilder {
     /// text (mode 0600), like an unencrypted etcd; tokens are not kept.
     pub fn state_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.state_file = Some(path.into());
+        self
+    }
+
+    /// How long a scheduled pod stays `Pending` (`ContainerCreating`) before it runs
+    /// (default 500 ms).
+    pub fn pod_start_delay(mut self, d: Duration) -> Self {
+        self.workloads.pod_start_delay = d;
+        self
+    }
+
+    /// How long a running pod takes to become `Ready` (default 500 ms).
+    pub fn pod_ready_delay(mut self, d: Duration) -> Self {
+        self.workloads.pod_ready_delay = d;
+        self
+    }
+
+    /// How long the kubelet takes to finish a graceful pod deletion (default 200 ms).
+    pub fn pod_termination_delay(mut self, d: Duration) -> Self {
+        self.workloads.pod_termination_delay = d;
+        self
+    }
+
+    /// The nodes of a fresh cluster: `kube-sim-node-1` … `kube-sim-node-<n>` (default 3).
+    pub fn nodes(mut self, n: usize) -> Self {
+        self.workloads.nodes = (1..=n).map(|i| format!("kube-sim-node-{i}")).collect();
+        self
+    }
+
+    /// The nodes of a fresh cluster, by name.
+    pub fn node_names<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.workloads.nodes = names.into_iter().map(Into::into).collect();
         self
     }
 
@@ -310,9 +353,17 @@ impl KubeSim {
         if let Some(path) = &b.state_file {
             load_state(&st, path)?;
         }
-        seed(&st);
+        seed(&st, &b.workloads.nodes);
         let events = st.store.listen();
-        let mut tasks = vec![tokio::spawn(controllers::run(st.clone(), events))];
+        let workload_events = st.store.listen();
+        let mut tasks = vec![
+            tokio::spawn(controllers::run(st.clone(), events)),
+            tokio::spawn(workloads::run(
+                st.clone(),
+                workload_events,
+                b.workloads.clone(),
+            )),
+        ];
         tasks.push(tokio::spawn(server::serve(
             listener,
             st.clone(),
@@ -459,6 +510,12 @@ impl KubeSim {
     /// Fault injection.
     pub fn faults(&self) -> &Faults {
         &self.state.faults
+    }
+
+    /// Fault injection for workloads: pods that never become Ready, crash after start, or
+    /// start slowly (see [`WorkloadFaults`]).
+    pub fn workload_faults(&self) -> &WorkloadFaults {
+        &self.state.workload_faults
     }
 
     /// Drop the watch history: watches and exact reads from any older resourceVersion get 410.
@@ -620,7 +677,7 @@ fn load_state(st: &state::State, path: &Path) -> Result<(), Error> {
 
 /// The objects a fresh cluster has: namespaces, the `kubernetes` Service, the bootstrap RBAC
 /// policy.
-fn seed(st: &state::State) {
+fn seed(st: &state::State, nodes: &[String]) {
     let types = st.registry.types();
     let p = ops::WriteParams::system("kube-apiserver");
     let create = |group: &str, resource: &str, ns: &str, v: serde_json::Value| {
@@ -656,6 +713,9 @@ fn seed(st: &state::State) {
             m.insert("apiVersion".into(), json!("rbac.authorization.k8s.io/v1"));
         }
         create("rbac.authorization.k8s.io", resource, "", o);
+    }
+    for n in nodes {
+        create("", "nodes", "", workloads::nodes::node_object(n));
     }
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         create(

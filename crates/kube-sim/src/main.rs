@@ -49,6 +49,15 @@ struct Args {
     /// exit; holds Secrets in clear text, mode 0600).
     #[arg(long, env = "KUBE_SIM_STATE_FILE")]
     state_file: Option<PathBuf>,
+    /// Nodes of a fresh cluster (`kube-sim-node-1` …).
+    #[arg(long, env = "KUBE_SIM_NODES", default_value_t = 3)]
+    nodes: usize,
+    /// Milliseconds a scheduled pod stays Pending before it runs.
+    #[arg(long, env = "KUBE_SIM_POD_START_DELAY_MS", default_value_t = 500)]
+    pod_start_delay_ms: u64,
+    /// Milliseconds a running pod takes to become Ready.
+    #[arg(long, env = "KUBE_SIM_POD_READY_DELAY_MS", default_value_t = 500)]
+    pod_ready_delay_ms: u64,
 }
 
 #[tokio::main]
@@ -60,6 +69,9 @@ async fn main() -> ExitCode {
         .tls(!args.no_tls || args.tls)
         .rbac(args.rbac)
         .history(args.history)
+        .nodes(args.nodes)
+        .pod_start_delay(std::time::Duration::from_millis(args.pod_start_delay_ms))
+        .pod_ready_delay(std::time::Duration::from_millis(args.pod_ready_delay_ms))
         .kubeconfig_path(&args.kubeconfig);
     if let Some(p) = &args.state_file {
         b = b.state_file(p);

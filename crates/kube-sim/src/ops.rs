@@ -947,6 +947,13 @@ fn finalized(rt: &ResourceType, v: &Value) -> bool {
     if !meta::is_deleting(v) || !meta::finalizers(v).is_empty() {
         return false;
     }
+    // A graceful deletion still running is finished by the kubelet, not by the last finalizer.
+    if v.pointer("/metadata/deletionGracePeriodSeconds")
+        .and_then(Value::as_i64)
+        .is_some_and(|g| g > 0)
+    {
+        return false;
+    }
     if rt.behaviour == Kind::Namespace {
         return v
             .pointer("/spec/finalizers")
@@ -1281,6 +1288,46 @@ pub fn delete(
                     cur.rv
                 ),
             ));
+        }
+        // Graceful deletion (Pods): the kubelet finishes it after the grace period.
+        if let Some(grace) = builtin::deletion_grace(rt, &cur.value, o) {
+            let current = cur
+                .value
+                .pointer("/metadata/deletionGracePeriodSeconds")
+                .and_then(Value::as_i64);
+            let shorten = current.is_none_or(|c| grace < c);
+            if grace > 0 || meta::is_deleting(&cur.value) {
+                if !shorten || o.dry_run {
+                    return Ok((200, to_view(rt, &cur.value).into_owned()));
+                }
+                let mut new = cur.value.clone();
+                let m = meta_mut(&mut new);
+                let at = jiff::Timestamp::now()
+                    .checked_add(jiff::SignedDuration::from_secs(grace))
+                    .unwrap_or_else(|_| jiff::Timestamp::now());
+                m.insert("deletionTimestamp".into(), json!(meta::format_time(at)));
+                m.insert("deletionGracePeriodSeconds".into(), json!(grace));
+                let finished = grace == 0 && meta::finalizers(&new).is_empty();
+                let commit = if finished {
+                    Commit::Delete {
+                        expect_rv: cur.rv,
+                        value: new,
+                    }
+                } else {
+                    Commit::Update {
+                        expect_rv: cur.rv,
+                        value: new,
+                    }
+                };
+                match st.store.commit(&gr, ns, name, commit) {
+                    Ok(ev) => {
+                        after_commit(st, rt, &ev.obj);
+                        return Ok((200, to_view(rt, &ev.obj.value).into_owned()));
+                    }
+                    Err(CommitError::Stale(_)) => continue,
+                    Err(_) => return Err(StatusError::not_found(&rt.resource, &rt.group, name)),
+                }
+            }
         }
         let mut new = cur.value.clone();
         let old_f = meta::finalizers(&cur.value);

@@ -26,6 +26,10 @@ pub enum Kind {
     Deployment,
     StatefulSet,
     DaemonSet,
+    ReplicaSet,
+    ControllerRevision,
+    Pod,
+    Node,
     Crd,
     Role,
     ClusterRole,
@@ -168,14 +172,22 @@ impl ResourceType {
 
     /// Kinds whose immediate delete answers with the object rather than a `Status`.
     pub fn returns_deleted_object(&self) -> bool {
-        matches!(self.behaviour, Kind::ServiceAccount | Kind::Service)
+        matches!(
+            self.behaviour,
+            Kind::ServiceAccount | Kind::Service | Kind::Pod | Kind::Node
+        )
     }
 
     /// Kinds with `metadata.generation` managed by the server.
     pub fn has_generation(&self) -> bool {
         matches!(
             self.behaviour,
-            Kind::Custom | Kind::Deployment | Kind::StatefulSet | Kind::DaemonSet | Kind::Crd
+            Kind::Custom
+                | Kind::Deployment
+                | Kind::StatefulSet
+                | Kind::DaemonSet
+                | Kind::ReplicaSet
+                | Kind::Crd
         )
     }
 }
@@ -257,6 +269,17 @@ fn builtins() -> Vec<Builtin> {
         },
         b("", "v1", "secrets", "Secret", true, Kind::Secret),
         Builtin {
+            short: &["po"],
+            categories: &["all"],
+            status: true,
+            ..b("", "v1", "pods", "Pod", true, Kind::Pod)
+        },
+        Builtin {
+            short: &["no"],
+            status: true,
+            ..b("", "v1", "nodes", "Node", false, Kind::Node)
+        },
+        Builtin {
             short: &["sa"],
             extra: vec![ExtraSub {
                 name: "token",
@@ -310,6 +333,28 @@ fn builtins() -> Vec<Builtin> {
                 Kind::Deployment,
             )
         },
+        Builtin {
+            short: &["rs"],
+            categories: &["all"],
+            status: true,
+            scale: true,
+            ..b(
+                "apps",
+                "v1",
+                "replicasets",
+                "ReplicaSet",
+                true,
+                Kind::ReplicaSet,
+            )
+        },
+        b(
+            "apps",
+            "v1",
+            "controllerrevisions",
+            "ControllerRevision",
+            true,
+            Kind::ControllerRevision,
+        ),
         Builtin {
             short: &["sts"],
             categories: &["all"],
@@ -899,6 +944,8 @@ pub fn schema_name(t: &ResourceType) -> String {
     if t.is_custom() {
         let rev: Vec<&str> = t.group.split('.').rev().collect();
         format!("{}.{}.{}", rev.join("."), t.version, t.kind)
+    } else if let Some(n) = crate::openapi::builtin_name(t.behaviour) {
+        n
     } else {
         let g = if t.group.is_empty() {
             "core".to_string()
@@ -963,14 +1010,7 @@ pub fn openapi_gv(types: &Types, group: &str, version: &str) -> Option<Value> {
                 );
             }
         }
-        let mut schema = match &t.custom {
-            Some(c) if c.raw_schema.is_object() => c.raw_schema.as_ref().clone(),
-            _ => json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),
-        };
-        if let Some(m) = schema.as_object_mut() {
-            m.insert("x-kubernetes-group-version-kind".into(), json!([gvk]));
-        }
-        schemas.insert(schema_name(t), schema);
+        crate::openapi::add_type(t, &schema_name(t), &mut schemas);
     }
     if !any {
         return None;

@@ -13,6 +13,7 @@ use crate::faults::Faults;
 use crate::rbac::RbacSnapshot;
 use crate::registry::{Registry, ResourceType};
 use crate::store::{Gr, Obj, Store};
+use crate::workloads::faults::WorkloadFaults;
 
 /// Kind-specific work the write pipeline runs synchronously after each committed write, before
 /// it answers the writer (the CRD naming and establishing controller: a created CRD is served
@@ -61,6 +62,7 @@ pub struct State {
     pub tokens: Tokens,
     pub audit: Audit,
     pub faults: Faults,
+    pub workload_faults: WorkloadFaults,
     pub cfg: SimConfig,
     rbac_version: AtomicU64,
     rbac_cache: Mutex<Option<(u64, Arc<RbacSnapshot>)>>,
@@ -78,6 +80,7 @@ impl State {
             tokens: Tokens::default(),
             audit: Audit::default(),
             faults: Faults::default(),
+            workload_faults: WorkloadFaults::default(),
             cfg,
             rbac_version: AtomicU64::new(1),
             rbac_cache: Mutex::new(None),

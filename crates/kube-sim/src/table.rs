@@ -389,7 +389,7 @@ fn builtin_columns(kind: Kind) -> Vec<(Value, CellFn)> {
             (
                 coldef(
                     "Up-to-date",
-                    "string",
+                    "integer",
                     "",
                     "Total number of non-terminated pods targeted by this deployment that have the desired template spec.",
                     0,
@@ -399,7 +399,7 @@ fn builtin_columns(kind: Kind) -> Vec<(Value, CellFn)> {
             (
                 coldef(
                     "Available",
-                    "string",
+                    "integer",
                     "",
                     "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment.",
                     0,
@@ -407,6 +407,45 @@ fn builtin_columns(kind: Kind) -> Vec<(Value, CellFn)> {
                 |v| int_at(v, "/status/availableReplicas"),
             ),
             age,
+            containers_col(),
+            images_col(),
+            selector_col(),
+        ],
+        Kind::ReplicaSet => vec![
+            (
+                coldef(
+                    "Desired",
+                    "integer",
+                    "",
+                    "Replicas is the number of desired replicas.",
+                    0,
+                ),
+                |v| int_at(v, "/spec/replicas"),
+            ),
+            (
+                coldef(
+                    "Current",
+                    "integer",
+                    "",
+                    "Replicas is the most recently observed number of replicas.",
+                    0,
+                ),
+                |v| int_at(v, "/status/replicas"),
+            ),
+            (
+                coldef(
+                    "Ready",
+                    "integer",
+                    "",
+                    "The number of ready replicas for this replica set.",
+                    0,
+                ),
+                |v| int_at(v, "/status/readyReplicas"),
+            ),
+            age,
+            containers_col(),
+            images_col(),
+            selector_col(),
         ],
         Kind::StatefulSet => vec![
             (
@@ -420,6 +459,8 @@ fn builtin_columns(kind: Kind) -> Vec<(Value, CellFn)> {
                 ready_of,
             ),
             age,
+            containers_col(),
+            images_col(),
         ],
         Kind::DaemonSet => vec![
             (
@@ -427,7 +468,7 @@ fn builtin_columns(kind: Kind) -> Vec<(Value, CellFn)> {
                     "Desired",
                     "integer",
                     "",
-                    "The desired number of daemon pods.",
+                    "The total number of nodes that should be running the daemon pod.",
                     0,
                 ),
                 |v| int_at(v, "/status/desiredNumberScheduled"),
@@ -437,7 +478,7 @@ fn builtin_columns(kind: Kind) -> Vec<(Value, CellFn)> {
                     "Current",
                     "integer",
                     "",
-                    "The number of nodes running at least one daemon pod.",
+                    "The number of nodes that are running at least 1 daemon pod and are supposed to run the daemon pod.",
                     0,
                 ),
                 |v| int_at(v, "/status/currentNumberScheduled"),
@@ -447,13 +488,233 @@ fn builtin_columns(kind: Kind) -> Vec<(Value, CellFn)> {
                     "Ready",
                     "integer",
                     "",
-                    "The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and ready.",
+                    "numberReady is the number of nodes that should be running the daemon pod and have one or more of the daemon pod running with a Ready Condition.",
                     0,
                 ),
                 |v| int_at(v, "/status/numberReady"),
             ),
+            (
+                coldef(
+                    "Up-to-date",
+                    "integer",
+                    "",
+                    "The total number of nodes that are running updated daemon pod",
+                    0,
+                ),
+                |v| int_at(v, "/status/updatedNumberScheduled"),
+            ),
+            (
+                coldef(
+                    "Available",
+                    "integer",
+                    "",
+                    "The number of nodes that should be running the daemon pod and have one or more of the daemon pod running and available (ready for at least spec.minReadySeconds)",
+                    0,
+                ),
+                |v| int_at(v, "/status/numberAvailable"),
+            ),
+            (
+                coldef(
+                    "Node Selector",
+                    "string",
+                    "",
+                    "NodeSelector is a selector which must be true for the pod to fit on a node. Selector which must match a node's labels for the pod to be scheduled on that node. More info: https://kubernetes.io/docs/concepts/configuration/assign-pod-node/",
+                    0,
+                ),
+                |v| json!(map_string(v.pointer("/spec/template/spec/nodeSelector"))),
+            ),
+            age,
+            containers_col(),
+            images_col(),
+            selector_col(),
+        ],
+        Kind::Pod => vec![
+            (
+                coldef(
+                    "Ready",
+                    "string",
+                    "",
+                    "The aggregate readiness state of this pod for accepting traffic.",
+                    0,
+                ),
+                |v| json!(crate::workloads::pods::printed(v).ready),
+            ),
+            (
+                coldef(
+                    "Status",
+                    "string",
+                    "",
+                    "The aggregate status of the containers in this pod.",
+                    0,
+                ),
+                |v| json!(crate::workloads::pods::printed(v).reason),
+            ),
+            (
+                coldef(
+                    "Restarts",
+                    "string",
+                    "",
+                    "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted.",
+                    0,
+                ),
+                |v| json!(crate::workloads::pods::printed(v).restarts),
+            ),
+            age,
+            (
+                coldef(
+                    "IP",
+                    "string",
+                    "",
+                    "IP address allocated to the pod. Routable at least within the cluster. Empty if not yet allocated.",
+                    1,
+                ),
+                |v| json!(none_if_empty(crate::meta::str_at(v, "/status/podIP"))),
+            ),
+            (
+                coldef(
+                    "Node",
+                    "string",
+                    "",
+                    "NodeName is a request to schedule this pod onto a specific node. If it is non-empty, the scheduler simply schedules this pod onto that node, assuming that it fits resource requirements.",
+                    1,
+                ),
+                |v| json!(none_if_empty(crate::meta::str_at(v, "/spec/nodeName"))),
+            ),
+            (
+                coldef(
+                    "Nominated Node",
+                    "string",
+                    "",
+                    "nominatedNodeName is set only when this pod preempts other pods on the node, but it cannot be scheduled right away as preemption victims receive their graceful termination periods. This field does not guarantee that the pod will be scheduled on this node. Scheduler may decide to place the pod elsewhere if other nodes become available sooner. Scheduler may also decide to give the resources on this node to a higher priority pod that is created after preemption. As a result, this field may be different than PodSpec.nodeName when the pod is scheduled.",
+                    1,
+                ),
+                |v| {
+                    json!(none_if_empty(crate::meta::str_at(
+                        v,
+                        "/status/nominatedNodeName"
+                    )))
+                },
+            ),
+            (
+                coldef(
+                    "Readiness Gates",
+                    "string",
+                    "",
+                    "If specified, all readiness gates will be evaluated for pod readiness. A pod is ready when all its containers are ready AND all conditions specified in the readiness gates have status equal to \"True\" More info: https://git.k8s.io/enhancements/keps/sig-network/580-pod-readiness-gates",
+                    1,
+                ),
+                |_| json!("<none>"),
+            ),
+        ],
+        Kind::Node => vec![
+            (
+                coldef("Status", "string", "", "The status of the node", 0),
+                node_status,
+            ),
+            (
+                coldef("Roles", "string", "", "The roles of the node", 0),
+                node_roles,
+            ),
+            age,
+            (
+                coldef(
+                    "Version",
+                    "string",
+                    "",
+                    "Kubelet Version reported by the node.",
+                    0,
+                ),
+                |v| json!(crate::meta::str_at(v, "/status/nodeInfo/kubeletVersion")),
+            ),
+            (
+                coldef(
+                    "Internal-IP",
+                    "string",
+                    "",
+                    "List of internal IPs for the node.",
+                    1,
+                ),
+                |v| json!(node_address(v, "InternalIP")),
+            ),
+            (
+                coldef(
+                    "External-IP",
+                    "string",
+                    "",
+                    "List of external IPs for the node.",
+                    1,
+                ),
+                |v| json!(node_address(v, "ExternalIP")),
+            ),
+            (
+                coldef(
+                    "OS-Image",
+                    "string",
+                    "",
+                    "OS Image reported by the node from /etc/os-release (e.g. Debian GNU/Linux 7 (wheezy)).",
+                    1,
+                ),
+                |v| json!(crate::meta::str_at(v, "/status/nodeInfo/osImage")),
+            ),
+            (
+                coldef(
+                    "Kernel-Version",
+                    "string",
+                    "",
+                    "Kernel Version reported by the node from 'uname -r' (e.g. 3.16.0-0.bpo.4-amd64).",
+                    1,
+                ),
+                |v| json!(crate::meta::str_at(v, "/status/nodeInfo/kernelVersion")),
+            ),
+            (
+                coldef(
+                    "Container-Runtime",
+                    "string",
+                    "",
+                    "ContainerRuntime Version reported by the node through runtime remote API (e.g. containerd://1.4.2).",
+                    1,
+                ),
+                |v| {
+                    json!(crate::meta::str_at(
+                        v,
+                        "/status/nodeInfo/containerRuntimeVersion"
+                    ))
+                },
+            ),
+        ],
+        Kind::ControllerRevision => vec![
+            (
+                coldef("Controller", "string", "", "Controller of the object", 0),
+                |v| match crate::workloads::util::controller_of(v) {
+                    Some((kind, name, _)) => {
+                        let g = v
+                            .pointer("/metadata/ownerReferences/0/apiVersion")
+                            .and_then(Value::as_str)
+                            .unwrap_or("");
+                        let group = g.split_once('/').map(|(g, _)| g).unwrap_or("");
+                        let k = kind.to_lowercase();
+                        json!(if group.is_empty() {
+                            format!("{k}/{name}")
+                        } else {
+                            format!("{k}.{group}/{name}")
+                        })
+                    }
+                    None => json!("<none>"),
+                },
+            ),
+            (
+                coldef(
+                    "Revision",
+                    "integer",
+                    "",
+                    "Revision indicates the revision of the state represented by Data.",
+                    0,
+                ),
+                |v| int_at(v, "/revision"),
+            ),
             age,
         ],
+        Kind::Event | Kind::EventV1 => event_columns(),
         Kind::RoleBinding | Kind::ClusterRoleBinding => vec![
             (
                 coldef(
@@ -476,6 +737,278 @@ fn builtin_columns(kind: Kind) -> Vec<(Value, CellFn)> {
         Kind::Crd | Kind::Role | Kind::ClusterRole => vec![created_at],
         _ => vec![age],
     }
+}
+
+fn none_if_empty(s: &str) -> String {
+    if s.is_empty() {
+        "<none>".into()
+    } else {
+        s.to_string()
+    }
+}
+
+fn map_string(v: Option<&Value>) -> String {
+    match v.and_then(Value::as_object) {
+        Some(m) if !m.is_empty() => {
+            let mut kv: Vec<String> = m
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect();
+            kv.sort();
+            kv.join(",")
+        }
+        _ => "<none>".into(),
+    }
+}
+
+fn join_containers(v: &Value, field: &str) -> Value {
+    let names: Vec<&str> = v
+        .pointer("/spec/template/spec/containers")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|c| c.get(field).and_then(Value::as_str))
+                .collect()
+        })
+        .unwrap_or_default();
+    json!(names.join(","))
+}
+
+fn containers_col() -> (Value, CellFn) {
+    (
+        coldef(
+            "Containers",
+            "string",
+            "",
+            "Names of each container in the template.",
+            1,
+        ),
+        |v| join_containers(v, "name"),
+    )
+}
+
+fn images_col() -> (Value, CellFn) {
+    (
+        coldef(
+            "Images",
+            "string",
+            "",
+            "Images referenced by each container in the template.",
+            1,
+        ),
+        |v| join_containers(v, "image"),
+    )
+}
+
+fn selector_col() -> (Value, CellFn) {
+    (
+        coldef(
+            "Selector",
+            "string",
+            "",
+            "Label selector for pods. Existing ReplicaSets whose pods are selected by this will be the ones affected by this deployment.",
+            1,
+        ),
+        |v| {
+            json!(
+                v.pointer("/spec/selector")
+                    .and_then(|s| crate::selector::LabelSelector::from_object(s).ok())
+                    .map(|s| s.to_query())
+                    .unwrap_or_default()
+            )
+        },
+    )
+}
+
+fn node_status(v: &Value) -> Value {
+    let ready = crate::workloads::util::condition(v.get("status").unwrap_or(&Value::Null), "Ready")
+        .and_then(|c| c.get("status"))
+        .and_then(Value::as_str);
+    let mut s = match ready {
+        Some("True") => "Ready".to_string(),
+        Some(_) => "NotReady".to_string(),
+        None => "Unknown".to_string(),
+    };
+    if v.pointer("/spec/unschedulable").and_then(Value::as_bool) == Some(true) {
+        s.push_str(",SchedulingDisabled");
+    }
+    json!(s)
+}
+
+fn node_roles(v: &Value) -> Value {
+    let mut roles: Vec<String> = crate::meta::labels(v)
+        .map(|l| {
+            l.keys()
+                .filter_map(|k| {
+                    k.strip_prefix("node-role.kubernetes.io/")
+                        .map(str::to_string)
+                })
+                .filter(|r| !r.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    roles.sort();
+    json!(if roles.is_empty() {
+        "<none>".to_string()
+    } else {
+        roles.join(",")
+    })
+}
+
+fn node_address(v: &Value, t: &str) -> String {
+    v.pointer("/status/addresses")
+        .and_then(Value::as_array)
+        .and_then(|a| {
+            a.iter()
+                .find(|x| x.get("type").and_then(Value::as_str) == Some(t))
+        })
+        .and_then(|x| x.get("address"))
+        .and_then(Value::as_str)
+        .unwrap_or("<none>")
+        .to_string()
+}
+
+/// `printEvent` (the server always fills the wide cells; kubectl hides priority 1).
+fn event_columns() -> Vec<(Value, CellFn)> {
+    fn times(v: &Value) -> (String, String, i64) {
+        let age = |p: &str| -> Option<String> {
+            let t = crate::meta::str_at(v, p);
+            (!t.is_empty()).then(|| age_of(t))
+        };
+        let first = age("/firstTimestamp")
+            .or_else(|| age("/eventTime"))
+            .unwrap_or_else(|| "<unknown>".into());
+        let mut last = age("/lastTimestamp").unwrap_or_else(|| first.clone());
+        let mut count = v.get("count").and_then(Value::as_i64).unwrap_or(0);
+        if let Some(series) = v.get("series").filter(|s| s.is_object()) {
+            if let Some(l) = series.get("lastObservedTime").and_then(Value::as_str) {
+                last = age_of(l);
+            }
+            count = series.get("count").and_then(Value::as_i64).unwrap_or(count);
+        } else if count == 0 {
+            count = 1;
+        }
+        (first, last, count)
+    }
+    vec![
+        (
+            coldef(
+                "Last Seen",
+                "string",
+                "",
+                "The time at which the most recent occurrence of this event was recorded.",
+                0,
+            ),
+            |v| json!(times(v).1),
+        ),
+        (
+            coldef(
+                "Type",
+                "string",
+                "",
+                "Type of this event (Normal, Warning), new types could be added in the future",
+                0,
+            ),
+            |v| json!(crate::meta::str_at(v, "/type")),
+        ),
+        (
+            coldef(
+                "Reason",
+                "string",
+                "",
+                "This should be a short, machine understandable string that gives the reason for the transition into the object's current status.",
+                0,
+            ),
+            |v| json!(crate::meta::str_at(v, "/reason")),
+        ),
+        (
+            coldef(
+                "Object",
+                "string",
+                "",
+                "The object that this event is about.",
+                0,
+            ),
+            |v| {
+                let kind = crate::meta::str_at(v, "/involvedObject/kind").to_lowercase();
+                let name = crate::meta::str_at(v, "/involvedObject/name");
+                json!(if name.is_empty() {
+                    kind
+                } else {
+                    format!("{kind}/{name}")
+                })
+            },
+        ),
+        (
+            coldef(
+                "Subobject",
+                "string",
+                "",
+                "If referring to a piece of an object instead of an entire object, this string should contain a valid JSON/Go field access statement, such as desiredState.manifest.containers[2].",
+                1,
+            ),
+            |v| json!(crate::meta::str_at(v, "/involvedObject/fieldPath")),
+        ),
+        (
+            coldef(
+                "Source",
+                "string",
+                "",
+                "The component reporting this event. Should be a short machine understandable string.",
+                1,
+            ),
+            |v| {
+                let comp = crate::meta::str_at(v, "/source/component");
+                let host = crate::meta::str_at(v, "/source/host");
+                let (comp, host) = if comp.is_empty() {
+                    (
+                        crate::meta::str_at(v, "/reportingComponent"),
+                        crate::meta::str_at(v, "/reportingInstance"),
+                    )
+                } else {
+                    (comp, host)
+                };
+                json!(if host.is_empty() {
+                    comp.to_string()
+                } else {
+                    format!("{comp}, {host}")
+                })
+            },
+        ),
+        (
+            coldef(
+                "Message",
+                "string",
+                "",
+                "A human-readable description of the status of this operation.",
+                0,
+            ),
+            |v| json!(crate::meta::str_at(v, "/message").trim()),
+        ),
+        (
+            coldef(
+                "First Seen",
+                "string",
+                "",
+                "The time at which the event was first recorded. (Time of server receipt is in TypeMeta.)",
+                1,
+            ),
+            |v| json!(times(v).0),
+        ),
+        (
+            coldef(
+                "Count",
+                "string",
+                "",
+                "The number of times this event has occurred.",
+                1,
+            ),
+            |v| json!(times(v).2),
+        ),
+        (coldef("Name", "string", "name", NAME_DESC, 1), |v| {
+            json!(crate::meta::name(v))
+        }),
+    ]
 }
 
 /// The column definitions and the cells of each object (given in the request's version).
@@ -537,15 +1070,31 @@ pub fn table(
             .collect();
     } else {
         let cols = builtin_columns(rt.behaviour);
+        // Events have no leading name column (`Name` is their last, wide one).
+        let event = matches!(rt.behaviour, Kind::Event | Kind::EventV1);
+        if event {
+            defs.clear();
+        }
         for (d, _) in &cols {
             defs.push(d.clone());
         }
         rows = objects
             .iter()
             .map(|o| {
-                let mut cells = vec![json!(crate::meta::name(o))];
+                let mut cells = if event {
+                    Vec::new()
+                } else {
+                    vec![json!(crate::meta::name(o))]
+                };
+                let core;
+                let src = if rt.behaviour == Kind::EventV1 {
+                    core = crate::builtin::event_v1_to_core(o);
+                    &core
+                } else {
+                    o
+                };
                 for (_, f) in &cols {
-                    cells.push(f(o));
+                    cells.push(f(src));
                 }
                 finish_row(cells, o)
             })

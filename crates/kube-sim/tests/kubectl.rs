@@ -4,7 +4,8 @@
 //! --for=condition=Ready`, `delete`, `get secret -o yaml`, `--token` over TLS with RBAC on, and
 //! the `kube-sim` binary with the kubeconfig it writes.
 //!
-//! kubectl is `$KUBECTL` or `/usr/bin/kubectl`; a missing kubectl FAILS these tests. Every test
+//! kubectl is `$KUBECTL`, else the first `kubectl` on `PATH` (as a shell finds it); a missing
+//! kubectl FAILS these tests with how to install it. Every test
 //! has its own simulator, its own `HOME` (the machines' kubectl dispatcher caches its binary
 //! choice and discovery there) and its own namespace.
 
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::kubectl::*;
 use common::*;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
@@ -22,153 +24,8 @@ use serde_json::{Value, json};
 
 const CRD_NAME: &str = "latticeagents.agentlattice.io";
 
-fn kubectl_bin() -> PathBuf {
-    let p = std::env::var_os("KUBECTL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/kubectl"));
-    assert!(
-        p.is_file(),
-        "kubectl not found at {} — these tests need the real kubectl: install it or set KUBECTL=/path/to/kubectl",
-        p.display()
-    );
-    p
-}
-
 fn crd_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../crds/latticeagents.agentlattice.io.yaml")
-}
-
-/// A private directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let n: u64 = rand::random();
-        let p = std::env::temp_dir().join(format!("kube-sim-kubectl-{tag}-{n:x}"));
-        std::fs::create_dir_all(&p).expect("temp dir");
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// kubectl with its own HOME and a kubeconfig.
-struct Kubectl {
-    dir: TempDir,
-    kubeconfig: PathBuf,
-}
-
-#[derive(Debug)]
-struct Out {
-    ok: bool,
-    stdout: String,
-    stderr: String,
-}
-
-impl Out {
-    #[track_caller]
-    fn success(self) -> String {
-        assert!(
-            self.ok,
-            "kubectl failed:\nstdout: {}\nstderr: {}",
-            self.stdout, self.stderr
-        );
-        self.stdout
-    }
-    #[track_caller]
-    fn failure(self) -> String {
-        assert!(
-            !self.ok,
-            "kubectl unexpectedly succeeded:\nstdout: {}",
-            self.stdout
-        );
-        self.stderr
-    }
-}
-
-impl Kubectl {
-    /// For the simulator's admin kubeconfig (token over TLS).
-    fn admin(sim: &KubeSim, tag: &str) -> Self {
-        let dir = TempDir::new(tag);
-        let kubeconfig = dir.0.join("kubeconfig");
-        sim.write_kubeconfig(&kubeconfig, Some(sim.admin_token()))
-            .expect("kubeconfig");
-        Kubectl { dir, kubeconfig }
-    }
-
-    /// For a kubeconfig without credentials (pass `--token`).
-    fn anonymous(sim: &KubeSim, tag: &str) -> Self {
-        let dir = TempDir::new(tag);
-        let kubeconfig = dir.0.join("kubeconfig");
-        sim.write_kubeconfig(&kubeconfig, None).expect("kubeconfig");
-        Kubectl { dir, kubeconfig }
-    }
-
-    fn for_kubeconfig(path: &Path, tag: &str) -> Self {
-        Kubectl {
-            dir: TempDir::new(tag),
-            kubeconfig: path.to_path_buf(),
-        }
-    }
-
-    fn command(&self, args: &[&str], stdin: Option<&str>) -> Command {
-        let mut cmd = Command::new(kubectl_bin());
-        cmd.args(args)
-            .env_clear()
-            .env("HOME", &self.dir.0)
-            .env("KUBECONFIG", &self.kubeconfig)
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        cmd
-    }
-
-    /// Run kubectl without blocking the runtime that serves the simulator.
-    async fn run(&self, args: &[&str]) -> Out {
-        self.run_stdin(args, None).await
-    }
-
-    async fn run_stdin(&self, args: &[&str], stdin: Option<&str>) -> Out {
-        let mut cmd = self.command(args, stdin);
-        let input = stdin.map(str::to_string);
-        let line = args.join(" ");
-        tokio::task::spawn_blocking(move || {
-            let mut child = cmd
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot run kubectl {line}: {e}"));
-            if let Some(i) = input {
-                use std::io::Write;
-                let mut s = child.stdin.take().expect("stdin");
-                s.write_all(i.as_bytes()).expect("write stdin");
-            }
-            let o = child.wait_with_output().expect("kubectl output");
-            Out {
-                ok: o.status.success(),
-                stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-                stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-            }
-        })
-        .await
-        .expect("kubectl task")
-    }
-
-    async fn apply_ns(&self, ns: &str) {
-        let y = format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n");
-        let out = self
-            .run_stdin(&["apply", "-f", "-"], Some(&y))
-            .await
-            .success();
-        assert_eq!(out.trim(), format!("namespace/{ns} created"));
-    }
 }
 
 fn agent_yaml(name: &str) -> String {

@@ -1085,10 +1085,10 @@ async fn other_protobuf_bodies_are_415_and_garbage_is_400() {
     let r = raw_bytes(
         &c,
         Method::POST,
-        "/apis/apps/v1/namespaces/m-body-neg/deployments",
+        "/apis/coordination.k8s.io/v1/namespaces/m-body-neg/leases",
         Some(PROTO),
         Some(PROTO_ACCEPT),
-        pb_envelope("apps/v1", "Deployment", &[]),
+        pb_envelope("coordination.k8s.io/v1", "Lease", &[]),
     )
     .await;
     r.assert_status(

@@ -1,6 +1,8 @@
 //! Shared helpers of the kube-sim integration tests.
 #![allow(dead_code)]
 
+pub mod kubectl;
+
 use http::{Method, Request};
 use kube_sim::KubeSim;
 use serde_json::{Value, json};
