@@ -327,7 +327,7 @@ pub fn prepare_create(rt: &ResourceType, obj: &mut Value) {
             // PodStrategy.PrepareForCreate: a new Pod is Pending, whatever it says.
             m.insert(
                 "status".into(),
-                json!({"phase": "Pending", "qosClass": crate::workloads::pods::qos_class(m.get("spec"))}),
+                json!({"phase": "Pending", "qosClass": qos_class(m.get("spec"))}),
             );
         }
         Kind::Custom if rt.status => {
@@ -380,14 +380,42 @@ pub fn prepare_update(rt: &ResourceType, old: &Value, new: &mut Value) -> bool {
     }
 }
 
+/// `GetPodQOS`, for the containers' requests and limits.
+pub fn qos_class(spec: Option<&Value>) -> &'static str {
+    let containers: Vec<&Value> = spec
+        .and_then(|s| s.get("containers"))
+        .and_then(Value::as_array)
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
+    let mut any = false;
+    let mut guaranteed = !containers.is_empty();
+    for c in containers {
+        let req = c.pointer("/resources/requests").and_then(Value::as_object);
+        let lim = c.pointer("/resources/limits").and_then(Value::as_object);
+        if req.is_some_and(|m| !m.is_empty()) || lim.is_some_and(|m| !m.is_empty()) {
+            any = true;
+        }
+        let full = |m: Option<&serde_json::Map<String, Value>>| {
+            m.is_some_and(|m| m.contains_key("cpu") && m.contains_key("memory"))
+        };
+        if !full(lim) || (req.is_some() && req != lim && req.is_some_and(|r| !r.is_empty())) {
+            guaranteed = false;
+        }
+    }
+    if !any {
+        "BestEffort"
+    } else if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
+}
+
 /// The grace period of a DELETE for kinds with graceful deletion (`CheckGracefulDelete`):
 /// Pods that are scheduled and not finished wait `gracePeriodSeconds` (default
 /// `spec.terminationGracePeriodSeconds`, 30) for the kubelet; `None` for every other kind.
-pub fn deletion_grace(
-    rt: &ResourceType,
-    obj: &Value,
-    o: &crate::ops::DeleteOptions,
-) -> Option<i64> {
+/// `requested`: the DELETE's `gracePeriodSeconds`.
+pub fn deletion_grace(rt: &ResourceType, obj: &Value, requested: Option<i64>) -> Option<i64> {
     if rt.behaviour != Kind::Pod {
         return None;
     }
@@ -403,7 +431,7 @@ pub fn deletion_grace(
         .pointer("/spec/terminationGracePeriodSeconds")
         .and_then(Value::as_i64)
         .unwrap_or(30);
-    Some(o.grace_period_seconds.unwrap_or(default).max(0))
+    Some(requested.unwrap_or(default).max(0))
 }
 
 /// The `/status` strategy: everything but `status` (and managedFields) comes from the stored

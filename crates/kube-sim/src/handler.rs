@@ -391,9 +391,9 @@ async fn route_request(ctx: &Ctx, path: &str) -> Result<Reply, StatusError> {
             .ok_or_else(not_found_generic),
         Route::OpenApiV3 => Ok(Reply::json(
             200,
-            &registry::openapi_root(&st.registry.types()),
+            &crate::openapi::openapi_root(&st.registry.types()),
         )),
-        Route::OpenApiV3Gv(g, v) => registry::openapi_gv(&st.registry.types(), &g, &v)
+        Route::OpenApiV3Gv(g, v) => crate::openapi::openapi_gv(&st.registry.types(), &g, &v)
             .map(|v| Reply::json(200, &v))
             .ok_or_else(not_found_generic),
         Route::OpenApiV2 => {

@@ -1290,7 +1290,7 @@ pub fn delete(
             ));
         }
         // Graceful deletion (Pods): the kubelet finishes it after the grace period.
-        if let Some(grace) = builtin::deletion_grace(rt, &cur.value, o) {
+        if let Some(grace) = builtin::deletion_grace(rt, &cur.value, o.grace_period_seconds) {
             let current = cur
                 .value
                 .pointer("/metadata/deletionGracePeriodSeconds")

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::schema_api::CrdSchema;
@@ -927,133 +927,6 @@ pub fn aggregated_discovery(types: &Types, core: bool, version: &str) -> Value {
     })
 }
 
-// ---------------------------------------------------------------------------------------------
-// OpenAPI v3
-
-fn gv_key(group: &str, version: &str) -> String {
-    if group.is_empty() {
-        format!("api/{version}")
-    } else {
-        format!("apis/{group}/{version}")
-    }
-}
-
-/// The component name upstream uses: reversed group + version + kind
-/// (`com.example.v1.Widget`, `io.k8s.api.core.v1.ConfigMap` for core).
-pub fn schema_name(t: &ResourceType) -> String {
-    if t.is_custom() {
-        let rev: Vec<&str> = t.group.split('.').rev().collect();
-        format!("{}.{}.{}", rev.join("."), t.version, t.kind)
-    } else if let Some(n) = crate::openapi::builtin_name(t.behaviour) {
-        n
-    } else {
-        let g = if t.group.is_empty() {
-            "core".to_string()
-        } else {
-            t.group.split('.').next().unwrap_or("").to_string()
-        };
-        format!("io.k8s.api.{g}.{}.{}", t.version, t.kind)
-    }
-}
-
-/// The OpenAPI v3 document of one group version, with one path per resource whose `patch`
-/// operation names the GVK and the `fieldValidation` parameter (what kubectl's field
-/// validation verifier looks for), and the custom resources' schemas.
-pub fn openapi_gv(types: &Types, group: &str, version: &str) -> Option<Value> {
-    let mut paths = Map::new();
-    let mut schemas = Map::new();
-    let mut any = false;
-    for t in types.in_group_version(group, version) {
-        any = true;
-        let gvk = json!({"group": t.group, "version": t.version, "kind": t.kind});
-        let prefix = if group.is_empty() {
-            format!("/api/{version}")
-        } else {
-            format!("/apis/{group}/{version}")
-        };
-        let coll = if t.namespaced {
-            format!("{prefix}/namespaces/{{namespace}}/{}", t.resource)
-        } else {
-            format!("{prefix}/{}", t.resource)
-        };
-        let sref = json!({"$ref": format!("#/components/schemas/{}", schema_name(t))});
-        let param = |name: &str| json!({"name": name, "in": "query", "schema": {"type": "string"}, "uniqueItems": true});
-        let op = |action: &str, id: &str| {
-            json!({
-                "operationId": format!("{id}{}", t.kind),
-                "x-kubernetes-action": action,
-                "x-kubernetes-group-version-kind": gvk,
-                "parameters": [param("dryRun"), param("fieldManager"), param("fieldValidation")],
-                "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": sref}}}},
-            })
-        };
-        if t.behaviour.is_review() {
-            paths.insert(coll.clone(), json!({"post": op("post", "create")}));
-        } else {
-            paths.insert(
-                coll.clone(),
-                json!({"get": op("list", "list"), "post": op("post", "create")}),
-            );
-            paths.insert(
-                format!("{coll}/{{name}}"),
-                json!({
-                    "get": op("get", "read"),
-                    "put": op("put", "replace"),
-                    "patch": op("patch", "patch"),
-                    "delete": op("delete", "delete"),
-                }),
-            );
-            if t.status {
-                paths.insert(
-                    format!("{coll}/{{name}}/status"),
-                    json!({"get": op("get", "read"), "put": op("put", "replace"), "patch": op("patch", "patch")}),
-                );
-            }
-        }
-        crate::openapi::add_type(t, &schema_name(t), &mut schemas);
-    }
-    if !any {
-        return None;
-    }
-    Some(json!({
-        "openapi": "3.0.0",
-        "info": {"title": "Kubernetes", "version": crate::VERSION_INFO.1},
-        "paths": paths,
-        "components": {"schemas": schemas},
-    }))
-}
-
-/// A stable hash of a document (the `?hash=` of `serverRelativeURL`).
-pub fn doc_hash(doc: &Value) -> String {
-    let mut h = Sha256::new();
-    h.update(serde_json::to_vec(doc).unwrap_or_default());
-    h.finalize()
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect::<String>()
-}
-
-/// `/openapi/v3`: the index of group-version documents.
-pub fn openapi_root(types: &Types) -> Value {
-    let mut paths = Map::new();
-    let mut gvs: Vec<(String, String)> = vec![(String::new(), "v1".to_string())];
-    for (g, vs) in types.groups() {
-        for v in vs {
-            gvs.push((g.clone(), v));
-        }
-    }
-    for (g, v) in gvs {
-        if let Some(doc) = openapi_gv(types, &g, &v) {
-            let key = gv_key(&g, &v);
-            paths.insert(
-                key.clone(),
-                json!({"serverRelativeURL": format!("/openapi/v3/{key}?hash={}", doc_hash(&doc))}),
-            );
-        }
-    }
-    json!({"paths": paths})
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1081,6 +954,6 @@ mod tests {
         );
         let agg = aggregated_discovery(&t, false, "v2");
         assert_eq!(agg["items"][0]["metadata"]["name"], "apps");
-        assert!(openapi_root(&t)["paths"]["api/v1"].is_object());
+        assert!(crate::openapi::openapi_root(&t)["paths"]["api/v1"].is_object());
     }
 }

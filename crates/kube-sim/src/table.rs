@@ -168,66 +168,9 @@ pub fn jsonpath(root: &Value, expr: &str) -> Result<Vec<Value>, String> {
     Ok(cur)
 }
 
-/// `duration.HumanDuration`.
-pub fn human_duration(secs: i64) -> String {
-    if secs < -1 {
-        return "<invalid>".into();
-    }
-    if secs < 0 {
-        return "0s".into();
-    }
-    if secs < 120 {
-        return format!("{secs}s");
-    }
-    let minutes = secs / 60;
-    if minutes < 10 {
-        let s = secs % 60;
-        return if s == 0 {
-            format!("{minutes}m")
-        } else {
-            format!("{minutes}m{s}s")
-        };
-    }
-    if minutes < 180 {
-        return format!("{minutes}m");
-    }
-    let hours = secs / 3600;
-    if hours < 8 {
-        let m = minutes % 60;
-        return if m == 0 {
-            format!("{hours}h")
-        } else {
-            format!("{hours}h{m}m")
-        };
-    }
-    if hours < 48 {
-        return format!("{hours}h");
-    }
-    if hours < 24 * 8 {
-        let h = hours % 24;
-        return if h == 0 {
-            format!("{}d", hours / 24)
-        } else {
-            format!("{}d{h}h", hours / 24)
-        };
-    }
-    if hours < 24 * 365 * 2 {
-        return format!("{}d", hours / 24);
-    }
-    if hours < 24 * 365 * 8 {
-        let dy = (hours / 24) % 365;
-        return if dy == 0 {
-            format!("{}y", hours / 24 / 365)
-        } else {
-            format!("{}y{dy}d", hours / 24 / 365)
-        };
-    }
-    format!("{}y", hours / 24 / 365)
-}
-
 fn age_of(ts: &str) -> String {
     match ts.parse::<jiff::Timestamp>() {
-        Ok(t) => human_duration(jiff::Timestamp::now().as_second() - t.as_second()),
+        Ok(t) => crate::meta::human_duration(jiff::Timestamp::now().as_second() - t.as_second()),
         Err(_) => "<invalid>".into(),
     }
 }
@@ -1138,11 +1081,11 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(human_duration(5), "5s");
-        assert_eq!(human_duration(150), "2m30s");
-        assert_eq!(human_duration(600), "10m");
-        assert_eq!(human_duration(3 * 3600 + 60), "3h1m");
-        assert_eq!(human_duration(10 * 3600), "10h");
-        assert_eq!(human_duration(3 * 86400), "3d");
+        assert_eq!(crate::meta::human_duration(5), "5s");
+        assert_eq!(crate::meta::human_duration(150), "2m30s");
+        assert_eq!(crate::meta::human_duration(600), "10m");
+        assert_eq!(crate::meta::human_duration(3 * 3600 + 60), "3h1m");
+        assert_eq!(crate::meta::human_duration(10 * 3600), "10h");
+        assert_eq!(crate::meta::human_duration(3 * 86400), "3d");
     }
 }

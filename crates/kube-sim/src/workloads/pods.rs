@@ -15,37 +15,6 @@ use super::util::{condition, set_condition, str_at};
 use super::{Action, EventSpec, PODS, Plan};
 use crate::meta;
 
-/// `GetPodQOS`, for the containers' requests and limits.
-pub fn qos_class(spec: Option<&Value>) -> &'static str {
-    let containers: Vec<&Value> = spec
-        .and_then(|s| s.get("containers"))
-        .and_then(Value::as_array)
-        .map(|a| a.iter().collect())
-        .unwrap_or_default();
-    let mut any = false;
-    let mut guaranteed = !containers.is_empty();
-    for c in containers {
-        let req = c.pointer("/resources/requests").and_then(Value::as_object);
-        let lim = c.pointer("/resources/limits").and_then(Value::as_object);
-        if req.is_some_and(|m| !m.is_empty()) || lim.is_some_and(|m| !m.is_empty()) {
-            any = true;
-        }
-        let full = |m: Option<&serde_json::Map<String, Value>>| {
-            m.is_some_and(|m| m.contains_key("cpu") && m.contains_key("memory"))
-        };
-        if !full(lim) || (req.is_some() && req != lim && req.is_some_and(|r| !r.is_empty())) {
-            guaranteed = false;
-        }
-    }
-    if !any {
-        "BestEffort"
-    } else if guaranteed {
-        "Guaranteed"
-    } else {
-        "Burstable"
-    }
-}
-
 fn node_ready(node: &Value) -> bool {
     node.get("status")
         .and_then(|s| condition(s, "Ready"))
@@ -620,7 +589,7 @@ pub fn printed(pod: &Value) -> Printed {
     let restarts = match last_restart {
         Some(t) => format!(
             "{restarts} ({} ago)",
-            crate::table::human_duration(jiff::Timestamp::now().as_second() - t.as_second())
+            meta::human_duration(jiff::Timestamp::now().as_second() - t.as_second())
         ),
         None => restarts.to_string(),
     };
@@ -777,6 +746,9 @@ mod tests {
             panic!()
         };
         assert_eq!(status["containerStatuses"][0]["restartCount"], 2);
-        assert_eq!(qos_class(Some(&json!({"containers": [{}]}))), "BestEffort");
+        assert_eq!(
+            crate::builtin::qos_class(Some(&json!({"containers": [{}]}))),
+            "BestEffort"
+        );
     }
 }
