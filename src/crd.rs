@@ -327,10 +327,9 @@ pub fn crd() -> CustomResourceDefinition {
 
 /// [`crd()`] as YAML with every mapping's keys sorted, so the output does not depend on serde_json
 /// feature unification (`preserve_order`) and reruns are byte-identical.
-pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
-    let value =
-        serde_json::to_value(crd()).map_err(<serde_yaml::Error as serde::ser::Error>::custom)?;
-    serde_yaml::to_string(&sorted(value))
+pub fn crd_yaml() -> Result<String, crate::yaml::YamlError> {
+    let value = serde_json::to_value(crd()).unwrap_or_default();
+    crate::yaml::to_string(&sorted(value))
 }
 
 /// File name of the generated CRD under `crds/`.

@@ -389,18 +389,6 @@ fn manifest_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Every document of a multi-document YAML file, as JSON values (empty documents skipped).
-fn documents(text: &str) -> Result<Vec<serde_json::Value>> {
-    let mut out = Vec::new();
-    for doc in serde_yaml::Deserializer::from_str(text) {
-        let value: serde_json::Value = serde::Deserialize::deserialize(doc)?;
-        if !value.is_null() {
-            out.push(value);
-        }
-    }
-    Ok(out)
-}
-
 /// Applies one manifest with server-side apply, wherever its kind is served.
 async fn apply(client: &kube::Client, value: serde_json::Value, file: &Path) -> Result<Applied> {
     let object: DynamicObject = serde_json::from_value(value)?;
@@ -462,7 +450,7 @@ async fn walkthrough(env: &Env, examples: &Path) -> Result<Vec<Applied>> {
     let mut applied = Vec::new();
     for file in &files {
         let text = std::fs::read_to_string(file)?;
-        for doc in documents(&text)? {
+        for doc in crate::yaml::documents(&text)? {
             let a = apply(&env.client, doc, file).await?;
             say(format!(
                 "   applied {} {}{} ({})",
@@ -872,7 +860,8 @@ mod tests {
 
     #[test]
     fn documents_skip_empty_ones() {
-        let docs = documents("---\na: 1\n---\n# only a comment\n---\nb: 2\n").expect("YAML");
+        let docs =
+            crate::yaml::documents("---\na: 1\n---\n# only a comment\n---\nb: 2\n").expect("YAML");
         assert_eq!(docs.len(), 2);
         assert_eq!(docs[1]["b"], 2);
     }
@@ -894,7 +883,7 @@ mod tests {
             Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/deployment.yaml"),
         )
         .expect("example");
-        let doc = documents(&text).expect("YAML").remove(0);
+        let doc = crate::yaml::documents(&text).expect("YAML").remove(0);
         let object: DynamicObject = serde_json::from_value(doc).expect("object");
         assert_eq!(
             env_from_secrets(&object).into_iter().collect::<Vec<_>>(),

@@ -55,10 +55,6 @@ pub enum Error {
         requeue: crate::plan::Requeue,
     },
 
-    /// A deletion's cleanup is not finished (the finalizer stays; the reconcile is retried).
-    #[error("cleanup not finished")]
-    CleanupPending,
-
     /// A bug or an impossible state (the reconcile is retried with backoff).
     #[error("internal error: {0}")]
     Internal(String),
@@ -78,7 +74,7 @@ pub enum Error {
 
     /// YAML serialisation failed.
     #[error("YAML: {0}")]
-    Yaml(#[source] serde_yaml::Error),
+    Yaml(#[source] crate::yaml::YamlError),
 
     /// File or socket I/O failed.
     #[error("I/O: {0}")]
@@ -105,8 +101,8 @@ impl From<serde_json::Error> for Error {
     }
 }
 
-impl From<serde_yaml::Error> for Error {
-    fn from(e: serde_yaml::Error) -> Self {
+impl From<crate::yaml::YamlError> for Error {
+    fn from(e: crate::yaml::YamlError) -> Self {
         Error::Yaml(e)
     }
 }
@@ -128,7 +124,6 @@ impl Error {
             Error::Config(_) => "ConfigError",
             Error::CrdNotInstalled(_) => "CrdNotInstalled",
             Error::Step { class, .. } => class.category(),
-            Error::CleanupPending => "CleanupPending",
             Error::Internal(_) => "InternalError",
             Error::TooManySteps(_) => "TooManySteps",
             Error::KeyNotHeld(_) => "InternalError",
@@ -159,7 +154,7 @@ impl Error {
                     | ErrorClass::Transient
             ),
             Error::ServiceKeyMissing { .. } => false,
-            Error::CleanupPending | Error::Internal(_) => true,
+            Error::Internal(_) => true,
             Error::TooManySteps(_) | Error::KeyNotHeld(_) | Error::Io(_) => true,
             Error::Config(_) | Error::CrdNotInstalled(_) | Error::Json(_) | Error::Yaml(_) => false,
             Error::LeadershipLost(_) => false,

@@ -29,6 +29,7 @@
 //! - [`metrics`], [`admin`] (`/metrics`, `/healthz`, `/readyz`), [`telemetry`] (logs),
 //!   [`redact`] (no key in any text the operator sends out);
 //! - [`config`] — flags and environment variables; [`error`] — the crate's error type;
+//!   [`yaml`] — YAML in and out;
 //! - [`run`] — the `run` subcommand (leader election, shutdown); `dev` — the quick start on an
 //!   embedded simulator and emulator.
 
@@ -52,5 +53,6 @@ pub mod remote;
 pub mod run;
 pub mod secret;
 pub mod telemetry;
+pub mod yaml;
 
 pub use error::{Error, Result};

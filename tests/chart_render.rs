@@ -640,7 +640,7 @@ fn uninstall_keeps_the_crd_and_no_hook_touches_finalizers() {
     let crds = responses[0]["ok"]["crds"].as_array().expect("crds");
     for crd in crds {
         let data = crd["data"].as_str().expect("CRD text");
-        let value: Value = serde_yaml::from_str(data).expect("CRD YAML");
+        let value: Value = lattice_operator::yaml::from_str(data).expect("CRD YAML");
         assert_eq!(
             value["metadata"]["annotations"]["helm.sh/resource-policy"], "keep",
             "{}",

@@ -21,7 +21,8 @@ fn crd_yaml_in_repo_is_current() {
 #[test]
 fn crd_is_a_structural_schema() {
     let value: serde_json::Value =
-        serde_yaml::from_str(&crd_yaml().expect("the CRD serialises")).expect("valid YAML");
+        lattice_operator::yaml::from_str(&crd_yaml().expect("the CRD serialises"))
+            .expect("valid YAML");
     let root = &value["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
     let mut problems = Vec::new();
     check_structural(root, "openAPIV3Schema", true, &mut problems);
@@ -77,7 +78,8 @@ fn check_structural(node: &serde_json::Value, path: &str, _root: bool, problems:
 #[test]
 fn crd_has_the_promised_shape() {
     let value: serde_json::Value =
-        serde_yaml::from_str(&crd_yaml().expect("the CRD serialises")).expect("valid YAML");
+        lattice_operator::yaml::from_str(&crd_yaml().expect("the CRD serialises"))
+            .expect("valid YAML");
     let spec = &value["spec"];
     assert_eq!(spec["group"], "agentlattice.io");
     assert_eq!(spec["scope"], "Namespaced");

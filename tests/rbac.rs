@@ -119,8 +119,9 @@ async fn install(mode: Mode) -> Installed {
 /// The installed Deployment's container arguments, parsed by the operator's own parser (only
 /// the admin address is moved to a free loopback port).
 fn deployment_args(manifest: &str) -> RunArgs {
-    let deployment = serde_yaml::Deserializer::from_str(manifest)
-        .filter_map(|doc| serde::Deserialize::deserialize(doc).ok())
+    let deployment = lattice_operator::yaml::documents(manifest)
+        .expect("the manifest is YAML")
+        .into_iter()
         .find(|v: &Value| v["kind"] == "Deployment")
         .expect("the manifest has a Deployment");
     let container = &deployment["spec"]["template"]["spec"]["containers"][0];

@@ -118,7 +118,7 @@ async fn the_crd_schema_rejects_invalid_names_and_capabilities() {
             "  capabilities:",
         );
         // Untyped: some of these values cannot even be held by the Rust type.
-        let agent: DynamicObject = serde_yaml::from_str(&yaml).expect("test YAML");
+        let agent: DynamicObject = lattice_operator::yaml::from_str(&yaml).expect("test YAML");
         let err = dynamic(&w)
             .create(&PostParams::default(), &agent)
             .await
@@ -796,7 +796,8 @@ async fn one_failing_object_backs_off_alone_and_leaves_no_orphan_key() {
         500,
         10_000,
     );
-    let mut failing: LatticeAgent = serde_yaml::from_str(&bot("failing", "")).expect("yaml");
+    let mut failing: LatticeAgent =
+        lattice_operator::yaml::from_str(&bot("failing", "")).expect("yaml");
     failing.metadata.namespace = Some(other.to_owned());
     w.agents_in(other)
         .create(&PostParams::default(), &failing)

@@ -11,7 +11,6 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 /// The release name the tests install as (so the full name is `lattice-operator`).
@@ -137,15 +136,13 @@ impl Rendered {
             if !template.ends_with(".yaml") {
                 continue;
             }
-            for doc in serde_yaml::Deserializer::from_str(text) {
-                let value = Value::deserialize(doc)
-                    .unwrap_or_else(|e| panic!("{template} is not valid YAML: {e}\n{text}"));
-                if !value.is_null() {
-                    objects.push(Object {
-                        template: template.clone(),
-                        value,
-                    });
-                }
+            let docs = lattice_operator::yaml::documents(text)
+                .unwrap_or_else(|e| panic!("{template} is not valid YAML: {e}\n{text}"));
+            for value in docs {
+                objects.push(Object {
+                    template: template.clone(),
+                    value,
+                });
             }
         }
         Rendered { files, objects }
@@ -255,5 +252,5 @@ pub fn non_default_values() -> Value {
         .join("chart")
         .join("values-non-default.yaml");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    lattice_operator::yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }

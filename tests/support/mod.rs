@@ -285,7 +285,7 @@ impl World {
 
     /// Creates a LatticeAgent from YAML (namespace filled in).
     pub async fn create(&self, yaml: &str) -> LatticeAgent {
-        let mut agent: LatticeAgent = serde_yaml::from_str(yaml).expect("test YAML");
+        let mut agent: LatticeAgent = lattice_operator::yaml::from_str(yaml).expect("test YAML");
         agent.metadata.namespace = Some(self.ns.clone());
         self.agents()
             .create(&PostParams::default(), &agent)

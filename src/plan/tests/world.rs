@@ -64,7 +64,7 @@ spec:
 "#;
 
 pub fn resource() -> LatticeAgent {
-    serde_yaml::from_str(RESOURCE_YAML).expect("fixture parses")
+    crate::yaml::from_str(RESOURCE_YAML).expect("fixture parses")
 }
 
 /// An agent in the fake AgentLattice.

@@ -18,7 +18,7 @@ const UID: &str = "0b7c6a52-0000-4000-8000-00000000e0e0";
 const PLAINTEXT: &str = "al_agent_executortestkey0123456789abcdefghij";
 
 fn resource() -> LatticeAgent {
-    serde_yaml::from_str(&format!(
+    crate::yaml::from_str(&format!(
         r#"
 apiVersion: agentlattice.io/v1alpha1
 kind: LatticeAgent
