@@ -142,6 +142,20 @@ impl ClaimIndex {
         }
     }
 
+    /// The names of the resources claiming the Secret `key` (`namespace/name`).
+    pub fn claimants(&self, key: &str) -> Vec<String> {
+        let Ok(claims) = self.current.read() else {
+            return Vec::new();
+        };
+        claims
+            .by_secret
+            .get(key)
+            .into_iter()
+            .flatten()
+            .map(|(rank, _)| rank.1.to_string())
+            .collect()
+    }
+
     /// The name of the oldest other resource claiming `me`'s Secret, if it is older than `me`
     /// (see [`crate::plan::older_claimant`]).
     pub fn older_claimant(&self, me: &LatticeAgent) -> Option<String> {

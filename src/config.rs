@@ -83,6 +83,32 @@ pub struct OperatorArgs {
     /// Cluster name, written to agent metadata as `k8s.cluster`.
     #[arg(long, env = "LATTICE_CLUSTER_NAME", value_parser = parse_cluster_name)]
     pub cluster_name: Option<String>,
+
+    /// Watch Deployments, StatefulSets and DaemonSets: find the workloads that read each agent's
+    /// key (an old key is revoked only once they all have the new one), restart them, and create
+    /// identities for annotated ones (docs/workloads.md). Needs `list`/`watch` on them.
+    #[arg(long, env = "LATTICE_WORKLOADS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub workloads: bool,
+
+    /// Create a LatticeAgent, owned by the workload, for every Deployment, StatefulSet and
+    /// DaemonSet annotated `agentlattice.io/capabilities` (with `--workloads`).
+    #[arg(long, env = "LATTICE_WORKLOAD_IDENTITIES", default_value_t = true, action = clap::ArgAction::Set)]
+    pub workload_identities: bool,
+
+    /// Restart the workloads that read a new key from the environment, for LatticeAgents with
+    /// `spec.restartOnRotation` (with `--workloads`). Needs `patch` on them.
+    #[arg(long, env = "LATTICE_WORKLOAD_RESTARTS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub workload_restarts: bool,
+
+    /// A workload is restarted at most once per this interval; the rotations within it are served
+    /// by one restart, for the newest key.
+    #[arg(long, env = "LATTICE_RESTART_MIN_INTERVAL", default_value = "1m", value_parser = parse_positive_duration)]
+    pub restart_min_interval: SignedDuration,
+
+    /// How long after a Secret write every mounted copy of it is up to date (the kubelet's sync
+    /// period plus its cache): a workload reading the key from a file has the new key by then.
+    #[arg(long, env = "LATTICE_KUBELET_SYNC_PERIOD", default_value = "2m", value_parser = parse_positive_duration)]
+    pub kubelet_sync_period: SignedDuration,
 }
 
 /// `run`: the production operator.
@@ -152,6 +178,12 @@ impl OperatorArgs {
             cluster_name: self.cluster_name.clone(),
             resync_interval: self.resync_interval,
             service_key_retry: self.service_key_retry,
+            consumers: crate::plan::ConsumerSettings {
+                tracked: self.workloads,
+                restarts: self.workloads && self.workload_restarts,
+                restart_min_interval: self.restart_min_interval,
+                kubelet_sync_period: self.kubelet_sync_period,
+            },
         }
     }
 }

@@ -113,6 +113,11 @@ pub struct LatticeAgentSpec {
     /// `true` halts the agent at AgentLattice; `false` resumes it.
     #[serde(default)]
     pub suspend: bool,
+    /// Restart the workloads that read the key from the environment (or a `subPath` mount) after
+    /// a new key is written, so that they have it before the old one is revoked
+    /// (docs/workloads.md). On for the identities of annotated workloads.
+    #[serde(default)]
+    pub restart_on_rotation: bool,
 }
 
 /// Whether the operator may take over an existing Secret.
@@ -229,6 +234,30 @@ pub struct LatticeAgentStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "date_time_schema")]
     pub mint_started_at: Option<Timestamp>,
+    /// The workloads of the namespace whose pods read the key from the Secret.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub consumers: Vec<ConsumerStatus>,
+}
+
+/// A workload whose pods read the agent key (docs/workloads.md).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsumerStatus {
+    /// `Deployment`, `StatefulSet` or `DaemonSet`.
+    pub kind: String,
+    /// Its name.
+    pub name: String,
+    /// How its pods read the key: `Environment` (fixed when a container starts), `File` (a
+    /// mounted Secret, refreshed by the kubelet), `SubPathFile` (a `subPath` mount, never
+    /// refreshed).
+    pub reads: String,
+    /// Whether it runs with the key in the Secret: `Current`, `RollingOut` (restarted for it),
+    /// `Syncing` (a mounted file, within the kubelet's sync period), `Stale` (pods hold an older
+    /// key), `Stuck` (its rollout cannot finish).
+    pub key: String,
+    /// The key id the operator last restarted it for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restarted_for: Option<String>,
 }
 
 /// The key currently in the Secret (never the key itself).
@@ -430,8 +459,10 @@ fn refine_schema(root: &mut JSONSchemaProps) {
         if let Some(p) = prop(spec, "deletionPolicy") {
             set_enum(p, &["Revoke", "Retain"], "Revoke");
         }
-        if let Some(p) = prop(spec, "suspend") {
-            p.default = Some(JSON(serde_json::Value::Bool(false)));
+        for flag in ["suspend", "restartOnRotation"] {
+            if let Some(p) = prop(spec, flag) {
+                p.default = Some(JSON(serde_json::Value::Bool(false)));
+            }
         }
         if let Some(rotation) = prop(spec, "rotation") {
             // `{}` lets the API server apply the nested defaults when `rotation` is omitted.

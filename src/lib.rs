@@ -53,6 +53,7 @@ pub mod remote;
 pub mod run;
 pub mod secret;
 pub mod telemetry;
+pub mod workloads;
 pub mod yaml;
 
 pub use error::{Error, Result};

@@ -22,6 +22,9 @@ use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::watch;
 
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use kube::core::PartialObjectMeta;
+
 use crate::cache::CompactStore;
 use crate::claims::ClaimIndex;
 use crate::cluster::watch::{self as watches, Guarded};
@@ -33,6 +36,9 @@ use crate::plan::Settings;
 use crate::reconcile::{BackoffPolicy, Context, FailPoints, Reconciler, error_policy, reconcile};
 use crate::remote::Backend;
 use crate::secret::{self, cache_form};
+use crate::workloads::controller::{
+    IdentityContext, Waker, Workload, Workloads, run_identities, watch as workload_watch,
+};
 
 /// Whether the operator is ready: the CRD is installed and every cache has synced.
 #[derive(Clone, Debug, Default)]
@@ -65,6 +71,8 @@ pub struct OperatorConfig {
     /// Spread the first drift read of each resource over the first resync interval after the
     /// start (design §3.1 step 6), instead of reading every registered agent at once.
     pub spread_first_drift_read: bool,
+    /// Create identities for annotated workloads (with `settings.consumers.tracked`).
+    pub workload_identities: bool,
 }
 
 impl OperatorConfig {
@@ -77,6 +85,7 @@ impl OperatorConfig {
             backoff: BackoffPolicy::default(),
             instance: None,
             spread_first_drift_read: true,
+            workload_identities: true,
         }
     }
 }
@@ -193,7 +202,8 @@ impl Operator {
             shutdown.await;
             let _ = stop_tx.send(true);
         };
-        let pending = Arc::new(AtomicUsize::new(2 * scopes.len()));
+        let caches = caches_per_controller(&config.settings);
+        let pending = Arc::new(AtomicUsize::new(usize::from(caches) * scopes.len()));
         let controllers = scopes.into_iter().map(|namespace| {
             let (tx, rx) = futures::channel::oneshot::channel::<()>();
             let mut stop_rx = stop_rx.clone();
@@ -204,7 +214,10 @@ impl Operator {
             let controller = run_controller(
                 Arc::clone(&ctx),
                 namespace,
-                config.concurrency,
+                ControllerOptions {
+                    concurrency: config.concurrency,
+                    identities: config.workload_identities,
+                },
                 service_key_changes.clone(),
                 rx.map(|_| ()),
                 Arc::clone(&pending),
@@ -252,7 +265,7 @@ impl Operator {
 async fn run_controller(
     ctx: Arc<Context>,
     namespace: Option<String>,
-    concurrency: u16,
+    options: ControllerOptions,
     service_key_changes: Option<watch::Receiver<u64>>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
     pending: Arc<AtomicUsize>,
@@ -277,7 +290,11 @@ async fn run_controller(
         readiness.clone(),
         Arc::clone(&local_tx),
     );
-    let secrets_synced = synced_once(pending, readiness, local_tx);
+    let secrets_synced = synced_once(
+        Arc::clone(&pending),
+        readiness.clone(),
+        Arc::clone(&local_tx),
+    );
     let claims = ClaimIndex::default();
 
     let agents = watches::agents(
@@ -303,6 +320,40 @@ async fn run_controller(
         secrets_synced,
     );
 
+    // The workloads (docs/workloads.md): their indexes, the LatticeAgents woken when their
+    // consumers change, and the identities of annotated ones.
+    let shutdown = shutdown.shared();
+    let workloads = Workloads::default();
+    let (wake_tx, wake_rx) = futures::channel::mpsc::unbounded();
+    let mut workload_tasks: Vec<BoxFuture<'static, ()>> = Vec::new();
+    if ctx.settings.consumers.tracked {
+        let waker = Waker::new(claims.clone(), wake_tx);
+        let identities = Arc::new(IdentityContext {
+            client: client.clone(),
+            events: Arc::clone(&ctx.events),
+            agents: agent_reader.clone(),
+            retry: ctx.settings.resync_interval.unsigned_abs(),
+        });
+        let scope = WorkloadScope {
+            client: &client,
+            namespace: namespace.as_deref(),
+            workloads: &workloads,
+            waker: &waker,
+            identities: options.identities.then_some(&identities),
+            shutdown: &shutdown,
+        };
+        let synced = || {
+            synced_once(
+                Arc::clone(&pending),
+                readiness.clone(),
+                Arc::clone(&local_tx),
+            )
+        };
+        workload_tasks.push(scope.task::<Deployment>(synced()));
+        workload_tasks.push(scope.task::<StatefulSet>(synced()));
+        workload_tasks.push(scope.task::<DaemonSet>(synced()));
+    }
+
     let reconciler = Arc::new(Reconciler {
         cluster: KubeCluster::new(
             client,
@@ -315,17 +366,20 @@ async fn run_controller(
         claims,
         agents: agent_reader.clone(),
         secrets: secret_cache,
+        workloads,
+        caches: caches_per_controller(&ctx.settings),
         synced,
     });
     let mut controller = Controller::for_stream(agents, agent_reader)
         .owns_stream(secrets)
-        .with_config(ControllerConfig::default().concurrency(concurrency))
+        .with_config(ControllerConfig::default().concurrency(options.concurrency))
         .graceful_shutdown_on(shutdown);
+    controller = controller.reconcile_on(wake_rx);
     controller = controller.reconcile_on(due_reconciles(Arc::clone(&ctx), namespace.clone()));
     if let Some(changes) = service_key_changes {
         controller = controller.reconcile_on(waiting_for_service_key(ctx, changes, namespace));
     }
-    controller
+    let agents = controller
         .run(reconcile, error_policy, reconciler)
         .for_each(|result| async move {
             if let Err(e) = result {
@@ -334,8 +388,63 @@ async fn run_controller(
                     other => tracing::debug!(error = %other, "controller"),
                 }
             }
-        })
-        .await;
+        });
+    futures::future::join(agents, futures::future::join_all(workload_tasks)).await;
+}
+
+/// How one controller runs.
+#[derive(Clone, Copy, Debug)]
+struct ControllerOptions {
+    /// Reconciles at once.
+    concurrency: u16,
+    /// Whether annotated workloads get identities.
+    identities: bool,
+}
+
+/// How many caches a controller lists before it reconciles: LatticeAgents and Secrets, and the
+/// three workload kinds when they are watched.
+fn caches_per_controller(settings: &Settings) -> u8 {
+    if settings.consumers.tracked { 5 } else { 2 }
+}
+
+/// What the workload watches of one controller share.
+struct WorkloadScope<'a, S> {
+    client: &'a kube::Client,
+    namespace: Option<&'a str>,
+    workloads: &'a Workloads,
+    waker: &'a Waker,
+    identities: Option<&'a Arc<IdentityContext>>,
+    shutdown: &'a S,
+}
+
+impl<S> WorkloadScope<'_, S>
+where
+    S: Future<Output = ()> + Clone + Send + Sync + 'static,
+{
+    /// The watch of kind `K` (and its identity controller), as one task.
+    fn task<K: Workload>(&self, synced: impl Fn() + Send + 'static) -> BoxFuture<'static, ()> {
+        let api: Api<K> = match self.namespace {
+            Some(ns) => Api::namespaced(self.client.clone(), ns),
+            None => Api::all(self.client.clone()),
+        };
+        let (reader, writer) = reflector::store::<PartialObjectMeta<K>>();
+        let stream = workload_watch::<K>(
+            api,
+            self.workloads.of(K::KIND).clone(),
+            self.waker.clone(),
+            writer,
+            synced,
+        );
+        let shutdown = self.shutdown.clone();
+        match self.identities {
+            Some(ctx) => Box::pin(run_identities(stream, reader, Arc::clone(ctx), shutdown)),
+            None => Box::pin(
+                stream
+                    .take_until(shutdown)
+                    .for_each(|_| std::future::ready(())),
+            ),
+        }
+    }
 }
 
 /// A callback for one cache: the first call counts the cache as synced (in `local`, the

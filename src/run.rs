@@ -88,6 +88,7 @@ pub fn operator(client: kube::Client, args: &RunArgs) -> Operator {
     let mut config = OperatorConfig::new(args.settings());
     config.namespaces = args.operator.namespaces.clone();
     config.concurrency = args.operator.concurrency;
+    config.workload_identities = args.operator.workloads && args.operator.workload_identities;
     config.instance = std::env::var("POD_NAME").ok().filter(|s| !s.is_empty());
     Operator::new(client, config, remote, metrics).with_service_key_provider(provider)
 }

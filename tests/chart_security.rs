@@ -468,8 +468,14 @@ fn rules_of(role: &Value) -> Vec<Rule> {
 }
 
 /// The rules the operator needs wherever it watches LatticeAgents (see templates/_rbac.tpl for
-/// the API call behind each).
+/// the API call behind each), with the default values (workloads watched, identities, restarts).
 fn watched_rules() -> Vec<Rule> {
+    watched_rules_with(true, true, true)
+}
+
+/// [`watched_rules`] for these `workloads` values.
+fn watched_rules_with(workloads: bool, identities: bool, restarts: bool) -> Vec<Rule> {
+    let apps = ["deployments", "statefulsets", "daemonsets"];
     let mut rules = vec![
         rule(
             &["agentlattice.io"],
@@ -497,8 +503,45 @@ fn watched_rules() -> Vec<Rule> {
         ),
         rule(&["events.k8s.io"], &["events"], &[], &["create", "patch"]),
     ];
+    if workloads {
+        rules.push(rule(&["apps"], &apps, &[], &["list", "watch"]));
+        if identities {
+            rules.push(rule(
+                &["agentlattice.io"],
+                &["latticeagents"],
+                &[],
+                &["create", "delete"],
+            ));
+        }
+        if restarts {
+            rules.push(rule(&["apps"], &apps, &[], &["patch"]));
+        }
+    }
     rules.sort();
     rules
+}
+
+/// Workload rules follow the features: no `patch` on workloads without restarts, nothing on
+/// them (and no LatticeAgent creation) without workload watching.
+#[test]
+fn workload_rules_follow_the_workload_values() {
+    let renders = render_many(&[
+        json!({"workloads": {"restarts": false}}),
+        json!({"workloads": {"identities": false}}),
+        json!({"workloads": {"enabled": false}}),
+    ]);
+    for (r, (identities, restarts, enabled)) in renders.iter().zip([
+        (true, false, true),
+        (false, true, true),
+        (true, true, false),
+    ]) {
+        let grants = operator_grants(r, "lattice-operator");
+        let (_, _, _, cluster_role) = &grants[0];
+        let mut expected = watched_rules_with(enabled, identities, restarts);
+        expected.push(crd_rule());
+        expected.sort();
+        assert_eq!(rules_of(cluster_role), expected);
+    }
 }
 
 fn crd_rule() -> Rule {

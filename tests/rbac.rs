@@ -4,8 +4,9 @@
 //! `lattice-operator run` with the arguments of the installed Deployment, authenticated with a
 //! token of the chart's ServiceAccount.
 //!
-//! - A full lifecycle (register, rotate, delete) gets zero forbidden responses, in both watch
-//!   modes (kube-sim's audit log).
+//! - A full lifecycle (register, rotate, delete; an annotated Deployment's identity, its restart
+//!   on rotation, the identity deleted with the annotation) gets zero forbidden responses, in both
+//!   watch modes (kube-sim's audit log).
 //! - With watched namespaces, the operator cannot read a Secret it does not own.
 //! - Each rule of the chart is needed: with that one rule removed, a named step fails with 403.
 
@@ -189,6 +190,39 @@ async fn lifecycle(mode: Mode) {
         agents[0].revoked_at.is_some(),
         "the agent was revoked on deletion"
     );
+
+    // An annotated Deployment: its identity, a restart on rotation, the identity deleted with
+    // the annotation.
+    create_web(w).await;
+    let (web, _) = w.wait_settled("rbac-web", true).await;
+    let web_key = web.status.and_then(|s| s.active_key).expect("a key").id;
+    w.annotate("rbac-web", ROTATE_ANNOTATION, "1").await;
+    wait_until("the restart for the new key", || async {
+        let new = w.get("rbac-web").await.status?.active_key?.id;
+        (new != web_key && restarted_for(w).await.as_deref() == Some(new.as_str())).then_some(())
+    })
+    .await;
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(w.client.clone(), &w.ns);
+    deployments
+        .patch(
+            "rbac-web",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(
+                json!({"metadata": {"annotations": {"agentlattice.io/capabilities": null}}}),
+            ),
+        )
+        .await
+        .expect("annotation removed");
+    wait_until("the identity is gone", || async {
+        w.agents()
+            .get_opt("rbac-web")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
     r.terminate().await.expect("a clean stop");
 
     let log = w.sim.audit_log();
@@ -221,6 +255,10 @@ async fn lifecycle(mode: Mode) {
         ("create", "leases", ""),
         ("get", "leases", ""),
         ("update", "leases", ""),
+        ("list", "deployments", ""),
+        ("watch", "deployments", ""),
+        ("patch", "deployments", ""),
+        ("delete", "latticeagents", ""),
     ] {
         assert!(
             ours.iter()
@@ -341,6 +379,10 @@ enum Effect {
     NoEvents,
     /// Nothing is registered: the service key cannot be read.
     NothingRegistered,
+    /// The annotated Deployment gets no LatticeAgent.
+    NoIdentity,
+    /// The Deployment is never restarted for its new key.
+    NoRestart,
 }
 
 /// One rule of the chart (namespace-list mode), the step that needs it, and what fails without it.
@@ -353,9 +395,22 @@ struct Case {
     step: &'static str,
     /// The forbidden request that step makes without it.
     denied: fn(&AuditRecord) -> bool,
-    /// Whether the step happens only once a LatticeAgent exists.
-    needs_agent: bool,
+    /// What the test sets up for the step to happen.
+    setup: Setup,
     effect: Effect,
+}
+
+/// What a rule-removal test creates for the operator to work on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Setup {
+    /// Nothing: the step happens at start-up.
+    Nothing,
+    /// A LatticeAgent.
+    Agent,
+    /// A Deployment annotated for an identity, its pods reading the key from the environment.
+    IdentityFor,
+    /// The same, Ready, then rotated: the operator restarts the Deployment.
+    Rotated,
 }
 
 fn has(rule: &PolicyRule, group: &str, resource: &str) -> bool {
@@ -377,15 +432,15 @@ const CASES: &[Case] = &[
         rule: |r| has(r, "apiextensions.k8s.io", "customresourcedefinitions"),
         step: "check at start-up that the CRD is installed",
         denied: |a| a.verb == "get" && a.resource == "customresourcedefinitions",
-        needs_agent: false,
+        setup: Setup::Nothing,
         effect: Effect::NeverReady(PhaseKind::WaitingForCrd),
     },
     Case {
         role: WATCHED_ROLE,
-        rule: |r| has(r, "agentlattice.io", "latticeagents"),
+        rule: |r| has(r, "agentlattice.io", "latticeagents") && verbs(r).contains(&"list"),
         step: "list and watch LatticeAgents (the controller's cache)",
         denied: |a| a.verb == "list" && a.resource == "latticeagents",
-        needs_agent: false,
+        setup: Setup::Nothing,
         effect: Effect::NeverReady(PhaseKind::Running),
     },
     Case {
@@ -393,7 +448,7 @@ const CASES: &[Case] = &[
         rule: |r| has(r, "agentlattice.io", "latticeagents/status"),
         step: "write the LatticeAgent's status",
         denied: |a| a.resource == "latticeagents" && a.subresource == "status",
-        needs_agent: true,
+        setup: Setup::Agent,
         effect: Effect::NoStatus,
     },
     Case {
@@ -401,7 +456,7 @@ const CASES: &[Case] = &[
         rule: |r| has(r, "agentlattice.io", "latticeagents/finalizers"),
         step: "create the key Secret owned by its LatticeAgent (blockOwnerDeletion)",
         denied: |a| a.verb == "create" && a.resource == "secrets",
-        needs_agent: true,
+        setup: Setup::Agent,
         effect: Effect::NoSecret,
     },
     Case {
@@ -409,7 +464,7 @@ const CASES: &[Case] = &[
         rule: |r| has(r, "", "secrets"),
         step: "list and watch the operator's Secrets (the record cache)",
         denied: |a| a.verb == "list" && a.resource == "secrets" && a.namespace == TEAM_NS,
-        needs_agent: false,
+        setup: Setup::Nothing,
         effect: Effect::NeverReady(PhaseKind::Running),
     },
     Case {
@@ -417,15 +472,39 @@ const CASES: &[Case] = &[
         rule: |r| has(r, "events.k8s.io", "events"),
         step: "publish the Registered event",
         denied: |a| a.verb == "create" && a.resource == "events",
-        needs_agent: true,
+        setup: Setup::Agent,
         effect: Effect::NoEvents,
+    },
+    Case {
+        role: WATCHED_ROLE,
+        rule: |r| has(r, "agentlattice.io", "latticeagents") && verbs(r) == ["create", "delete"],
+        step: "create the identity of an annotated Deployment (an apply that creates)",
+        denied: |a| a.verb == "patch" && a.resource == "latticeagents" && a.code == 403,
+        setup: Setup::IdentityFor,
+        effect: Effect::NoIdentity,
+    },
+    Case {
+        role: WATCHED_ROLE,
+        rule: |r| has(r, "apps", "deployments") && verbs(r).contains(&"list"),
+        step: "list and watch the workloads (consumers of the keys)",
+        denied: |a| a.verb == "list" && a.resource == "deployments",
+        setup: Setup::Nothing,
+        effect: Effect::NeverReady(PhaseKind::Running),
+    },
+    Case {
+        role: WATCHED_ROLE,
+        rule: |r| has(r, "apps", "deployments") && verbs(r) == ["patch"],
+        step: "restart a Deployment for its new key",
+        denied: |a| a.verb == "patch" && a.resource == "deployments",
+        setup: Setup::Rotated,
+        effect: Effect::NoRestart,
     },
     Case {
         role: OWN_ROLE,
         rule: |r| has(r, "", "secrets"),
         step: "read the service key",
         denied: |a| a.resource == "secrets" && a.namespace == RELEASE_NS,
-        needs_agent: true,
+        setup: Setup::Agent,
         effect: Effect::NothingRegistered,
     },
     Case {
@@ -433,7 +512,7 @@ const CASES: &[Case] = &[
         rule: |r| has(r, "coordination.k8s.io", "leases") && verbs(r) == ["create"],
         step: "create the leader-election Lease",
         denied: |a| a.verb == "create" && a.resource == "leases",
-        needs_agent: false,
+        setup: Setup::Nothing,
         effect: Effect::NeverLeads,
     },
     Case {
@@ -441,7 +520,7 @@ const CASES: &[Case] = &[
         rule: |r| has(r, "coordination.k8s.io", "leases") && verbs(r) != ["create"],
         step: "read and renew the leader-election Lease",
         denied: |a| a.verb == "get" && a.resource == "leases",
-        needs_agent: false,
+        setup: Setup::Nothing,
         effect: Effect::NeverLeads,
     },
 ];
@@ -484,12 +563,23 @@ async fn without_the_rule(index: usize) {
     let w = &i.w;
     remove_rule(w, case).await;
     let r = replica::start(i.operator_client.clone(), i.args.clone(), "rbac-0").await;
-    if case.needs_agent {
+    if case.setup != Setup::Nothing {
         wait_until("the operator leads", || async {
             (r.phase.get() == PhaseKind::Running).then_some(())
         })
         .await;
-        w.create(&bot("rbac-bot", "")).await;
+    }
+    match case.setup {
+        Setup::Nothing => {}
+        Setup::Agent => {
+            w.create(&bot("rbac-bot", "")).await;
+        }
+        Setup::IdentityFor => create_web(w).await,
+        Setup::Rotated => {
+            create_web(w).await;
+            w.wait_ready("rbac-web").await;
+            w.annotate("rbac-web", ROTATE_ANNOTATION, "1").await;
+        }
     }
     let step = case.step;
     let denied = wait_until(&format!("403 at the step \"{step}\""), || async {
@@ -531,6 +621,21 @@ async fn without_the_rule(index: usize) {
             let ready = support::condition(&a, "Ready").map(|c| c.status.clone());
             assert_ne!(ready.as_deref(), Some("True"), "{step}");
         }
+        Effect::NoIdentity => {
+            assert!(
+                w.agents()
+                    .get_opt("rbac-web")
+                    .await
+                    .expect("read")
+                    .is_none(),
+                "{step}"
+            );
+            assert_eq!(w.emu.request_count("register"), 0, "{step}");
+        }
+        Effect::NoRestart => {
+            assert_eq!(restarted_for(w).await, None, "{step}");
+            w.wait_event("rbac-web", "RolloutRestartFailed").await;
+        }
     }
     r.kill().await;
 }
@@ -551,9 +656,45 @@ rule_is_needed! {
     needed_latticeagents_finalizers => 3,
     needed_secrets => 4,
     needed_events => 5,
-    needed_service_key_secret => 6,
-    needed_lease_create => 7,
-    needed_lease_get_update => 8,
+    needed_latticeagents_create_delete => 6,
+    needed_workloads_list_watch => 7,
+    needed_workloads_patch => 8,
+    needed_service_key_secret => 9,
+    needed_lease_create => 10,
+    needed_lease_get_update => 11,
+}
+
+/// A Deployment annotated for an identity (`rbac-web`), its pods reading the key from the
+/// environment.
+async fn create_web(w: &World) {
+    let deployment: k8s_openapi::api::apps::v1::Deployment = serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "rbac-web", "annotations": {
+            "agentlattice.io/capabilities": "deploy.staging"}},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "rbac-web"}},
+                 "template": {"metadata": {"labels": {"app": "rbac-web"}}, "spec": {"containers": [
+                     {"name": "app", "image": "example/web:1",
+                      "envFrom": [{"secretRef": {"name": "rbac-web-agent-key"}}]}]}}},
+    }))
+    .expect("deployment");
+    Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(w.client.clone(), &w.ns)
+        .create(&PostParams::default(), &deployment)
+        .await
+        .expect("Deployment created");
+}
+
+/// The key id `rbac-web` was last restarted for.
+async fn restarted_for(w: &World) -> Option<String> {
+    let d = Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(w.client.clone(), &w.ns)
+        .get("rbac-web")
+        .await
+        .expect("the Deployment");
+    d.spec?
+        .template
+        .metadata?
+        .annotations?
+        .get("agentlattice.io/restarted-for")
+        .cloned()
 }
 
 #[test]

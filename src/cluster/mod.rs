@@ -15,6 +15,7 @@ pub mod watch;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ObjectReference, Secret};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::core::ObjectMeta;
@@ -29,7 +30,7 @@ use crate::cache::CompactStore;
 use crate::crd::{GROUP, LatticeAgent};
 use crate::events::Publisher;
 use crate::memory::Memory;
-use crate::plan;
+use crate::plan::{self, WorkloadKind};
 use crate::secret::{ObservedSecret, cache_form, fingerprint};
 
 /// The event reporter (`reportingController`), and the field manager of the CRD install.
@@ -69,6 +70,17 @@ pub trait Cluster: Send + Sync {
         &'a self,
         resource: &'a LatticeAgent,
     ) -> BoxFuture<'a, kube::Result<LatticeAgent>>;
+    /// Starts a rolling restart of the workload `kind/name` of `owner`'s namespace for the key
+    /// `key_id`, at `at` (its pod template's restart annotations; the same key gives the same
+    /// template, so a repeat changes nothing).
+    fn restart_workload<'a>(
+        &'a self,
+        owner: &'a LatticeAgent,
+        kind: WorkloadKind,
+        name: &'a str,
+        key_id: &'a str,
+        at: jiff::Timestamp,
+    ) -> BoxFuture<'a, kube::Result<()>>;
     /// Publishes an event about `resource` (failures are logged, never fatal).
     fn publish<'a>(
         &'a self,
@@ -310,6 +322,41 @@ impl Cluster for KubeCluster {
                     &Patch::Json::<()>(patch),
                 )
                 .await
+        })
+    }
+
+    fn restart_workload<'a>(
+        &'a self,
+        owner: &'a LatticeAgent,
+        kind: WorkloadKind,
+        name: &'a str,
+        key_id: &'a str,
+        at: jiff::Timestamp,
+    ) -> BoxFuture<'a, kube::Result<()>> {
+        Box::pin(async move {
+            let namespace = owner.metadata.namespace.as_deref().unwrap_or_default();
+            let patch = crate::workloads::restart_patch(key_id, at);
+            let params = PatchParams::default();
+            let patch = Patch::Merge(&patch);
+            let client = self.client.clone();
+            match kind {
+                WorkloadKind::Deployment => {
+                    Api::<Deployment>::namespaced(client, namespace)
+                        .patch(name, &params, &patch)
+                        .await?;
+                }
+                WorkloadKind::StatefulSet => {
+                    Api::<StatefulSet>::namespaced(client, namespace)
+                        .patch(name, &params, &patch)
+                        .await?;
+                }
+                WorkloadKind::DaemonSet => {
+                    Api::<DaemonSet>::namespaced(client, namespace)
+                        .patch(name, &params, &patch)
+                        .await?;
+                }
+            }
+            Ok(())
         })
     }
 

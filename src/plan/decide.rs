@@ -5,6 +5,8 @@
 //! - [`register`] — step 5: registration and what follows from each registration response;
 //! - [`rotate`] — steps 7–10: minting (restore, rotate, compromise, schedule), the orphan sweep,
 //!   Secret repair, and retiring old keys (deprecate, revoke, forget);
+//! - [`consumers`] — steps 9b and 10: the workloads that read the key, their restarts, and the
+//!   hold they put on an old key's revocation;
 //! - [`status`] — step 11: the desired status, its conditions, and when to reconcile again;
 //! - [`cleanup`] — step 1: deletion behind the finalizer;
 //! - [`malformed`] — an object the Rust type rejects: reported, never registered.
@@ -13,6 +15,7 @@
 //! here, next to the order that calls them ([`Planner::reconcile`]).
 
 mod cleanup;
+mod consumers;
 mod malformed;
 mod register;
 mod rotate;
@@ -474,6 +477,9 @@ impl<'a> Planner<'a> {
             return step;
         }
         if let Some(step) = self.sweep(&agent_id) {
+            return step;
+        }
+        if let Some(step) = self.restart_consumers() {
             return step;
         }
         if let Some(step) = self.retire(&agent_id) {

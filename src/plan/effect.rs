@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use jiff::SignedDuration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
-use super::{Failure, Settings};
+use super::{Failure, Settings, WorkloadKind};
 use crate::crd::LatticeAgentStatus;
 use crate::secret::DesiredSecret;
 
@@ -110,6 +110,21 @@ pub enum Effect {
     WriteStatus(Box<LatticeAgentStatus>),
     /// Remove the operator's finalizer: deletion cleanup is complete and the resource may go.
     RemoveFinalizer,
+    /// Restart a consumer whose pods cannot see a new key otherwise (environment, `subPath`): a
+    /// rolling restart through its pod template's `agentlattice.io/restarted-for` (the key id)
+    /// and `agentlattice.io/restarted-at` annotations. Idempotent: for the same key, the same
+    /// template.
+    RestartConsumer {
+        /// Its kind.
+        kind: WorkloadKind,
+        /// Its name.
+        name: String,
+        /// The key it is restarted for.
+        key_id: String,
+        /// The restart's time, derived from durable facts (the same decision taken twice writes
+        /// the same template).
+        at: jiff::Timestamp,
+    },
 }
 
 impl Effect {
@@ -131,6 +146,7 @@ impl Effect {
             Effect::ReleaseSecret { .. } => "ReleaseSecret",
             Effect::WriteStatus(_) => "WriteStatus",
             Effect::RemoveFinalizer => "RemoveFinalizer",
+            Effect::RestartConsumer { .. } => "RestartConsumer",
         }
     }
 
@@ -142,6 +158,7 @@ impl Effect {
                 | Effect::ReleaseSecret { .. }
                 | Effect::WriteStatus(_)
                 | Effect::RemoveFinalizer
+                | Effect::RestartConsumer { .. }
         )
     }
 }

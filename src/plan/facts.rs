@@ -21,6 +21,8 @@ pub struct Settings {
     pub resync_interval: SignedDuration,
     /// Requeue after a missing or rejected service key.
     pub service_key_retry: SignedDuration,
+    /// How the operator treats the workloads that read an agent's key.
+    pub consumers: ConsumerSettings,
 }
 
 impl Default for Settings {
@@ -30,8 +32,125 @@ impl Default for Settings {
             cluster_name: None,
             resync_interval: SignedDuration::from_mins(10),
             service_key_retry: SignedDuration::from_mins(5),
+            consumers: ConsumerSettings::default(),
         }
     }
+}
+
+/// How the operator treats the workloads that read an agent's key (docs/workloads.md).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsumerSettings {
+    /// Whether the workloads are watched (`--workloads`); when not, nothing is known of
+    /// consumers, and old keys are retired by the grace periods alone.
+    pub tracked: bool,
+    /// Whether the operator may restart workloads at all (`--workload-restarts`); when not, a
+    /// LatticeAgent's `restartOnRotation` has no effect and its environment consumers keep their
+    /// key until something else restarts them.
+    pub restarts: bool,
+    /// A workload is restarted at most once per this interval: the rotations within it are served
+    /// by one restart, for the newest key.
+    pub restart_min_interval: SignedDuration,
+    /// How long after a Secret write every mounted copy of it is up to date (the kubelet's sync
+    /// period plus its cache): a file consumer has the new key once this long has passed.
+    pub kubelet_sync_period: SignedDuration,
+}
+
+impl Default for ConsumerSettings {
+    fn default() -> Self {
+        ConsumerSettings {
+            tracked: true,
+            restarts: true,
+            restart_min_interval: SignedDuration::from_mins(1),
+            kubelet_sync_period: SignedDuration::from_mins(2),
+        }
+    }
+}
+
+/// A workload of the resource's namespace whose pod template reads the resource's Secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Consumer {
+    /// `Deployment`, `StatefulSet` or `DaemonSet`.
+    pub kind: WorkloadKind,
+    /// Name.
+    pub name: String,
+    /// How its pods read the key.
+    pub reads: KeySource,
+    /// When the workload was created.
+    pub created_at: Option<Timestamp>,
+    /// The key id the operator last restarted it for (its pod template's
+    /// `agentlattice.io/restarted-for`), and when (`agentlattice.io/restarted-at`).
+    pub restarted_for: Option<(String, Option<Timestamp>)>,
+    /// `kubectl rollout restart`'s `kubectl.kubernetes.io/restartedAt` on its pod template.
+    pub restarted_at: Option<Timestamp>,
+    /// Where its latest rollout stands.
+    pub rollout: Rollout,
+}
+
+/// A workload kind the operator knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum WorkloadKind {
+    /// `apps/v1` Deployment.
+    Deployment,
+    /// `apps/v1` StatefulSet.
+    StatefulSet,
+    /// `apps/v1` DaemonSet.
+    DaemonSet,
+}
+
+impl WorkloadKind {
+    /// The kind's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkloadKind::Deployment => "Deployment",
+            WorkloadKind::StatefulSet => "StatefulSet",
+            WorkloadKind::DaemonSet => "DaemonSet",
+        }
+    }
+
+    /// Every kind.
+    pub const ALL: [WorkloadKind; 3] = [
+        WorkloadKind::Deployment,
+        WorkloadKind::StatefulSet,
+        WorkloadKind::DaemonSet,
+    ];
+}
+
+impl std::fmt::Display for WorkloadKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a consumer's pods read the key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum KeySource {
+    /// An environment variable (`env[].valueFrom.secretKeyRef`, `envFrom`): fixed when the
+    /// container starts; only a restart brings a new key.
+    Environment,
+    /// A mounted Secret file (a `secret` or `projected` volume): the kubelet refreshes it within
+    /// its sync period.
+    File,
+    /// A mounted Secret file through `subPath`: never refreshed, so it behaves like the
+    /// environment.
+    SubPathFile,
+}
+
+impl KeySource {
+    /// Whether pods only get a new key by being replaced.
+    pub fn needs_restart(self) -> bool {
+        !matches!(self, KeySource::File)
+    }
+}
+
+/// Where a workload's latest rollout stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rollout {
+    /// Every replica runs the current pod template and is available.
+    Complete,
+    /// Replicas of an older template remain, or new ones are not available yet.
+    InProgress,
+    /// The rollout cannot finish (`ProgressDeadlineExceeded`).
+    Stuck,
 }
 
 /// Everything a planning decision may depend on.
@@ -59,6 +178,8 @@ pub struct Observed {
     /// The object does not match the LatticeAgent type: what is wrong (without its values). Its
     /// `resource` then has the stored metadata and status and a default spec no decision reads.
     pub malformed: Option<String>,
+    /// The workloads that read the resource's Secret, by kind and name.
+    pub consumers: Vec<Consumer>,
 }
 
 impl Observed {
@@ -80,6 +201,7 @@ impl Observed {
             failure: None,
             last_remote_check: None,
             malformed: None,
+            consumers: Vec::new(),
         }
     }
 }
@@ -163,6 +285,8 @@ pub enum Outcome {
     Secret(SecretView),
     /// `WriteStatus`, `RemoveFinalizer`: the resource as the API server returned it.
     Resource(Box<LatticeAgent>),
+    /// `RestartConsumer`: the restart began at this time.
+    Restarted(Timestamp),
 }
 
 impl Observed {
@@ -256,6 +380,21 @@ impl Observed {
                 self.resource = *resource;
             }
             (Effect::RemoveFinalizer, Outcome::Resource(resource)) => self.resource = *resource,
+            (
+                Effect::RestartConsumer {
+                    kind, name, key_id, ..
+                },
+                Outcome::Restarted(at),
+            ) => {
+                if let Some(c) = self
+                    .consumers
+                    .iter_mut()
+                    .find(|c| c.kind == *kind && &c.name == name)
+                {
+                    c.restarted_for = Some((key_id.clone(), Some(at)));
+                    c.rollout = Rollout::InProgress;
+                }
+            }
             (action, _) => {
                 self.failure = Some(Failure {
                     effect: action.kind(),

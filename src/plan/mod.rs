@@ -34,8 +34,9 @@ pub use effect::{
     SecretWrite, Settled, Step, WritePurpose,
 };
 pub use facts::{
-    AgentStatus, AgentView, Failure, KeyStatus, KeyView, MintedKey, Observed, Outcome, Progress,
-    RegisterOutcome, RemoteAgent, RemoteFacts, Settings,
+    AgentStatus, AgentView, Consumer, ConsumerSettings, Failure, KeySource, KeyStatus, KeyView,
+    MintedKey, Observed, Outcome, Progress, RegisterOutcome, RemoteAgent, RemoteFacts, Rollout,
+    Settings, WorkloadKind,
 };
 
 /// Agent metadata key: the namespace of the owning `LatticeAgent`.

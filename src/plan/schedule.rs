@@ -92,6 +92,9 @@ pub enum WaitWhy {
         /// Its last use.
         last_used: Timestamp,
     },
+    /// Workloads that read the key do not run with the new one yet (until the maximum grace
+    /// period).
+    Consumers,
 }
 
 /// The retirement rule of design §3.1 step 10. `usage` is `None` when the key's last use is not

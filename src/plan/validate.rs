@@ -33,6 +33,8 @@ pub struct ValidSpec {
     pub deletion_policy: DeletionPolicy,
     /// Whether the agent should be halted.
     pub suspend: bool,
+    /// Whether consumers reading the key from the environment are restarted after a rotation.
+    pub restart_on_rotation: bool,
 }
 
 /// `spec.agentName`, or the default `<namespace>-<name>` (which may be invalid).
@@ -175,6 +177,7 @@ pub fn validate(agent: &LatticeAgent) -> Result<ValidSpec, Vec<String>> {
             secret_policy: spec.secret_policy,
             deletion_policy: spec.deletion_policy,
             suspend: spec.suspend,
+            restart_on_rotation: spec.restart_on_rotation,
         }),
         _ => Err(errors),
     }

@@ -257,6 +257,17 @@ impl Executor<'_> {
                     })
                     .map_err(|e| kube_failure(kind, &e))
             }
+            Effect::RestartConsumer {
+                kind: workload,
+                name,
+                key_id,
+                at,
+            } => self
+                .cluster
+                .restart_workload(&observed.resource, *workload, name, key_id, *at)
+                .await
+                .map(|()| Outcome::Restarted(*at))
+                .map_err(|e| kube_failure(kind, &e)),
             Effect::RemoveFinalizer => self
                 .cluster
                 .remove_finalizer(&observed.resource)
@@ -393,6 +404,11 @@ fn log_success(action: &Effect) {
         Effect::ReleaseSecret { name, .. } => tracing::info!(secret = %name, "released Secret"),
         Effect::WriteStatus(_) => tracing::debug!("wrote status"),
         Effect::RemoveFinalizer => tracing::info!("cleanup finished; finalizer removed"),
+        Effect::RestartConsumer {
+            kind, name, key_id, ..
+        } => {
+            tracing::info!(%kind, workload = %name, key_id, "restarted consumer");
+        }
         Effect::FindAgents { .. } | Effect::FetchAgent { .. } | Effect::FetchKeys { .. } => {}
     }
 }

@@ -39,6 +39,7 @@ use crate::memory::Memory;
 use crate::metrics::Metrics;
 use crate::plan::Settings;
 use crate::remote::Backend;
+use crate::workloads::controller::Workloads;
 
 /// What every reconcile of every controller shares.
 pub struct Context {
@@ -103,7 +104,11 @@ pub struct Reconciler {
     pub agents: Store<Guarded>,
     /// Managed Secrets in cache form.
     pub secrets: CompactStore<Secret>,
-    /// How many of this controller's two caches have synced.
+    /// The workloads of the scope, as consumers of Secrets.
+    pub workloads: Workloads,
+    /// How many caches this controller lists before it reconciles.
+    pub caches: u8,
+    /// How many of them have synced.
     pub synced: watch::Receiver<u8>,
 }
 
@@ -112,7 +117,7 @@ pub async fn reconcile(obj: Arc<Guarded>, r: Arc<Reconciler>) -> Result<Action> 
     // Never act on caches that have not listed yet (a reconcile on an empty Secret cache would
     // not see the durable record and act as if the Secret were gone). The sender only goes away
     // at shutdown.
-    let _ = r.synced.clone().wait_for(|n| *n >= 2).await;
+    let _ = r.synced.clone().wait_for(|n| *n >= r.caches).await;
     let span = tracing::info_span!("reconcile", namespace = %obj.namespace().unwrap_or_default(), name = %obj.name_any());
     let started = Instant::now();
     let ended = async {

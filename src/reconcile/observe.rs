@@ -70,6 +70,11 @@ async fn observe_agent(handed_over: &LatticeAgent, r: &Reconciler) -> Result<Obs
         view,
     );
     observed.older_claimant = r.claims.older_claimant(&agent);
+    if ctx.settings.consumers.tracked {
+        observed.consumers = r
+            .workloads
+            .consumers(&namespace, &effective_secret_name(&agent));
+    }
     observed.last_remote_check = last_remote_check.or_else(|| {
         // Not read by this process yet: the first read falls at a point of the first resync
         // interval after the start that depends on the uid alone, as if the last read had been

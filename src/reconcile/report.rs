@@ -81,13 +81,25 @@ pub(super) async fn report(
             tracing::warn!(category = e.category(), error = %message, "reconcile failed");
             let event = plan::Event {
                 type_: plan::EventType::Warning,
-                reason: "ReconcileError",
+                reason: warning_reason(e),
                 note: format!("{}: {message}", e.category()),
             };
             r.cluster.publish_about(meta, &event, "Reconcile").await;
         }
     }
     result
+}
+
+/// The reason of the Warning event for a failed reconcile: what failed, when that has a name of
+/// its own.
+fn warning_reason(e: &Error) -> &'static str {
+    match e {
+        Error::Step {
+            effect: "RestartConsumer",
+            ..
+        } => "RolloutRestartFailed",
+        _ => "ReconcileError",
+    }
 }
 
 /// Remembers how the planner settled, and turns it into kube-runtime's [`Action`] (a failure the

@@ -24,7 +24,7 @@ use lattice_operator::config::SecretRef;
 use lattice_operator::crd::LatticeAgent;
 use lattice_operator::metrics::Metrics;
 use lattice_operator::operator::{Operator, OperatorConfig, Readiness};
-use lattice_operator::plan::Settings;
+use lattice_operator::plan::{ConsumerSettings, Settings};
 use lattice_operator::reconcile::{BackoffPolicy, FailPoints};
 use lattice_operator::remote::{self, AgentLattice, ServiceKeyProvider, ServiceKeySource};
 use lattice_operator::secret::{
@@ -64,6 +64,10 @@ pub struct Options {
     pub namespaces: Vec<String>,
     /// Spread the first drift reads after a start (the production default).
     pub spread_first_drift_read: bool,
+    /// Workload watching, restarts and their timing.
+    pub consumers: ConsumerSettings,
+    /// Identities for annotated workloads.
+    pub identities: bool,
 }
 
 impl Default for Options {
@@ -78,6 +82,13 @@ impl Default for Options {
             failpoints: None,
             namespaces: Vec::new(),
             spread_first_drift_read: true,
+            consumers: ConsumerSettings {
+                tracked: true,
+                restarts: true,
+                restart_min_interval: SignedDuration::from_secs(1),
+                kubelet_sync_period: SignedDuration::from_secs(1),
+            },
+            identities: true,
         }
     }
 }
@@ -184,6 +195,7 @@ impl World {
             cluster_name: None,
             resync_interval: options.resync,
             service_key_retry: options.service_key_retry,
+            consumers: options.consumers.clone(),
         }
     }
 
@@ -222,6 +234,7 @@ impl World {
         config.concurrency = 4;
         config.backoff = options.backoff;
         config.spread_first_drift_read = options.spread_first_drift_read;
+        config.workload_identities = options.identities;
         let mut operator = Operator::new(self.client.clone(), config, remote, Arc::clone(&metrics))
             .with_service_key_provider(provider);
         if let Some(fp) = options.failpoints.clone() {

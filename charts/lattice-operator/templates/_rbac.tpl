@@ -14,6 +14,13 @@ cluster, a Role per namespace otherwise. */}}
 - apiGroups: ["agentlattice.io"]
   resources: ["latticeagents"]
   verbs: ["get", "list", "watch", "patch"]
+{{- if and .Values.workloads.enabled .Values.workloads.identities }}
+# Identities of annotated workloads: the operator creates a workload's LatticeAgent (a server-side
+# apply, which is a patch, creates it) and deletes it when the annotation goes.
+- apiGroups: ["agentlattice.io"]
+  resources: ["latticeagents"]
+  verbs: ["create", "delete"]
+{{- end }}
 # LatticeAgent status: replaced (PUT with the resourceVersion as precondition) when a reconcile
 # changes it, and patched with an InvalidSpec condition on an object that does not parse.
 - apiGroups: ["agentlattice.io"]
@@ -36,11 +43,21 @@ cluster, a Role per namespace otherwise. */}}
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "watch", "create", "patch"]
-# No Deployments (or any workload) rule: the operator never restarts workloads. A workload that
-# reads its key from a mounted Secret file picks up a rotated key without a restart, and the
-# old key stays valid until it has gone unused for a whole gracePeriod (design.md §3.2). Should
-# "restart targets" (roll a Deployment when its key rotates) be added, its rule belongs here,
-# rendered only when that feature is switched on.
+{{- if .Values.workloads.enabled }}
+# Workloads: the operator lists and watches them to find the ones that read each agent's key
+# (their pod templates) and where their rollouts stand, keeping a trimmed view of each; and the
+# annotations of the ones that ask for an identity.
+- apiGroups: ["apps"]
+  resources: ["deployments", "statefulsets", "daemonsets"]
+  verbs: ["list", "watch"]
+{{- if .Values.workloads.restarts }}
+# Restart on rotation: a patch of a workload's pod template annotations
+# (agentlattice.io/restarted-for, -at) starts its rolling restart once a new key is written.
+- apiGroups: ["apps"]
+  resources: ["deployments", "statefulsets", "daemonsets"]
+  verbs: ["patch"]
+{{- end }}
+{{- end }}
 # Events (events.k8s.io/v1) about LatticeAgents: Registered, KeyRotated, ReconcileError, ...
 # The operator's event publisher (src/events.rs) creates an event, and patches its series
 # when the same event repeats.

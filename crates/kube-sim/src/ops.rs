@@ -538,6 +538,24 @@ fn track(
     }
 }
 
+/// An apply that creates the object is also a create: upstream's patch handler authorizes
+/// `create` on it (`createAuthorizerAttributes` in handlers/patch.go) besides the request's
+/// `patch`.
+fn authorize_apply_create(st: &State, p: &WriteParams) -> Result<(), StatusError> {
+    let (true, Some(attrs)) = (st.cfg.rbac, &p.attrs) else {
+        return Ok(());
+    };
+    let create = RequestAttributes {
+        verb: "create".into(),
+        ..attrs.clone()
+    };
+    if crate::rbac::authorize(&st.rbac_snapshot(), &create).allowed() {
+        Ok(())
+    } else {
+        Err(crate::rbac::forbidden(&create))
+    }
+}
+
 fn rbac_checks(
     st: &State,
     rt: &ResourceType,
@@ -1041,6 +1059,7 @@ pub fn patch(
                         "the name of the object ({body_name}) does not match the name on the URL ({name})"
                     )));
                 }
+                authorize_apply_create(st, p)?;
                 let merged = apply_merge(rt, None, &applied, p, target, schema.as_ref())?;
                 match create(st, rt, ns, merged, p, Mode::Apply) {
                     Err(e) if e.reason == "AlreadyExists" => {} // raced: apply as update

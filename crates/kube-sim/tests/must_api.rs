@@ -969,6 +969,54 @@ async fn rbac_allows_what_a_binding_grants() {
     );
 }
 
+/// An apply that creates its object needs `create` besides `patch` (upstream's patch handler
+/// authorizes the create); applying to an existing object needs `patch` only.
+#[tokio::test]
+async fn an_apply_that_creates_needs_create_permission() {
+    let (sim, admin) = rbac_sim().await;
+    let role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": "cm-patcher"},
+        "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["patch"]}]});
+    let r = post(
+        &admin,
+        "/apis/rbac.authorization.k8s.io/v1/namespaces/m-rbac/roles",
+        role,
+    )
+    .await;
+    assert_eq!(r.code, 201, "{}", r.text);
+    let rb = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "cm-patcher"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "cm-patcher"},
+        "subjects": [{"kind": "ServiceAccount", "name": "op", "namespace": "m-rbac"}]});
+    let r = post(
+        &admin,
+        "/apis/rbac.authorization.k8s.io/v1/namespaces/m-rbac/rolebindings",
+        rb,
+    )
+    .await;
+    assert_eq!(r.code, 201, "{}", r.text);
+    let token = sim.create_token_for_service_account("m-rbac", "op");
+    let op = sim.client_for_token(&token).expect("client");
+    let apply = |name: &str| {
+        (
+            format!("{}/{name}?fieldManager=op", cms("m-rbac")),
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name},
+                   "data": {"k": "v"}}),
+        )
+    };
+    let (path, body) = apply("new");
+    patch(&op, &path, "application/apply-patch+yaml", body)
+        .await
+        .assert_status(
+            403,
+            "Forbidden",
+            "configmaps \"new\" is forbidden: User \"system:serviceaccount:m-rbac:op\" cannot create resource \"configmaps\" in API group \"\" in the namespace \"m-rbac\"",
+        );
+    let (path, body) = apply("a");
+    let r = patch(&op, &path, "application/apply-patch+yaml", body).await;
+    assert_eq!(r.code, 200, "{}", r.text);
+}
+
 #[tokio::test]
 async fn rbac_denies_with_the_upstream_forbidden_message() {
     let (sim, _admin) = rbac_sim().await;

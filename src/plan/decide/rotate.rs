@@ -5,13 +5,15 @@
 
 use std::collections::BTreeSet;
 
+use super::status::CONSUMERS_WILL_LOSE_ACCESS;
 use super::{Planner, Verdict, perform};
 
 use crate::crd::{
     COMPROMISED_ANNOTATION, HandledAnnotations, LatticeAgentStatus, REREGISTER_ANNOTATION,
     ROTATE_ANNOTATION,
 };
-use crate::plan::schedule::{Retirement, RevokeWhy};
+use crate::plan::conditions::{self, ROTATING};
+use crate::plan::schedule::{Retirement, RevokeWhy, WaitWhy};
 use crate::plan::{
     Effect, Event, KeyStatus, KeyView, KeyWrite, MintedKey, SecretWrite, Step, WritePurpose,
     schedule,
@@ -419,6 +421,15 @@ impl<'a> Planner<'a> {
 
     pub(super) fn retirement(&self, agent_id: &str, key: &RetiringKey) -> Option<Retirement> {
         let spec = self.spec()?;
+        // An old key waits for the workloads that read the key to run with the new one (no need
+        // to read its last use meanwhile), until the maximum grace period.
+        let revoke_by = schedule::add(key.since, spec.max_grace);
+        if !key.immediate && self.observed.now < revoke_by && !self.lagging().is_empty() {
+            return Some(Retirement::Wait {
+                until: revoke_by,
+                why: WaitWhy::Consumers,
+            });
+        }
         Some(schedule::retirement(
             self.observed.now,
             key.since,
@@ -465,6 +476,16 @@ impl<'a> Planner<'a> {
             };
             if touches && let Some(step) = self.status_before_retiring(agent_id, key) {
                 return Some(step);
+            }
+            // At the maximum grace period, consumers that still lack the new key are named in a
+            // condition and a Warning event before the key they use is revoked.
+            if retirement == Retirement::Revoke(RevokeWhy::MaxGrace)
+                && !self.lagging().is_empty()
+                && conditions::condition_reason(&self.status, ROTATING)
+                    != Some(CONSUMERS_WILL_LOSE_ACCESS)
+                && self.observed.failure.is_none()
+            {
+                return Some(self.finish(Verdict::Ok));
             }
             match retirement {
                 Retirement::Revoke(why) => {

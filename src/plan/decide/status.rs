@@ -16,6 +16,16 @@ use crate::plan::validate::ValidSpec;
 use crate::plan::{Effect, Event, Requeue, Settled, Step, conditions, schedule};
 use crate::secret::RetiringKey;
 
+/// `Rotating` reason: a workload that reads the key will lose access when an old key is revoked.
+pub(super) const CONSUMERS_WILL_LOSE_ACCESS: &str = "ConsumersWillLoseAccess";
+/// `Rotating` reason: an old key waits for the workloads that read the key.
+const WAITING_FOR_CONSUMERS: &str = "WaitingForConsumers";
+
+/// `t` to the second, as a condition message shows it.
+pub(super) fn at(t: jiff::Timestamp) -> jiff::Timestamp {
+    jiff::Timestamp::from_second(t.as_second()).unwrap_or(t)
+}
+
 impl<'a> Planner<'a> {
     /// Step 11: write status if it changed, else stop with the right requeue.
     pub(super) fn finish(&self, verdict: Verdict<'_>) -> Step {
@@ -37,6 +47,16 @@ impl<'a> Planner<'a> {
                 && conditions::condition_reason(&self.status, READY) != Some(blocker.reason())
             {
                 events.push(Event::warning(blocker.reason(), message.clone()));
+            }
+            if let Some(rotating) = conditions::find(&desired.conditions, ROTATING)
+                && rotating.reason == CONSUMERS_WILL_LOSE_ACCESS
+                && conditions::condition_reason(&self.status, ROTATING)
+                    != Some(CONSUMERS_WILL_LOSE_ACCESS)
+            {
+                events.push(Event::warning(
+                    CONSUMERS_WILL_LOSE_ACCESS,
+                    rotating.message.clone(),
+                ));
             }
             return perform(Effect::WriteStatus(Box::new(desired)), events);
         }
@@ -87,6 +107,11 @@ impl<'a> Planner<'a> {
                 }
             }
         }
+        // A deferred restart, or a mounted file's sync window ending (rollouts wake the resource
+        // through the workload watch).
+        if let Some(next) = self.consumers_next_change() {
+            at = at.min(next);
+        }
         now.duration_until(at).max(SignedDuration::from_secs(1))
     }
 
@@ -105,6 +130,7 @@ impl<'a> Planner<'a> {
             agent_name: agent_id.as_ref().map(|_| self.agent_name.clone()),
             secret_name: Some(self.secret_name.clone()),
             last_rotation_time: current.last_rotation_time,
+            consumers: self.consumer_statuses(),
             ..Default::default()
         };
         match (record, self.spec()) {
@@ -311,6 +337,9 @@ impl<'a> Planner<'a> {
         if retiring.is_empty() || desired.retiring_keys.is_empty() {
             return (false, "Idle", "no key is being retired".to_owned());
         }
+        if let Some(waiting) = self.waiting_for_consumers(&retiring, spec) {
+            return waiting;
+        }
         let mut grace: Vec<String> = Vec::new();
         let mut used: Vec<String> = Vec::new();
         let mut unknown_usage = false;
@@ -370,6 +399,8 @@ impl<'a> Planner<'a> {
                 let reason = match c.reason.as_str() {
                     "WaitingForGracePeriod" => "WaitingForGracePeriod",
                     "WaitingForOldKeyUnused" => "WaitingForOldKeyUnused",
+                    WAITING_FOR_CONSUMERS => WAITING_FOR_CONSUMERS,
+                    CONSUMERS_WILL_LOSE_ACCESS => CONSUMERS_WILL_LOSE_ACCESS,
                     _ => "RevokingOldKey",
                 };
                 (c.status == "True", reason, c.message.clone())
@@ -400,5 +431,59 @@ pub(super) fn projection(s: &LatticeAgentStatus) -> Projection<'_> {
             .map(|k| (&k.id, k.retiring_since, k.immediate))
             .collect(),
         handled: &s.handled,
+    }
+}
+
+impl Planner<'_> {
+    /// The `Rotating` condition while an old key waits for the workloads that read the key: they
+    /// are named, with when the old key is revoked at the latest. `ConsumersWillLoseAccess` when
+    /// one of them cannot get the new key by itself (not restarted by the operator, or its
+    /// rollout is stuck) or the maximum grace period is reached.
+    fn waiting_for_consumers(
+        &self,
+        retiring: &[RetiringKey],
+        spec: &ValidSpec,
+    ) -> Option<(bool, &'static str, String)> {
+        let revoke_by = retiring
+            .iter()
+            .filter(|k| !k.immediate)
+            .map(|k| schedule::add(k.since, spec.max_grace))
+            .min()?;
+        let lagging = self.lagging();
+        let key = self.working_key()?;
+        if lagging.is_empty() {
+            return None;
+        }
+        let stranded = self.stranded();
+        if !stranded.is_empty() || self.observed.now >= revoke_by {
+            let who = if stranded.is_empty() {
+                &lagging
+            } else {
+                &stranded
+            };
+            return Some((
+                true,
+                CONSUMERS_WILL_LOSE_ACCESS,
+                format!(
+                    "{} will lose access to AgentLattice when the old key is revoked at {} \
+                     (maxGracePeriod): restart {}, or set spec.restartOnRotation",
+                    super::consumers::describe(who),
+                    at(revoke_by),
+                    if who.len() == 1 { "it" } else { "them" }
+                ),
+            ));
+        }
+        Some((
+            true,
+            WAITING_FOR_CONSUMERS,
+            format!(
+                "waiting for {} to run with key {}; the old key is revoked once they all do and it \
+                 is unused for {}, at the latest at {}",
+                super::consumers::describe(&lagging),
+                key.prefix,
+                self.observed.resource.spec.rotation.grace_period,
+                at(revoke_by)
+            ),
+        ))
     }
 }

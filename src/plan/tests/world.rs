@@ -43,6 +43,7 @@ pub fn settings() -> Settings {
         cluster_name: None,
         resync_interval: mins(10),
         service_key_retry: mins(5),
+        consumers: crate::plan::ConsumerSettings::default(),
     }
 }
 
@@ -756,6 +757,8 @@ impl World {
                 s.metadata.resource_version = Some(self.rv.to_string());
                 Ok(Outcome::Secret(self.secret_view()))
             }
+            // The world has no workloads; a restart is only acknowledged.
+            Effect::RestartConsumer { at, .. } => Ok(Outcome::Restarted(*at)),
             Effect::RemoveFinalizer => {
                 self.res_mut()
                     .metadata

@@ -184,6 +184,16 @@ impl Cluster for FakeCluster {
     ) -> BoxFuture<'a, kube::Result<LatticeAgent>> {
         unreachable!("not planned in these tests")
     }
+    fn restart_workload<'a>(
+        &'a self,
+        _: &'a LatticeAgent,
+        _: crate::plan::WorkloadKind,
+        _: &'a str,
+        _: &'a str,
+        _: Timestamp,
+    ) -> BoxFuture<'a, kube::Result<()>> {
+        unreachable!("not planned in these tests")
+    }
     fn publish<'a>(
         &'a self,
         _: &'a LatticeAgent,
