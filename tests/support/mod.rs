@@ -118,7 +118,12 @@ impl World {
     /// A fresh simulator and emulator, the CRD installed, namespace `ns` with the service key
     /// Secret.
     pub async fn start(ns: &str) -> World {
-        let world = World::bare(KubeSim::builder(), "lattice-operator-tests", ns).await;
+        World::start_with(KubeSim::builder(), ns).await
+    }
+
+    /// [`World::start`] on a simulator started from `sim`.
+    pub async fn start_with(sim: KubeSimBuilder, ns: &str) -> World {
+        let world = World::bare(sim, "lattice-operator-tests", ns).await;
         install_crd(&world.client, Duration::from_secs(10))
             .await
             .expect("CRD installed");
