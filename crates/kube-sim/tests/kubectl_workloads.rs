@@ -1,7 +1,8 @@
 //! The real kubectl against simulated workloads: `rollout status/restart/undo/history`,
 //! `scale`, `get pods -o wide`, `describe`, `get events`, a stuck rollout, StatefulSet order,
 //! DaemonSets following nodes, garbage collection, `auth can-i` (protobuf), `explain` of a CRD
-//! field, `create token`. Pods start and get Ready in milliseconds here (builder delays).
+//! field, `create token`, pods missing a Secret (`get pods` STATUS, `describe pod` events).
+//! Pods start and get Ready in milliseconds here (builder delays).
 
 mod common;
 
@@ -847,6 +848,214 @@ async fn auth_can_i_create_token_and_explain() {
     assert!(out.contains("FIELD: maxSurge <IntOrString>"), "{out}");
     assert!(
         out.contains("The maximum number of pods that can be scheduled above"),
+        "{out}"
+    );
+}
+
+/// The `Events:` lines of a `kubectl describe` whose TYPE and REASON are these, as
+/// `(FROM, MESSAGE)`.
+fn described_events(described: &str, type_: &str, reason: &str) -> Vec<(String, String)> {
+    let events = described.split("\nEvents:").nth(1).unwrap_or("");
+    events
+        .lines()
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            // TYPE REASON AGE FROM MESSAGE…
+            (w.len() > 4 && w[0] == type_ && w[1] == reason).then(|| {
+                let from_at = l.find(&format!(" {} ", w[3])).unwrap_or(0);
+                (
+                    w[3].to_string(),
+                    l[from_at + w[3].len() + 2..].trim().to_string(),
+                )
+            })
+        })
+        .collect()
+}
+
+/// `kubectl describe pod <args>` once `done` holds for its output (or after ~5 s).
+async fn describe_pod_until(k: &Kubectl, args: &[&str], done: impl Fn(&str) -> bool) -> String {
+    let mut described = String::new();
+    for _ in 0..100 {
+        let mut cmd = vec!["describe", "pod", "-n", "k-sec"];
+        cmd.extend_from_slice(args);
+        described = k.run(&cmd).await.success();
+        if done(&described) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    described
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_missing_a_secret_say_why_in_get_and_describe() {
+    let sim = fast_sim().await;
+    let k = Kubectl::admin(&sim, "secret-wait");
+    k.apply_ns("k-sec").await;
+    let env = deployment("env", 1, "25%", "25%", "nginx").replace(
+        "        image: nginx\n",
+        "        image: nginx\n        env:\n        - name: AL_API_KEY\n          valueFrom:\n            secretKeyRef: {name: agent-key, key: AL_API_KEY}\n",
+    );
+    let vol = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: vol\nspec:\n  containers:\n  - name: app\n    image: busybox\n    volumeMounts:\n    - {name: files, mountPath: /var/run/agentlattice}\n  volumes:\n  - name: files\n    secret: {secretName: agent-files}\n";
+    for manifest in [env.as_str(), vol] {
+        k.run_stdin(&["apply", "-n", "k-sec", "-f", "-"], Some(manifest))
+            .await
+            .success();
+    }
+    let statuses = || async {
+        let out = k.run(&["get", "pods", "-n", "k-sec"]).await.success();
+        let got: BTreeMap<String, (String, String)> = rows(&out)
+            .iter()
+            .map(|r| {
+                let name = if r[0].starts_with("env-") {
+                    "env"
+                } else {
+                    r[0]
+                };
+                (name.to_string(), (r[1].to_string(), r[2].to_string()))
+            })
+            .collect();
+        (out, got)
+    };
+    let want = |a: &str, b: &str| -> BTreeMap<String, (String, String)> {
+        [
+            ("env".to_string(), ("0/1".to_string(), a.to_string())),
+            ("vol".to_string(), ("0/1".to_string(), b.to_string())),
+        ]
+        .into()
+    };
+    let mut seen = (String::new(), BTreeMap::new());
+    for _ in 0..100 {
+        seen = statuses().await;
+        if seen.1 == want("CreateContainerConfigError", "ContainerCreating") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        seen.1,
+        want("CreateContainerConfigError", "ContainerCreating"),
+        "{}",
+        seen.0
+    );
+    let failed = |d: &str| described_events(d, "Warning", "Failed");
+    let described = describe_pod_until(&k, &["-l", "app=env"], |d| !failed(d).is_empty()).await;
+    assert!(
+        described
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                == ["Reason:", "CreateContainerConfigError"]),
+        "{described}"
+    );
+    assert_eq!(
+        described_events(&described, "Warning", "Failed"),
+        [(
+            "kubelet".to_string(),
+            "Error: secret \"agent-key\" not found".to_string()
+        )],
+        "{described}"
+    );
+    let described = describe_pod_until(&k, &["vol"], |d| {
+        !described_events(d, "Warning", "FailedMount").is_empty()
+    })
+    .await;
+    assert_eq!(
+        described_events(&described, "Warning", "FailedMount"),
+        [(
+            "kubelet".to_string(),
+            "MountVolume.SetUp failed for volume \"files\" : secret \"agent-files\" not found"
+                .to_string()
+        )],
+        "{described}"
+    );
+    // The Secret without the key: the reason stays, the message names the key.
+    k.run(&[
+        "create",
+        "secret",
+        "generic",
+        "agent-key",
+        "-n",
+        "k-sec",
+        "--from-literal=OTHER=x",
+    ])
+    .await
+    .success();
+    let described = describe_pod_until(&k, &["-l", "app=env"], |d| failed(d).len() == 2).await;
+    // (describe sorts by a timestamp in seconds: the two may come in either order)
+    let mut messages: Vec<String> = failed(&described).into_iter().map(|e| e.1).collect();
+    messages.sort();
+    assert_eq!(
+        messages,
+        [
+            "Error: couldn't find key AL_API_KEY in Secret k-sec/agent-key",
+            "Error: secret \"agent-key\" not found"
+        ],
+        "{described}"
+    );
+    // Both Secrets complete: the pods start, the rollout completes.
+    k.run(&[
+        "patch",
+        "secret",
+        "agent-key",
+        "-n",
+        "k-sec",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"AL_API_KEY":"a2V5"}}"#,
+    ])
+    .await
+    .success();
+    k.run(&[
+        "create",
+        "secret",
+        "generic",
+        "agent-files",
+        "-n",
+        "k-sec",
+        "--from-literal=AL_API_KEY=key",
+    ])
+    .await
+    .success();
+    let out = k
+        .run(&[
+            "rollout",
+            "status",
+            "-n",
+            "k-sec",
+            "deploy/env",
+            "--timeout=30s",
+        ])
+        .await
+        .success();
+    assert_eq!(
+        out.lines().last(),
+        Some("deployment \"env\" successfully rolled out"),
+        "{out}"
+    );
+    k.run(&[
+        "wait",
+        "-n",
+        "k-sec",
+        "--for=condition=Ready",
+        "pod/vol",
+        "--timeout=30s",
+    ])
+    .await
+    .success();
+    let (out, got) = statuses().await;
+    assert_eq!(
+        got,
+        [
+            (
+                "env".to_string(),
+                ("1/1".to_string(), "Running".to_string())
+            ),
+            (
+                "vol".to_string(),
+                ("1/1".to_string(), "Running".to_string())
+            ),
+        ]
+        .into(),
         "{out}"
     );
 }

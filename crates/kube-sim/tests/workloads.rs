@@ -1,14 +1,14 @@
 //! Simulated workloads through kube-rs: a Deployment's ReplicaSet and pods with their owner
 //! references and status, the simulator staying idle once a rollout is done, garbage
 //! collection, Pod validation, workload faults and their recovery, core/v1 and
-//! events.k8s.io/v1 events of the controllers.
+//! events.k8s.io/v1 events of the controllers, pods waiting for a Secret that does not exist yet.
 
 mod common;
 
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{Event, Node, Pod};
+use k8s_openapi::api::core::v1::{Event, Node, Pod, Secret};
 use k8s_openapi::api::events::v1::Event as EventV1;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::runtime::wait::{await_condition, conditions};
@@ -355,4 +355,153 @@ async fn slow_start_delays_only_the_matching_pods() {
     .unwrap();
     let waiting = pods.get("slow").await.unwrap();
     assert_eq!(phase(waiting), "Running");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_wait_for_a_missing_secret_then_the_deployment_becomes_available() {
+    let sim = sim().await;
+    common::create_ns(&sim.client(), "w5").await;
+    let mut d = serde_json::to_value(deployment("web", 3)).unwrap();
+    d["spec"]["progressDeadlineSeconds"] = json!(1);
+    d["spec"]["template"]["spec"]["containers"][0]["env"] = json!([{"name": "AL_API_KEY",
+        "valueFrom": {"secretKeyRef": {"name": "agent-key", "key": "AL_API_KEY"}}}]);
+    let deploys: Api<Deployment> = Api::namespaced(sim.client(), "w5");
+    deploys
+        .create(&PostParams::default(), &serde_json::from_value(d).unwrap())
+        .await
+        .unwrap();
+    let pods: Api<Pod> = Api::namespaced(sim.client(), "w5");
+    let waiting = |p: &Pod| {
+        p.status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_ref())
+            .and_then(|c| c.first())
+            .and_then(|c| c.state.as_ref())
+            .and_then(|s| s.waiting.as_ref())
+            .map(|w| (w.reason.clone(), w.message.clone()))
+    };
+    assert!(
+        common::eventually(|| async {
+            let l = pods.list(&ListParams::default()).await.unwrap().items;
+            l.len() == 3
+                && l.iter().all(|p| {
+                    waiting(p).is_some_and(|w| w.0.as_deref() == Some("CreateContainerConfigError"))
+                })
+        })
+        .await,
+        "every pod waits for the Secret"
+    );
+    for p in pods.list(&ListParams::default()).await.unwrap().items {
+        assert_eq!(
+            waiting(&p).unwrap().1.as_deref(),
+            Some("secret \"agent-key\" not found")
+        );
+        let s = p.status.unwrap();
+        assert_eq!(s.phase.as_deref(), Some("Pending"));
+        for t in ["Ready", "ContainersReady"] {
+            let c = s
+                .conditions
+                .as_ref()
+                .unwrap()
+                .iter()
+                .find(|c| c.type_ == t)
+                .unwrap();
+            assert_eq!(
+                (c.status.as_str(), c.reason.as_deref()),
+                ("False", Some("ContainersNotReady"))
+            );
+        }
+    }
+    // A stuck rollout like any other: never Available, then past its progress deadline.
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        await_condition(deploys.clone(), "web", |d: Option<&Deployment>| {
+            d.and_then(|d| d.status.as_ref())
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| {
+                    c.iter().any(|c| {
+                        c.type_ == "Progressing"
+                            && c.reason.as_deref() == Some("ProgressDeadlineExceeded")
+                    })
+                })
+        }),
+    )
+    .await
+    .expect("deadline exceeded in time")
+    .expect("watch");
+    let st = deploys.get("web").await.unwrap().status.unwrap();
+    assert_eq!(st.available_replicas, None);
+    assert_eq!(st.unavailable_replicas, Some(3));
+    let available = st
+        .conditions
+        .unwrap()
+        .into_iter()
+        .find(|c| c.type_ == "Available")
+        .unwrap();
+    assert_eq!(available.status, "False");
+    // The kubelet's Event, once per pod.
+    let failed: Vec<Event> = Api::<Event>::namespaced(sim.client(), "w5")
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("Failed"))
+        .collect();
+    assert_eq!(failed.len(), 3, "{failed:?}");
+    for e in &failed {
+        assert_eq!(e.type_.as_deref(), Some("Warning"));
+        assert_eq!(
+            e.message.as_deref(),
+            Some("Error: secret \"agent-key\" not found")
+        );
+        assert_eq!(
+            e.source.as_ref().and_then(|s| s.component.as_deref()),
+            Some("kubelet")
+        );
+        assert_eq!(e.involved_object.kind.as_deref(), Some("Pod"));
+    }
+    // Waiting is not polling: nothing is written while nothing changes.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let rv = sim.resource_version();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(sim.resource_version(), rv, "the simulator is idle");
+    // An unrelated Secret changes nothing; the one the pods need starts them.
+    let secrets: Api<Secret> = Api::namespaced(sim.client(), "w5");
+    let secret = |name: &str| -> Secret {
+        serde_json::from_value(
+            json!({"metadata": {"name": name}, "stringData": {"AL_API_KEY": "k"}}),
+        )
+        .unwrap()
+    };
+    secrets
+        .create(&PostParams::default(), &secret("other"))
+        .await
+        .unwrap();
+    let rv = sim.resource_version();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(sim.resource_version(), rv, "no pod refers to that Secret");
+    secrets
+        .create(&PostParams::default(), &secret("agent-key"))
+        .await
+        .unwrap();
+    wait_available(&deploys, "web").await;
+    let st = deploys.get("web").await.unwrap().status.unwrap();
+    let progressing = st
+        .conditions
+        .unwrap()
+        .into_iter()
+        .find(|c| c.type_ == "Progressing")
+        .unwrap();
+    assert_eq!(
+        progressing.reason.as_deref(),
+        Some("NewReplicaSetAvailable")
+    );
+    for p in pods.list(&ListParams::default()).await.unwrap().items {
+        let cs = &p.status.unwrap().container_statuses.unwrap()[0];
+        assert!(
+            cs.ready && cs.state.as_ref().unwrap().running.is_some(),
+            "{cs:?}"
+        );
+    }
 }

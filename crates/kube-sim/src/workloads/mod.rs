@@ -21,7 +21,7 @@ pub mod spec;
 pub mod statefulset;
 pub mod util;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -197,8 +197,13 @@ struct Controllers {
     cfg: WorkloadConfig,
     dirty: BTreeSet<Key>,
     timers: Vec<(Instant, Key)>,
-    /// When the kubelet first saw each pod (by uid) bound to its node.
-    bound_at: HashMap<String, Instant>,
+    /// The kubelet's memory of each bound pod (by uid).
+    kubelet: HashMap<String, PodMemory>,
+    /// The pods (by name) that refer to each Secret (by namespace and name), so that a change of
+    /// that Secret syncs exactly them again.
+    secret_users: HashMap<(String, String), BTreeSet<String>>,
+    /// The Secrets each of those pods (by namespace and name) refers to.
+    pod_secrets: HashMap<(String, String), BTreeSet<String>>,
     /// When a graceful deletion was first seen (by uid).
     deleting_since: HashMap<String, Instant>,
     /// Round-robin position of the scheduler.
@@ -213,7 +218,9 @@ pub async fn run(st: Arc<State>, mut rx: mpsc::UnboundedReceiver<Arc<Event>>, cf
         cfg,
         dirty: BTreeSet::new(),
         timers: Vec::new(),
-        bound_at: HashMap::new(),
+        kubelet: HashMap::new(),
+        secret_users: HashMap::new(),
+        pod_secrets: HashMap::new(),
         deleting_since: HashMap::new(),
         next_node: 0,
     };
@@ -262,6 +269,24 @@ pub async fn run(st: Arc<State>, mut rx: mpsc::UnboundedReceiver<Arc<Event>>, cf
             }
             _ = shutdown.changed() => return,
         }
+    }
+}
+
+/// What the kubelet keeps in process about one pod.
+#[derive(Debug, Default)]
+struct PodMemory {
+    /// When each container became free to start.
+    startable_since: BTreeMap<String, Instant>,
+    /// `FailedMount` messages already recorded.
+    reported_mounts: BTreeSet<String>,
+}
+
+impl PodMemory {
+    fn since(&self, now: Instant) -> BTreeMap<String, Duration> {
+        self.startable_since
+            .iter()
+            .map(|(c, t)| (c.clone(), now.saturating_duration_since(*t)))
+            .collect()
     }
 }
 
@@ -322,12 +347,25 @@ impl Controllers {
             ("", "pods") => {
                 if ev.kind == EventType::Deleted {
                     let uid = ev.obj.uid().to_string();
-                    self.bound_at.remove(&uid);
+                    self.kubelet.remove(&uid);
                     self.deleting_since.remove(&uid);
+                    self.index_secrets(&ns, &name, BTreeSet::new());
+                    // A pod of the same name created meanwhile (a StatefulSet's) may already
+                    // have been synced and indexed: sync it again to index it back.
+                    self.dirty.insert(Key::Pod(ns, name));
                 } else {
                     self.dirty.insert(Key::Pod(ns, name));
                 }
                 self.dirty.extend(owners);
+            }
+            ("", "secrets") => {
+                // The kubelet's secret manager: pods waiting for this Secret (or a key of it)
+                // are evaluated again; no other pod is touched.
+                if let Some(pods) = self.secret_users.get(&(ns.clone(), name)) {
+                    for p in pods {
+                        self.dirty.insert(Key::Pod(ns.clone(), p.clone()));
+                    }
+                }
             }
             ("", "nodes") => {
                 self.dirty.insert(Key::Node(name));
@@ -542,7 +580,16 @@ impl Controllers {
             });
             return Some((plan, "kube-controller-manager"));
         };
-        let bound = *self.bound_at.entry(uid).or_insert_with(Instant::now);
+        let refs = pods::referenced_secrets(pod);
+        let secret_gr = Gr::new("", "secrets");
+        let secrets: BTreeMap<String, Value> = refs
+            .iter()
+            .filter_map(|s| {
+                let o = self.st.store.get(&secret_gr, ns, s)?;
+                Some((s.clone(), o.value.clone()))
+            })
+            .collect();
+        self.index_secrets(ns, name, refs);
         let profile = self
             .st
             .workload_faults
@@ -551,17 +598,60 @@ impl Controllers {
             start: self.cfg.pod_start_delay,
             ready: self.cfg.pod_ready_delay,
         };
-        Some((
-            pods::kubelet(
-                pod,
-                node,
-                bound.elapsed(),
-                &timing,
-                &profile,
-                &meta::now_rfc3339(),
-            ),
-            "kubelet",
-        ))
+        let mem = self.kubelet.entry(uid).or_default();
+        let now = Instant::now();
+        let (start, stop) = pods::clock_changes(pod, &secrets, &mem.since(now), &timing, &profile);
+        for c in stop {
+            mem.startable_since.remove(&c);
+        }
+        for c in start {
+            mem.startable_since.insert(c, now);
+        }
+        let seen = pods::Seen {
+            startable_for: mem.since(now),
+            reported_mounts: mem.reported_mounts.clone(),
+        };
+        let plan = pods::kubelet(
+            pod,
+            node,
+            &secrets,
+            &seen,
+            &timing,
+            &profile,
+            &meta::now_rfc3339(),
+        );
+        mem.reported_mounts = pods::secret_wait(pod, &secrets)
+            .mount_messages()
+            .into_iter()
+            .collect();
+        Some((plan, "kubelet"))
+    }
+
+    /// Record which Secrets the pod `ns/name` refers to (none: forget the pod).
+    fn index_secrets(&mut self, ns: &str, name: &str, refs: BTreeSet<String>) {
+        let key = (ns.to_string(), name.to_string());
+        if self.pod_secrets.get(&key) == Some(&refs) {
+            return;
+        }
+        for s in self.pod_secrets.remove(&key).unwrap_or_default() {
+            let sk = (ns.to_string(), s);
+            if let Some(users) = self.secret_users.get_mut(&sk) {
+                users.remove(name);
+                if users.is_empty() {
+                    self.secret_users.remove(&sk);
+                }
+            }
+        }
+        if refs.is_empty() {
+            return;
+        }
+        for s in &refs {
+            self.secret_users
+                .entry((ns.to_string(), s.clone()))
+                .or_default()
+                .insert(name.to_string());
+        }
+        self.pod_secrets.insert(key, refs);
     }
 }
 
