@@ -429,16 +429,19 @@ impl<'a> Planner<'a> {
             return step;
         }
         if self.status_needs_recovery() {
+            let desired = self.desired_status(&Verdict::Ok);
+            let mut events = vec![Event::normal(
+                "StatusRecovered",
+                format!(
+                    "status rewritten from Secret {} (agent {})",
+                    self.secret_name,
+                    self.agent_id.as_deref().unwrap_or_default()
+                ),
+            )];
+            events.extend(self.status_events(&desired));
             return Step::Perform {
-                effect: Effect::WriteStatus(Box::new(self.desired_status(&Verdict::Ok))),
-                events: vec![Event::normal(
-                    "StatusRecovered",
-                    format!(
-                        "status rewritten from Secret {} (agent {})",
-                        self.secret_name,
-                        self.agent_id.as_deref().unwrap_or_default()
-                    ),
-                )],
+                effect: Effect::WriteStatus(Box::new(desired)),
+                events,
             };
         }
         if let Some(step) = self.registration() {

@@ -27,6 +27,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{PredicateConfig, WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
+use tracing::Instrument;
 
 use super::identity::{self, FIELD_MANAGER, IdentityStep};
 use super::index::WorkloadIndex;
@@ -124,6 +125,7 @@ impl Waker {
                 continue;
             };
             for name in self.claims.claimants(secret) {
+                tracing::trace!(%namespace, %name, "consumers changed: waking the LatticeAgent");
                 // A closed channel means the controller stopped: nothing left to wake.
                 let _ = self
                     .tx
@@ -289,11 +291,23 @@ async fn reconcile_identity<K: Workload>(
     ctx: Arc<IdentityContext>,
 ) -> Result<Action> {
     let meta = &obj.metadata;
+    let span = tracing::info_span!(
+        "identity",
+        kind = %K::KIND,
+        namespace = %meta.namespace.as_deref().unwrap_or_default(),
+        name = %meta.name.as_deref().unwrap_or_default()
+    );
+    identity_step::<K>(&obj, &ctx).instrument(span).await
+}
+
+async fn identity_step<K: Workload>(
+    obj: &PartialObjectMeta<K>,
+    ctx: &IdentityContext,
+) -> Result<Action> {
+    let meta = &obj.metadata;
     let namespace = meta.namespace.clone().unwrap_or_default();
     let name = meta.name.clone().unwrap_or_default();
-    let span = tracing::info_span!("identity", kind = %K::KIND, %namespace, %name);
-    let _guard = span.enter();
-    let found = existing(&ctx, &namespace, &name);
+    let found = existing(ctx, &namespace, &name);
     let api: Api<LatticeAgent> = Api::namespaced(ctx.client.clone(), &namespace);
     match identity::plan(K::KIND, meta, found.as_ref()) {
         IdentityStep::Nothing => Ok(Action::await_change()),
@@ -304,7 +318,7 @@ async fn reconcile_identity<K: Workload>(
                     if found.is_none() {
                         tracing::info!("identity created");
                         event_on::<K>(
-                            &ctx,
+                            ctx,
                             meta,
                             EventType::Normal,
                             "IdentityCreated",
@@ -318,7 +332,7 @@ async fn reconcile_identity<K: Workload>(
                 // once registered): the annotations must change first.
                 Err(kube::Error::Api(s)) if s.code == 422 || s.code == 400 => {
                     event_on::<K>(
-                        &ctx,
+                        ctx,
                         meta,
                         EventType::Warning,
                         "IdentityNotApplied",
@@ -346,7 +360,7 @@ async fn reconcile_identity<K: Workload>(
                 Ok(_) => {
                     tracing::info!("identity deleted");
                     event_on::<K>(
-                        &ctx,
+                        ctx,
                         meta,
                         EventType::Normal,
                         "IdentityDeleted",
@@ -366,7 +380,7 @@ async fn reconcile_identity<K: Workload>(
             }
         }
         IdentityStep::Conflict(message) => {
-            event_on::<K>(&ctx, meta, EventType::Warning, "IdentityConflict", message).await;
+            event_on::<K>(ctx, meta, EventType::Warning, "IdentityConflict", message).await;
             // The other LatticeAgent may go; look again later.
             Ok(Action::requeue(ctx.retry))
         }

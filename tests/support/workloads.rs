@@ -228,6 +228,7 @@ impl WorkloadSim {
                         .as_ref()
                         .and_then(|s| decode(s, key))
                 };
+                let mut calls = Vec::new();
                 for p in &live {
                     let uid = p.metadata.uid.clone().unwrap_or_default();
                     let name = p.metadata.name.clone().unwrap_or_default();
@@ -277,31 +278,36 @@ impl WorkloadSim {
                         .flatten()
                         .unwrap_or_default();
                     row.source = kind.to_owned();
-                    if let Some(key) = key.and_then(|k| k.parse::<AgentKey>().ok())
-                        && let Ok(agent) = AgentClient::new(&cfg, key)
-                    {
-                        let unauthenticated =
-                            |e: &agentlattice::Error| matches!(e.status(), Some(401 | 403));
-                        match agent.whoami().await {
-                            Ok(me) => {
-                                row.whoami_ok += 1;
-                                if let Some(id) = me.key_id {
-                                    row.key_ids.insert(id.clone());
-                                    row.last_key_id = Some(id);
-                                }
-                            }
-                            Err(e) if unauthenticated(&e) => row.auth_failures += 1,
-                            Err(_) => row.other_errors += 1,
-                        }
-                        match agent
-                            .execute_action(&ActionRequest::new(config.action.clone()))
-                            .await
+                    let (cfg, action) = (cfg.clone(), config.action.clone());
+                    calls.push(async move {
+                        if let Some(key) = key.and_then(|k| k.parse::<AgentKey>().ok())
+                            && let Ok(agent) = AgentClient::new(&cfg, key)
                         {
-                            Ok(_) => row.actions_ok += 1,
-                            Err(e) if unauthenticated(&e) => row.auth_failures += 1,
-                            Err(_) => row.other_errors += 1,
+                            let unauthenticated =
+                                |e: &agentlattice::Error| matches!(e.status(), Some(401 | 403));
+                            match agent.whoami().await {
+                                Ok(me) => {
+                                    row.whoami_ok += 1;
+                                    if let Some(id) = me.key_id {
+                                        row.key_ids.insert(id.clone());
+                                        row.last_key_id = Some(id);
+                                    }
+                                }
+                                Err(e) if unauthenticated(&e) => row.auth_failures += 1,
+                                Err(_) => row.other_errors += 1,
+                            }
+                            match agent.execute_action(&ActionRequest::new(action)).await {
+                                Ok(_) => row.actions_ok += 1,
+                                Err(e) if unauthenticated(&e) => row.auth_failures += 1,
+                                Err(_) => row.other_errors += 1,
+                            }
                         }
-                    }
+                        (name, row)
+                    });
+                }
+                // Every pod's application calls at once, as separate processes would: a round
+                // takes as long as its slowest call, not the sum of all of them.
+                for (name, row) in futures::future::join_all(calls).await {
                     if let Ok(mut m) = c.lock() {
                         m.insert(name, row);
                     }

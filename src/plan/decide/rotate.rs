@@ -456,7 +456,10 @@ impl<'a> Planner<'a> {
         }
         let desired = self.desired_status(&Verdict::Ok);
         // Never loop: only when the write would make status record it.
-        records(&desired).then(|| perform(Effect::WriteStatus(Box::new(desired)), vec![]))
+        records(&desired).then(|| {
+            let events = self.status_events(&desired);
+            perform(Effect::WriteStatus(Box::new(desired)), events)
+        })
     }
 
     /// Step 10: deprecate, revoke, forget.

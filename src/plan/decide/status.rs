@@ -48,16 +48,7 @@ impl<'a> Planner<'a> {
             {
                 events.push(Event::warning(blocker.reason(), message.clone()));
             }
-            if let Some(rotating) = conditions::find(&desired.conditions, ROTATING)
-                && rotating.reason == CONSUMERS_WILL_LOSE_ACCESS
-                && conditions::condition_reason(&self.status, ROTATING)
-                    != Some(CONSUMERS_WILL_LOSE_ACCESS)
-            {
-                events.push(Event::warning(
-                    CONSUMERS_WILL_LOSE_ACCESS,
-                    rotating.message.clone(),
-                ));
-            }
+            events.extend(self.status_events(&desired));
             return perform(Effect::WriteStatus(Box::new(desired)), events);
         }
         let requeue = match (&verdict, failure) {
@@ -78,6 +69,24 @@ impl<'a> Planner<'a> {
                 .as_deref()
                 .is_some_and(|id| self.remote_agent(id).is_some()),
         })
+    }
+
+    /// The events a status write carries because a condition appears with it: the Warning that
+    /// names the consumers that will lose access (whichever step writes the status first).
+    pub(super) fn status_events(&self, desired: &LatticeAgentStatus) -> Vec<Event> {
+        match conditions::find(&desired.conditions, ROTATING) {
+            Some(rotating)
+                if rotating.reason == CONSUMERS_WILL_LOSE_ACCESS
+                    && conditions::condition_reason(&self.status, ROTATING)
+                        != Some(CONSUMERS_WILL_LOSE_ACCESS) =>
+            {
+                vec![Event::warning(
+                    CONSUMERS_WILL_LOSE_ACCESS,
+                    rotating.message.clone(),
+                )]
+            }
+            _ => Vec::new(),
+        }
     }
 
     /// The earliest of: the resync interval, the next scheduled rotation, the next retirement
