@@ -21,7 +21,7 @@ use agentlattice_emulator::{FaultConfig, RouteFaults};
 use chart::{NAMESPACE, Rendered, helm, render, render_many};
 use clap::Parser;
 use lattice_operator::config::{Args, Command as OperatorCommand};
-use lattice_operator::crd::COMPROMISED_ANNOTATION;
+use lattice_operator::crd::{COMPROMISED_ANNOTATION, ROTATE_ANNOTATION};
 use serde_json::{Value, json};
 use support::{SERVICE_KEY_SECRET, World, bot, wait_until};
 
@@ -565,5 +565,35 @@ async fn every_metric_the_rules_and_the_dashboard_use_is_exported() {
         ),
         "{text}"
     );
+
+    // The new gauges follow the operator: an old key past its revokeBy while AgentLattice
+    // refuses revocations is overdue, and no longer once it is revoked; a deleted LatticeAgent
+    // has no per-agent series.
+    let scrape = || async {
+        let (_, body) = replica::http_get(running.admin, "/metrics").await;
+        replica::parse_metrics(&body)
+    };
+    w.emu
+        .set_faults(FaultConfig::new().route("revoke_key", RouteFaults::error_rate(1.0, 503)));
+    w.annotate("deploy-bot", ROTATE_ANNOTATION, "r-1").await;
+    wait_until("a rotation overdue", || async {
+        (scrape().await.get("lattice_rotations_overdue") == Some(&1.0)).then_some(())
+    })
+    .await;
+    w.emu.clear_faults();
+    wait_until("no rotation overdue", || async {
+        (scrape().await.get("lattice_rotations_overdue") == Some(&0.0)).then_some(())
+    })
+    .await;
+    w.delete("deploy-bot").await;
+    w.wait_gone("deploy-bot").await;
+    wait_until("the per-agent series gone", || async {
+        (!scrape()
+            .await
+            .keys()
+            .any(|k| k.starts_with("lattice_agent_key_age_seconds{")))
+        .then_some(())
+    })
+    .await;
     running.terminate().await.expect("a clean stop");
 }
