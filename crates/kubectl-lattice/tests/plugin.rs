@@ -920,3 +920,88 @@ LatticeAgents (namespace lattice-system): 3
     );
     running.terminate().await.expect("a clean stop");
 }
+
+/// kubectl as a user's shell finds it: `$KUBECTL`, else the first `kubectl` on `PATH`.
+fn kubectl_bin() -> PathBuf {
+    let from_env = std::env::var_os("KUBECTL").map(PathBuf::from);
+    let from_path = || {
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join("kubectl"))
+                .find(|p| p.is_file())
+        })
+    };
+    match from_env.or_else(from_path) {
+        Some(p) if p.is_file() => p,
+        _ => panic!(
+            "kubectl not found (KUBECTL unset or not a file, and none on PATH): this test needs \
+             the real kubectl. Install it (https://kubernetes.io/docs/tasks/tools/, e.g. the \
+             `kubectl` package of the Kubernetes apt repository) and put it on PATH, or set \
+             KUBECTL=/path/to/kubectl"
+        ),
+    }
+}
+
+/// Installed as `cargo install` puts it (a `kubectl-lattice` on PATH), the real kubectl runs it
+/// as `kubectl lattice`, with the user's `KUBECONFIG`, and its exit codes reach the shell.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_runs_the_plugin_from_path() {
+    let mut w = World::start("plugin-kubectl").await;
+    w.start_operator(Options::default()).await;
+    w.ready(&bot("deploy-bot", "")).await;
+    let dir = std::env::temp_dir().join(format!(
+        "kubectl-lattice-path-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    let bin = dir.join("bin");
+    let home = dir.join("home");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::copy(binary(), bin.join("kubectl-lattice")).expect("installed");
+    let path = std::env::join_paths(std::iter::once(bin.clone()).chain(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    )))
+    .unwrap();
+    let run = |args: Vec<String>| {
+        let (path, home, kc) = (path.clone(), home.clone(), admin(&w));
+        async move {
+            tokio::process::Command::new(kubectl_bin())
+                .args(args)
+                .env("PATH", path)
+                .env("HOME", home)
+                .env("KUBECONFIG", kc)
+                .output()
+                .await
+                .expect("kubectl runs")
+        }
+    };
+    let plugins = run(vec!["plugin".into(), "list".into()]).await;
+    assert!(
+        String::from_utf8_lossy(&plugins.stdout).contains("kubectl-lattice"),
+        "{plugins:?}"
+    );
+    let list = run(vec![
+        "lattice".into(),
+        "list".into(),
+        "-n".into(),
+        w.ns.clone(),
+    ])
+    .await;
+    assert!(list.status.success(), "{list:?}");
+    assert!(
+        String::from_utf8_lossy(&list.stdout).contains("plugin-kubectl-deploy-bot"),
+        "{list:?}"
+    );
+    let missing = run(vec![
+        "lattice".into(),
+        "show".into(),
+        "nope".into(),
+        "-n".into(),
+        w.ns.clone(),
+    ])
+    .await;
+    assert_eq!(missing.status.code(), Some(3), "{missing:?}");
+    w.stop_operator().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
