@@ -349,6 +349,26 @@ fn monitoring_is_off_by_default_and_each_part_follows_its_values() {
 }
 
 #[test]
+fn lint_is_clean_with_monitoring_on() {
+    let response = &helm(&[
+        json!({"op": "lint", "values": monitoring_values(), "strict": true,
+                                  "kube_version": "v1.29.0"}),
+    ])[0];
+    let report = &response["ok"];
+    let problems: Vec<&Value> = report["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter(|m| m["severity"].as_i64().unwrap_or(3) >= 2)
+        .collect();
+    assert!(
+        problems.is_empty() && report["errors"] == json!([]),
+        "helm lint --strict: {problems:?} {}",
+        report["errors"]
+    );
+}
+
+#[test]
 fn the_schema_rejects_bad_monitoring_values() {
     let bad = [
         json!({"prometheusRule": {"keyMaxAgeDays": 0}}),
