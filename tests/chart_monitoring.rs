@@ -236,7 +236,7 @@ fn monitoring_is_off_by_default_and_each_part_follows_its_values() {
         json!({
             "prometheusRule": {"enabled": true, "labels": {"release": "kube-prometheus-stack"}},
             "grafanaDashboard": {"enabled": true, "namespace": "monitoring",
-                                 "labels": {"dashboards": "platform"},
+                                 "labels": {"dashboards": "platform", "grafana_dashboard": null},
                                  "annotations": {"grafana_folder": "Platform"}},
             "commonAnnotations": {"owner": "platform@example.com"},
         }),
@@ -335,7 +335,10 @@ fn monitoring_is_off_by_default_and_each_part_follows_its_values() {
     let (cm, _) = dashboard(&custom);
     assert_eq!(cm["metadata"]["namespace"], "monitoring");
     assert_eq!(cm["metadata"]["labels"]["dashboards"], "platform");
-    assert!(cm["metadata"]["labels"].get("grafana_dashboard").is_none());
+    assert!(
+        cm["metadata"]["labels"].get("grafana_dashboard").is_none(),
+        "the default label is dropped by setting it to null"
+    );
     assert_eq!(cm["metadata"]["annotations"]["grafana_folder"], "Platform");
     assert_eq!(
         cm["metadata"]["annotations"]["owner"],
