@@ -109,6 +109,11 @@ pub struct OperatorArgs {
     /// period plus its cache): a workload reading the key from a file has the new key by then.
     #[arg(long, env = "LATTICE_KUBELET_SYNC_PERIOD", default_value = "2m", value_parser = parse_positive_duration)]
     pub kubelet_sync_period: SignedDuration,
+
+    /// Export `lattice_agent_key_age_seconds{namespace,name}`, one series per LatticeAgent (off by
+    /// default: the number of series grows with the number of LatticeAgents).
+    #[arg(long, env = "LATTICE_PER_AGENT_METRICS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub per_agent_metrics: bool,
 }
 
 /// `run`: the production operator.
@@ -360,6 +365,7 @@ mod tests {
         assert_eq!(run.operator.namespaces, vec!["payments", "web"]);
         assert_eq!(run.operator.resync_interval, SignedDuration::from_mins(90));
         assert_eq!(run.operator.concurrency, 16);
+        assert!(!run.operator.per_agent_metrics, "opt-in");
         assert_eq!(run.agentlattice_url, "https://www.agentlattice.io");
         assert!(run.leader_election);
         assert_eq!(run.lease_namespace(), "ops");

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
-use futures::{FutureExt, StreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Resource;
@@ -297,10 +297,20 @@ async fn run_controller(
     );
     let claims = ClaimIndex::default();
 
+    let metrics = Arc::clone(&ctx.metrics);
     let agents = watches::agents(
         watcher(agents_api, watcher::Config::default())
             .default_backoff()
-            .modify(|g: &mut Guarded| g.meta_mut().managed_fields = None),
+            .modify(|g: &mut Guarded| g.meta_mut().managed_fields = None)
+            // A resource gone from the cluster has no series any more (the reconcile that
+            // released its finalizer forgot it already; this covers the ones deleted without).
+            .inspect_ok(move |event| {
+                if let watcher::Event::Delete(g) = event
+                    && let Some(uid) = g.meta().uid.as_deref()
+                {
+                    metrics.forget_agent(uid);
+                }
+            }),
         agent_writer,
         claims.clone(),
         Arc::clone(&ctx.memory),

@@ -26,6 +26,7 @@ use kube::runtime::watcher::{self, watcher};
 use tokio::sync::watch;
 
 use crate::config::SecretRef;
+use crate::metrics::Metrics;
 use crate::plan::{
     AgentStatus, AgentView, ErrorClass, KeyStatus, KeyView, RegisterOutcome, RegisterRequest,
 };
@@ -265,6 +266,10 @@ pub struct ServiceKeyProvider {
     /// gate) through `with_service_key`.
     transport: Mutex<Option<ProvisionerClient>>,
     changes: watch::Sender<u64>,
+    /// Where `lattice_service_key_age_seconds` goes, if anywhere.
+    metrics: Option<Arc<Metrics>>,
+    /// The digest of the key value read last (to notice a new value).
+    seen_key: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for ServiceKeyProvider {
@@ -287,6 +292,30 @@ impl ServiceKeyProvider {
             cached: Mutex::new(None),
             transport: Mutex::new(None),
             changes: watch::channel(0).0,
+            metrics: None,
+            seen_key: Mutex::new(None),
+        }
+    }
+
+    /// Reports the age of the service key (`lattice_service_key_age_seconds`) to `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Remembers the digest of the key value just read, and tells the metrics since when that
+    /// value exists (see [`service_key_since`]).
+    fn note_key(&self, digest: String, meta: &kube::core::ObjectMeta) {
+        let Some(metrics) = &self.metrics else {
+            return;
+        };
+        let Ok(mut seen) = self.seen_key.lock() else {
+            return;
+        };
+        let first = seen.is_none();
+        if seen.as_deref() != Some(digest.as_str()) {
+            metrics.service_key_since(service_key_since(meta, first, Timestamp::now()));
+            *seen = Some(digest);
         }
     }
 
@@ -337,22 +366,29 @@ impl ServiceKeyProvider {
             }
         };
         let resource_version = secret.metadata.resource_version.clone();
+        let meta = secret.metadata;
         let mut data = secret.data.unwrap_or_default();
         let Some(mut raw) = data.remove(&self.source.field) else {
             return Err(self.missing(&format!("has no field {}", self.source.field)));
         };
         // Zero every value we read, whatever happens next.
-        let parsed = std::str::from_utf8(&raw.0)
-            .ok()
-            .map(|s| s.trim().to_owned())
-            .map(ServiceKey::new);
+        let parsed = std::str::from_utf8(&raw.0).ok().map(|s| {
+            let trimmed = s.trim();
+            (
+                crate::secret::key_digest(trimmed.as_bytes()),
+                ServiceKey::new(trimmed.to_owned()),
+            )
+        });
         zeroize::Zeroize::zeroize(&mut raw.0);
         for value in data.values_mut() {
             zeroize::Zeroize::zeroize(&mut value.0);
         }
         let key = match parsed {
-            Some(Ok(key)) => key,
-            Some(Err(e)) => {
+            Some((digest, Ok(key))) => {
+                self.note_key(digest, &meta);
+                key
+            }
+            Some((_, Err(e))) => {
                 return Err(self.missing(&format!("field {}: {e}", self.source.field)));
             }
             None => {
@@ -436,6 +472,30 @@ impl ServiceKeyProvider {
             }
         }
     }
+}
+
+/// Since when the service key value just read from a Secret with metadata `meta` exists, as far as
+/// Kubernetes tells: AgentLattice does not expose a service key's creation time. The last write of
+/// the Secret's data recorded in `managedFields` when there is one; otherwise, for the first value
+/// this process sees, the Secret's `creationTimestamp`, and for a later (changed) value `now`
+/// (the change happened after the previous read).
+pub fn service_key_since(meta: &kube::core::ObjectMeta, first: bool, now: Timestamp) -> Timestamp {
+    let data_written = meta
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter(|m| {
+            m.fields_v1
+                .as_ref()
+                .is_some_and(|f| f.0.get("f:data").is_some() || f.0.get("f:stringData").is_some())
+        })
+        .filter_map(|m| m.time.as_ref().map(|t| t.0))
+        .max();
+    let created = meta.creation_timestamp.as_ref().map(|t| t.0);
+    data_written
+        .or(if first { created } else { None })
+        .filter(|t| *t <= now)
+        .unwrap_or(now)
 }
 
 fn resource_version(meta: &PartialObjectMeta<Secret>) -> Option<String> {
@@ -763,6 +823,40 @@ mod tests {
         assert_eq!(
             classify(&e).message,
             "AgentLattice get_agent: HTTP 500 internal_error"
+        );
+    }
+
+    #[test]
+    fn the_service_key_age_starts_at_the_last_data_write() {
+        let now: Timestamp = "2026-11-23T12:00:00Z".parse().unwrap();
+        let meta: kube::core::ObjectMeta = serde_json::from_value(serde_json::json!({
+            "name": "agentlattice-service-key",
+            "creationTimestamp": "2026-01-01T00:00:00Z",
+            "managedFields": [
+                {"manager": "kubectl", "operation": "Update", "time": "2026-06-01T00:00:00Z",
+                 "fieldsType": "FieldsV1", "fieldsV1": {"f:data": {"f:AL_SERVICE_KEY": {}}}},
+                {"manager": "kubectl", "operation": "Update", "time": "2026-11-01T00:00:00Z",
+                 "fieldsType": "FieldsV1", "fieldsV1": {"f:metadata": {"f:labels": {}}}}
+            ]
+        }))
+        .unwrap();
+        let data_write: Timestamp = "2026-06-01T00:00:00Z".parse().unwrap();
+        assert_eq!(service_key_since(&meta, true, now), data_write);
+        assert_eq!(service_key_since(&meta, false, now), data_write);
+        let bare: kube::core::ObjectMeta = serde_json::from_value(serde_json::json!({
+            "name": "s", "creationTimestamp": "2026-01-01T00:00:00Z"
+        }))
+        .unwrap();
+        let created: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        assert_eq!(service_key_since(&bare, true, now), created);
+        assert_eq!(
+            service_key_since(&bare, false, now),
+            now,
+            "a changed value without managedFields: the change is at most this old"
+        );
+        assert_eq!(
+            service_key_since(&kube::core::ObjectMeta::default(), true, now),
+            now
         );
     }
 

@@ -66,7 +66,9 @@ impl Shutdown {
 
 /// The operator of `args`, on `client`, with its service key from the configured Secret.
 pub fn operator(client: kube::Client, args: &RunArgs) -> Operator {
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(Metrics::with_per_agent_metrics(
+        args.operator.per_agent_metrics,
+    ));
     let config = remote::client_config(
         &args.agentlattice_url,
         args.operator.al_timeout.unsigned_abs(),
@@ -76,14 +78,17 @@ pub fn operator(client: kube::Client, args: &RunArgs) -> Operator {
         )),
         metrics.call_observer(),
     );
-    let provider = Arc::new(ServiceKeyProvider::new(
-        client.clone(),
-        ServiceKeySource {
-            secret: args.service_key_secret.clone(),
-            field: args.service_key_field.clone(),
-        },
-        config,
-    ));
+    let provider = Arc::new(
+        ServiceKeyProvider::new(
+            client.clone(),
+            ServiceKeySource {
+                secret: args.service_key_secret.clone(),
+                field: args.service_key_field.clone(),
+            },
+            config,
+        )
+        .with_metrics(Arc::clone(&metrics)),
+    );
     let remote = Arc::new(AgentLattice::new(Arc::clone(&provider)));
     let mut config = OperatorConfig::new(args.settings());
     config.namespaces = args.operator.namespaces.clone();

@@ -112,6 +112,7 @@ fn settle(r: &Reconciler, report: Report) -> Result<Action> {
     if deleting && !has_finalizer(&resource.metadata) {
         // Released (or never ours): the resource goes, and so does what is remembered of it.
         ctx.memory.forget(uid);
+        ctx.metrics.forget_agent(uid);
         ctx.update_gauges();
         return Ok(Action::await_change());
     }
@@ -130,6 +131,22 @@ fn settle(r: &Reconciler, report: Report) -> Result<Action> {
     });
     let namespace = resource.metadata.namespace.clone().unwrap_or_default();
     let name = resource.metadata.name.clone().unwrap_or_default();
+    ctx.metrics.agent_settled(
+        uid,
+        &namespace,
+        &name,
+        status
+            .active_key
+            .as_ref()
+            .filter(|_| !deleting)
+            .map(|k| k.created_at),
+        status
+            .retiring_keys
+            .iter()
+            .map(|k| k.revoke_by)
+            .min()
+            .filter(|_| !deleting),
+    );
     ctx.memory.settled(
         uid,
         Settlement {
