@@ -139,6 +139,8 @@ async fn rotate_annotation_rotates_once_in_order_without_downtime() {
         "the old key was touched before status recorded the new one: {actions:?}"
     );
     assert!(mint < secret_write && deprecate < revoke);
+    // Events are written after the call they report: wait for the last one before reading them.
+    w.wait_event("rotor", "KeyRevoked").await;
     let reasons = w.event_reasons("rotor").await;
     let count = |r: &str| reasons.iter().filter(|x| *x == r).count();
     assert_eq!(count("KeyRotated"), 1, "{reasons:?}");
@@ -241,9 +243,9 @@ async fn scheduled_rotation_is_jittered_and_keeps_the_workload_working() {
         } else {
             assert!(revoked_at >= last_used + SignedDuration::from_secs(2));
         }
-        let reasons = w.event_reasons(name).await;
-        assert!(reasons.iter().any(|r| r == "KeyRotated"), "{reasons:?}");
-        assert!(reasons.iter().any(|r| r == "KeyRevoked"), "{reasons:?}");
+        // Events are written after the call they report, so wait for them rather than read once.
+        w.wait_event(name, "KeyRotated").await;
+        w.wait_event(name, "KeyRevoked").await;
     }
     let report = workload.stop().await;
     assert_eq!(report.unauthorized, 0, "{report:?}");
@@ -308,6 +310,8 @@ async fn compromised_revokes_the_old_key_at_once() {
         .expect_err("the leaked key is dead");
     assert_eq!(err.status(), Some(401));
     w.whoami_with(&secret).await.expect("the new key works");
+    // Events are written after the call they report: wait for the last one before reading them.
+    w.wait_event("rotor", "KeyRevoked").await;
     let reasons = w.event_reasons("rotor").await;
     assert!(reasons.iter().any(|r| r == "KeyRotated"), "{reasons:?}");
     assert!(reasons.iter().any(|r| r == "KeyRevoked"), "{reasons:?}");
