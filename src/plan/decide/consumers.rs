@@ -5,6 +5,7 @@
 
 use jiff::{SignedDuration, Timestamp};
 
+use super::status::at;
 use super::{Planner, perform};
 use crate::crd::ConsumerStatus;
 use crate::plan::schedule;
@@ -224,6 +225,41 @@ impl<'a> Planner<'a> {
             })
             .collect()
     }
+
+    /// `kind name (state)` for each consumer, for a condition message or an event note; a
+    /// restart held back by the minimum interval says when it comes.
+    pub(super) fn describe(&self, lagging: &[(&Consumer, Holds)]) -> String {
+        let key = self.working_key();
+        lagging
+            .iter()
+            .map(|(c, h)| {
+                let state = match h {
+                    Holds::RollingOut => "rolling out".to_owned(),
+                    Holds::Syncing { until } => {
+                        format!("mounted file syncing until {}", at(*until))
+                    }
+                    Holds::Stale => match key.map(|k| self.restart_time(c, k)) {
+                        Some(due)
+                            if self.restarts()
+                                && c.reads.needs_restart()
+                                && due > self.observed.now =>
+                        {
+                            format!(
+                                "holds the old key; next restart at {}, one per {:#} at most",
+                                at(due),
+                                self.observed.settings.consumers.restart_min_interval
+                            )
+                        }
+                        _ => "holds the old key".to_owned(),
+                    },
+                    Holds::Stuck => "rollout stuck".to_owned(),
+                    Holds::Current => "current".to_owned(),
+                };
+                format!("{} {} ({state})", c.kind, c.name)
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 /// How a consumer reads the key, in words.
@@ -233,22 +269,4 @@ pub(super) fn reads(how: KeySource) -> &'static str {
         KeySource::File => "a mounted file",
         KeySource::SubPathFile => "a subPath mount, which is never refreshed",
     }
-}
-
-/// `kind name (state)` for each consumer, for a condition message or an event note.
-pub(super) fn describe(lagging: &[(&Consumer, Holds)]) -> String {
-    lagging
-        .iter()
-        .map(|(c, h)| {
-            let state = match h {
-                Holds::RollingOut => "rolling out",
-                Holds::Syncing { .. } => "mounted file syncing",
-                Holds::Stale => "holds the old key",
-                Holds::Stuck => "rollout stuck",
-                Holds::Current => "current",
-            };
-            format!("{} {} ({state})", c.kind, c.name)
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
 }

@@ -360,17 +360,23 @@ impl<'a> Planner<'a> {
                     until,
                     why: WaitWhy::GracePeriod,
                 }) => grace.push(format!(
-                    "key {} retiring since {}: revoked after {until} once unused for {}, at the \
-                     latest at {revoke_by}",
-                    key.prefix, key.since, self.observed.resource.spec.rotation.grace_period
+                    "key {} retiring since {}: revoked after {} once unused for {}, at the \
+                     latest at {}",
+                    key.prefix,
+                    at(key.since),
+                    at(until),
+                    self.observed.resource.spec.rotation.grace_period,
+                    at(revoke_by)
                 )),
                 Some(Retirement::Wait {
                     why: WaitWhy::OldKeyUsed { last_used },
                     ..
                 }) => used.push(format!(
-                    "key {} was last used at {last_used}; revoked once unused for {}, at the latest \
-                     at {revoke_by}",
-                    key.prefix, self.observed.resource.spec.rotation.grace_period
+                    "key {} was last used at {}; revoked once unused for {}, at the latest at {}",
+                    key.prefix,
+                    at(last_used),
+                    self.observed.resource.spec.rotation.grace_period,
+                    at(revoke_by)
                 )),
                 Some(Retirement::NeedUsage) => unknown_usage = true,
                 _ => revoking.push(format!("key {}", key.prefix)),
@@ -476,7 +482,7 @@ impl Planner<'_> {
                 format!(
                     "{} will lose access to AgentLattice when the old key is revoked at {} \
                      (maxGracePeriod): restart {}, or set spec.restartOnRotation",
-                    super::consumers::describe(who),
+                    self.describe(who),
                     at(revoke_by),
                     if who.len() == 1 { "it" } else { "them" }
                 ),
@@ -488,7 +494,7 @@ impl Planner<'_> {
             format!(
                 "waiting for {} to run with key {}; the old key is revoked once they all do and it \
                  is unused for {}, at the latest at {}",
-                super::consumers::describe(&lagging),
+                self.describe(&lagging),
                 key.prefix,
                 self.observed.resource.spec.rotation.grace_period,
                 at(revoke_by)

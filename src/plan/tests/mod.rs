@@ -2,6 +2,7 @@
 //! performs the planner's actions the way the executor will, so whole reconciles — and crashes at
 //! every step of them — can be run against fixtures with a fixed clock.
 
+mod consumers;
 mod crash;
 mod decisions;
 mod fuzz;

@@ -11,9 +11,9 @@ use sha2::{Digest, Sha256};
 
 use crate::crd::{LatticeAgent, LatticeAgentStatus};
 use crate::plan::{
-    AgentStatus, AgentView, Effect, ErrorClass, Event, Failure, KeyStatus, KeyView, KeyWrite,
-    MintedKey, Observed, Outcome, Precondition, RegisterOutcome, Settings, Settled, Step,
-    next_step,
+    AgentStatus, AgentView, Consumer, Effect, ErrorClass, Event, Failure, KeySource, KeyStatus,
+    KeyView, KeyWrite, MintedKey, Observed, Outcome, Precondition, RegisterOutcome, Rollout,
+    Settings, Settled, Step, WorkloadKind, next_step, schedule,
 };
 use crate::secret::{self, SecretView, cache_form, key_digest};
 
@@ -249,6 +249,8 @@ pub struct World {
     pub older_claimant: Option<String>,
     pub faults: Vec<Fault>,
     pub rv: u64,
+    /// The workloads that read the Secret, as the workload watches report them.
+    pub consumers: Vec<Consumer>,
 }
 
 impl Default for World {
@@ -269,6 +271,7 @@ impl World {
             older_claimant: None,
             faults: Vec::new(),
             rv: 100,
+            consumers: Vec::new(),
         }
     }
 
@@ -373,6 +376,7 @@ impl World {
         let mut o = Observed::new(self.now, self.settings.clone(), self.res().clone(), secret);
         o.last_remote_check = self.last_remote_check;
         o.older_claimant = self.older_claimant.clone();
+        o.consumers = self.consumers.clone();
         o
     }
 
@@ -431,6 +435,29 @@ impl World {
             }
         }
         panic!("reconcile did not settle in 32 steps: {:?}", run.kinds());
+    }
+
+    /// A workload, created an hour before t0, that reads the Secret `reads`; its rollout is
+    /// complete.
+    pub fn reader(&mut self, kind: WorkloadKind, name: &str, reads: KeySource) {
+        self.consumers.push(Consumer {
+            kind,
+            name: name.into(),
+            reads,
+            created_at: Some(schedule::add(t0(), hours(-1))),
+            restarted_for: None,
+            restarted_at: None,
+            rollout: Rollout::Complete,
+        });
+    }
+
+    /// Every rollout under way finishes.
+    pub fn roll_out(&mut self) {
+        for c in &mut self.consumers {
+            if c.rollout == Rollout::InProgress {
+                c.rollout = Rollout::Complete;
+            }
+        }
     }
 
     /// Marks the resource deleted (the finalizer keeps it).
@@ -757,8 +784,23 @@ impl World {
                 s.metadata.resource_version = Some(self.rv.to_string());
                 Ok(Outcome::Secret(self.secret_view()))
             }
-            // The world has no workloads; a restart is only acknowledged.
-            Effect::RestartConsumer { at, .. } => Ok(Outcome::Restarted(*at)),
+            // The restart's rollout begins; `roll_out` finishes it.
+            Effect::RestartConsumer {
+                kind,
+                name,
+                key_id,
+                at,
+            } => {
+                if let Some(c) = self
+                    .consumers
+                    .iter_mut()
+                    .find(|c| c.kind == *kind && &c.name == name)
+                {
+                    c.restarted_for = Some((key_id.clone(), Some(*at)));
+                    c.rollout = Rollout::InProgress;
+                }
+                Ok(Outcome::Restarted(*at))
+            }
             Effect::RemoveFinalizer => {
                 self.res_mut()
                     .metadata
