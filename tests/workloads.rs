@@ -220,6 +220,32 @@ async fn an_annotated_deployment_gets_its_identity_and_loses_it_with_the_annotat
     })
     .await;
 
+    // The rotation annotations set the schedule and the grace period; without them, the CRD's
+    // defaults come back (server-side apply drops what its manager no longer sets).
+    let set_rotation = |interval: Option<&str>, grace: Option<&str>| {
+        let patch = json!({"metadata": {"annotations": {
+            "agentlattice.io/rotation-interval": interval,
+            "agentlattice.io/grace-period": grace}}});
+        let api = deployments(&w);
+        async move {
+            api.patch("web", &PatchParams::default(), &Patch::Merge(patch))
+                .await
+                .expect("rotation annotations")
+        }
+    };
+    set_rotation(Some("720h"), Some("5m")).await;
+    wait_until("the rotation follows the annotations", || async {
+        let r = w.get("web").await.spec.rotation;
+        (r.interval.as_deref() == Some("720h") && r.grace_period == "5m").then_some(())
+    })
+    .await;
+    set_rotation(None, None).await;
+    wait_until("the defaults come back", || async {
+        let r = w.get("web").await.spec.rotation;
+        (r.interval.is_none() && r.grace_period == "10m").then_some(())
+    })
+    .await;
+
     // Removing the annotation deletes the identity, which revokes the agent.
     deployments(&w)
         .patch(

@@ -10,7 +10,8 @@ use serde_json::{Value, json};
 
 use super::{
     AGENT_NAME_ANNOTATION, CAPABILITIES_ANNOTATION, DESCRIPTION_ANNOTATION,
-    RESTART_ON_ROTATION_ANNOTATION, SECRET_NAME_ANNOTATION,
+    GRACE_PERIOD_ANNOTATION, MAX_GRACE_PERIOD_ANNOTATION, RESTART_ON_ROTATION_ANNOTATION,
+    ROTATION_INTERVAL_ANNOTATION, SECRET_NAME_ANNOTATION,
 };
 use crate::crd::{GROUP, LatticeAgent};
 use crate::plan::WorkloadKind;
@@ -21,6 +22,13 @@ pub const WORKLOAD_LABEL: &str = "agentlattice.io/workload";
 
 /// The field manager of the identities' server-side applies.
 pub const FIELD_MANAGER: &str = "lattice-operator-identities";
+
+/// Annotation on a LatticeAgent created for a workload: the rotation fields its last apply set
+/// from the workload's annotations (`interval=24h,gracePeriod=5m`, empty for none). Removing
+/// such a workload annotation must apply again, without the field, so that server-side apply
+/// drops it; the LatticeAgent's spec alone cannot tell a value the apply set from one a user set
+/// with `kubectl edit`, which the apply leaves alone.
+pub const APPLIED_ROTATION_ANNOTATION: &str = "agentlattice.io/applied-rotation";
 
 /// What a workload's annotations ask for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,6 +43,43 @@ pub struct Requested {
     pub description: Option<String>,
     /// `spec.restartOnRotation`.
     pub restart_on_rotation: bool,
+    /// `spec.rotation.interval`, `gracePeriod`, `maxGracePeriod`: set when annotated, else left
+    /// to the CRD's defaults (or to what a user set on the LatticeAgent itself).
+    pub rotation: RotationRequest,
+}
+
+/// The rotation fields a workload's annotations set.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RotationRequest {
+    /// `spec.rotation.interval`.
+    pub interval: Option<String>,
+    /// `spec.rotation.gracePeriod`.
+    pub grace_period: Option<String>,
+    /// `spec.rotation.maxGracePeriod`.
+    pub max_grace_period: Option<String>,
+}
+
+impl RotationRequest {
+    /// The fields that are set, by their spec names.
+    fn fields(&self) -> Vec<(&'static str, &str)> {
+        [
+            ("interval", &self.interval),
+            ("gracePeriod", &self.grace_period),
+            ("maxGracePeriod", &self.max_grace_period),
+        ]
+        .into_iter()
+        .filter_map(|(field, v)| v.as_deref().map(|v| (field, v)))
+        .collect()
+    }
+
+    /// What [`APPLIED_ROTATION_ANNOTATION`] records of it.
+    fn record(&self) -> String {
+        self.fields()
+            .iter()
+            .map(|(field, v)| format!("{field}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
 }
 
 /// The identity the workload's annotations ask for, if any.
@@ -64,6 +109,11 @@ pub fn requested(meta: &ObjectMeta) -> Option<Requested> {
         restart_on_rotation: annotations
             .get(RESTART_ON_ROTATION_ANNOTATION)
             .is_none_or(|v| v.trim() != "false"),
+        rotation: RotationRequest {
+            interval: text(ROTATION_INTERVAL_ANNOTATION),
+            grace_period: text(GRACE_PERIOD_ANNOTATION),
+            max_grace_period: text(MAX_GRACE_PERIOD_ANNOTATION),
+        },
     })
 }
 
@@ -145,10 +195,26 @@ fn matches(agent: &LatticeAgent, req: &Requested) -> bool {
         && spec.secret_name == req.secret_name
         && spec.description == req.description
         && spec.restart_on_rotation == req.restart_on_rotation
+        && req.rotation.fields().iter().all(|(field, v)| {
+            let actual = match *field {
+                "interval" => spec.rotation.interval.as_deref(),
+                "gracePeriod" => Some(spec.rotation.grace_period.as_str()),
+                _ => Some(spec.rotation.max_grace_period.as_str()),
+            };
+            actual == Some(*v)
+        })
+        && agent
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(APPLIED_ROTATION_ANNOTATION))
+            .map(String::as_str)
+            .unwrap_or_default()
+            == req.rotation.record()
 }
 
 /// The apply body: only the fields the annotations decide, so that other fields of the
-/// LatticeAgent (a rotation schedule, grace periods) stay the user's.
+/// LatticeAgent (a rotation schedule, grace periods, when not annotated) stay the user's.
 fn desired(kind: WorkloadKind, meta: &ObjectMeta, name: &str, uid: &str, req: &Requested) -> Value {
     let mut spec = json!({
         "capabilities": req.capabilities,
@@ -163,6 +229,14 @@ fn desired(kind: WorkloadKind, meta: &ObjectMeta, name: &str, uid: &str, req: &R
             spec[field] = json!(v);
         }
     }
+    let rotation = req.rotation.fields();
+    if !rotation.is_empty() {
+        spec["rotation"] = rotation
+            .iter()
+            .map(|(field, v)| ((*field).to_owned(), json!(v)))
+            .collect::<serde_json::Map<_, _>>()
+            .into();
+    }
     json!({
         "apiVersion": format!("{GROUP}/v1alpha1"),
         "kind": "LatticeAgent",
@@ -173,6 +247,7 @@ fn desired(kind: WorkloadKind, meta: &ObjectMeta, name: &str, uid: &str, req: &R
                 MANAGED_BY_LABEL: MANAGED_BY_VALUE,
                 WORKLOAD_LABEL: format!("{kind}.{name}"),
             },
+            "annotations": {APPLIED_ROTATION_ANNOTATION: req.rotation.record()},
             "ownerReferences": [{
                 "apiVersion": "apps/v1",
                 "kind": kind.as_str(),
@@ -277,6 +352,56 @@ mod tests {
         // Without the annotation, someone else's LatticeAgent is not deleted either.
         assert_eq!(
             plan(WorkloadKind::StatefulSet, &meta(&[]), Some(&hand_written)),
+            IdentityStep::Nothing
+        );
+    }
+
+    #[test]
+    fn rotation_annotations_set_the_schedule_and_their_removal_applies_again() {
+        let m = meta(&[
+            (CAPABILITIES_ANNOTATION, "deploy.staging"),
+            (ROTATION_INTERVAL_ANNOTATION, "720h"),
+            (GRACE_PERIOD_ANNOTATION, "5m"),
+        ]);
+        let step = plan(WorkloadKind::Deployment, &m, None);
+        let IdentityStep::Apply(body) = &step else {
+            panic!("apply expected, got {step:?}");
+        };
+        assert_eq!(
+            body["spec"]["rotation"],
+            json!({"interval": "720h", "gracePeriod": "5m"}),
+            "only the annotated fields: maxGracePeriod stays the CRD's default"
+        );
+        let agent = agent_from(&step);
+        assert_eq!(agent.spec.rotation.interval.as_deref(), Some("720h"));
+        assert_eq!(agent.spec.rotation.grace_period, "5m");
+        assert_eq!(
+            plan(WorkloadKind::Deployment, &m, Some(&agent)),
+            IdentityStep::Nothing
+        );
+        // A changed value applies again.
+        let longer = meta(&[
+            (CAPABILITIES_ANNOTATION, "deploy.staging"),
+            (ROTATION_INTERVAL_ANNOTATION, "2160h"),
+            (GRACE_PERIOD_ANNOTATION, "5m"),
+        ]);
+        assert!(matches!(
+            plan(WorkloadKind::Deployment, &longer, Some(&agent)),
+            IdentityStep::Apply(_)
+        ));
+        // A removed one applies again, without the field, even though the spec still holds
+        // the value (server-side apply drops what the manager no longer sets).
+        let removed = meta(&[(CAPABILITIES_ANNOTATION, "deploy.staging")]);
+        let IdentityStep::Apply(body) = plan(WorkloadKind::Deployment, &removed, Some(&agent))
+        else {
+            panic!("apply expected");
+        };
+        assert!(body["spec"].get("rotation").is_none(), "{body}");
+        // A value a user set on the LatticeAgent itself, with no annotation, is left alone.
+        let mut edited = agent_from(&plan(WorkloadKind::Deployment, &removed, None));
+        edited.spec.rotation.interval = Some("24h".into());
+        assert_eq!(
+            plan(WorkloadKind::Deployment, &removed, Some(&edited)),
             IdentityStep::Nothing
         );
     }

@@ -30,6 +30,12 @@ pub const DESCRIPTION_ANNOTATION: &str = "agentlattice.io/description";
 /// Workload annotation: `"false"` turns off the restart on rotation of the workload's identity
 /// (on by default for annotated workloads).
 pub const RESTART_ON_ROTATION_ANNOTATION: &str = "agentlattice.io/restart-on-rotation";
+/// Workload annotation: the identity's `spec.rotation.interval` (optional: no schedule).
+pub const ROTATION_INTERVAL_ANNOTATION: &str = "agentlattice.io/rotation-interval";
+/// Workload annotation: the identity's `spec.rotation.gracePeriod` (optional: the default).
+pub const GRACE_PERIOD_ANNOTATION: &str = "agentlattice.io/grace-period";
+/// Workload annotation: the identity's `spec.rotation.maxGracePeriod` (optional: the default).
+pub const MAX_GRACE_PERIOD_ANNOTATION: &str = "agentlattice.io/max-grace-period";
 /// Pod-template annotation: the key id the operator last restarted the workload for.
 pub const RESTARTED_FOR_ANNOTATION: &str = "agentlattice.io/restarted-for";
 /// Pod-template annotation: when the operator last restarted the workload (RFC 3339).
