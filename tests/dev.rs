@@ -49,6 +49,11 @@ fn dev_command(dir: &Path) -> Command {
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples"))
         .arg("--state-dir")
         .arg(dir.join("state"))
+        // Each run rotates deploy-bot's key and restarts its Deployment; the second run of a test
+        // comes within the default minute between two restarts of a workload, which would only
+        // make it wait.
+        .arg("--restart-min-interval")
+        .arg("5s")
         .current_dir(dir)
         .env("HOME", dir)
         .env_remove("KUBECONFIG")
@@ -138,7 +143,17 @@ fn dev_exit_walks_through_the_examples_and_resumes_without_printing_a_key() {
         "whoami with the key from the Secret: ok, agent default-deploy-bot".to_owned(),
         "action deploy.staging as this agent: executed".to_owned(),
         "action deploy.production as this agent: denied (capability_not_granted)".to_owned(),
-        "reads Secret deploy-bot-agent-key through envFrom: exists".to_owned(),
+        "Deployment default/deploy-bot: 1 of 1 pods Ready".to_owned(),
+        "it reads the key of LatticeAgent default/deploy-bot (default-deploy-bot): from the \
+         environment"
+            .to_owned(),
+        "Deployment default/web asked for an identity (agentlattice.io/capabilities): \
+         LatticeAgent default/web is Ready, owned by it: agent default-web"
+            .to_owned(),
+        "Deployment default/web: 2 of 2 pods Ready".to_owned(),
+        "agent api-staging".to_owned(),
+        "from a mounted file, which the kubelet refreshes (Secret reporter-agent-key)".to_owned(),
+        "StatefulSet default/ledger: 2 of 2 pods Ready".to_owned(),
         "stopped.".to_owned(),
     ] {
         assert!(
@@ -152,12 +167,13 @@ fn dev_exit_walks_through_the_examples_and_resumes_without_printing_a_key() {
             "{file} is written"
         );
     }
+    assert_rotation_with_restart(&out);
     let first = ready_agent_id(&out);
 
     // A restart resumes the same resource with the same agent: nothing re-registered or revoked.
     let (again, err) = run_exit(&dir.0);
     assert!(
-        again.contains("(1 LatticeAgents from earlier sessions)"),
+        again.contains("(5 LatticeAgents from earlier sessions)"),
         "{again}\n{err}"
     );
     assert!(!again.contains("revoked agent"), "{again}");
@@ -166,6 +182,27 @@ fn dev_exit_walks_through_the_examples_and_resumes_without_printing_a_key() {
         again.contains("whoami with the key from the Secret: ok"),
         "{again}"
     );
+    assert_rotation_with_restart(&again);
+}
+
+/// The walkthrough's rotation of the annotated Deployment's identity, in its order: the new key,
+/// the Deployment restarted for it, its rollout's progress, the rollout finished, and only then
+/// the old key revoked.
+fn assert_rotation_with_restart(out: &str) {
+    let at = |needle: &str| {
+        out.find(needle)
+            .unwrap_or_else(|| panic!("missing {needle:?} in:\n{out}"))
+    };
+    let steps = [
+        at("rotating the key of LatticeAgent default/web"),
+        at("Secret web-agent-key holds the new key"),
+        at("Deployment web restarted by the operator for key"),
+        at("Deployment web: 1 of 2 pods updated"),
+        at("Deployment web: 2 of 2 pods updated"),
+        at("rollouts finished: every pod runs with the new key"),
+        at("revoked: no workload reads it any more"),
+    ];
+    assert!(steps.is_sorted(), "out of order ({steps:?}):\n{out}");
 }
 
 /// Lines of the child's stdout, read on a thread.
@@ -217,6 +254,11 @@ impl Lines {
         }
     }
 
+    /// The index of the first line read that contains `needle`.
+    fn position(&self, needle: &str) -> Option<usize> {
+        self.seen.iter().position(|l| l.contains(needle))
+    }
+
     /// Everything read, and the rest once the process has closed stdout.
     fn rest(mut self) -> String {
         while let Ok(line) = self.rx.recv_timeout(WAIT) {
@@ -264,7 +306,7 @@ fn kubectl(home: &Path, kubeconfig: &str, args: &[&str]) -> String {
     stdout
 }
 
-fn secret_key_id(home: &Path, kubeconfig: &str) -> String {
+fn secret_key_id(home: &Path, kubeconfig: &str, secret: &str) -> String {
     kubectl(
         home,
         kubeconfig,
@@ -273,7 +315,7 @@ fn secret_key_id(home: &Path, kubeconfig: &str) -> String {
             "default",
             "get",
             "secret",
-            "deploy-bot-agent-key",
+            secret,
             "-o",
             r"jsonpath={.metadata.annotations.agentlattice\.io/key-id}",
         ],
@@ -301,11 +343,31 @@ fn dev_stays_up_and_kubectl_annotate_rotates_the_key() {
     lines.wait_for("is Ready");
     lines.wait_for("The operator keeps running");
 
-    let before = secret_key_id(&dir.0, &kubeconfig);
+    let before = secret_key_id(&dir.0, &kubeconfig, "web-agent-key");
     assert!(!before.is_empty(), "the Secret names its key");
+    let before_prefix = kubectl(
+        &dir.0,
+        &kubeconfig,
+        &[
+            "-n",
+            "default",
+            "get",
+            "secret",
+            "web-agent-key",
+            "-o",
+            r"jsonpath={.metadata.annotations.agentlattice\.io/key-prefix}",
+        ],
+    );
+    assert!(
+        !before_prefix.is_empty(),
+        "the Secret names its key's prefix"
+    );
     let listed = kubectl(&dir.0, &kubeconfig, &["get", "latticeagents", "-A"]);
-    assert!(listed.contains("deploy-bot"), "{listed}");
+    for name in ["deploy-bot", "web", "api", "reporter", "ledger"] {
+        assert!(listed.contains(name), "{listed}");
+    }
 
+    // The annotated Deployment's identity, rotated the way a user would.
     kubectl(
         &dir.0,
         &kubeconfig,
@@ -314,20 +376,59 @@ fn dev_stays_up_and_kubectl_annotate_rotates_the_key() {
             "default",
             "annotate",
             "la",
-            "deploy-bot",
+            "web",
             "--overwrite",
             "agentlattice.io/rotate=test-1",
         ],
     );
-    let changed = lines.wait_for("Secret default/deploy-bot-agent-key now holds key");
+    let changed = lines.wait_for("Secret default/web-agent-key now holds key");
     assert!(
         changed.contains(&format!("it held key {before}")),
         "{changed}"
     );
-    lines.wait_for("KeyRotated");
-    let after = secret_key_id(&dir.0, &kubeconfig);
+    let after = secret_key_id(&dir.0, &kubeconfig, "web-agent-key");
     assert_ne!(after, before, "the Secret holds a new key");
     assert!(changed.contains(&after), "{changed} names {after}");
+    // The operator restarts the Deployment for the new key; kubectl follows the rollout.
+    lines.wait_for("RolloutRestartTriggered LatticeAgent default/web");
+    let rollout = kubectl(
+        &dir.0,
+        &kubeconfig,
+        &[
+            "-n",
+            "default",
+            "rollout",
+            "status",
+            "deployment/web",
+            "--timeout=60s",
+        ],
+    );
+    assert!(rollout.contains("successfully rolled out"), "{rollout}");
+    let template = kubectl(
+        &dir.0,
+        &kubeconfig,
+        &[
+            "-n",
+            "default",
+            "get",
+            "deployment",
+            "web",
+            "-o",
+            r"jsonpath={.spec.template.metadata.annotations.agentlattice\.io/restarted-for}",
+        ],
+    );
+    assert_eq!(template, after, "restarted for the new key");
+    // Only then is the old key revoked.
+    let revoked = lines.wait_for(&format!("revoked old key {before_prefix}"));
+    assert!(
+        revoked.contains("KeyRevoked LatticeAgent default/web"),
+        "{revoked}"
+    );
+    assert!(
+        lines.position("RolloutRestartTriggered LatticeAgent default/web")
+            < lines.position(&format!("revoked old key {before_prefix}")),
+        "revoked after the restart"
+    );
 
     // SIGTERM: a graceful stop.
     let term = Command::new("kill")
