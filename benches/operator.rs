@@ -4,6 +4,7 @@
 //! ```text
 //! cargo bench --bench operator -- create   [--agents 1000]  [--latency-ms 20] [--concurrency 16] [--al-rate 1000] [--al-burst 1000]
 //! cargo bench --bench operator -- scale    [--agents 10000] [--latency-ms 20] ...
+//! cargo bench --bench operator -- workloads [--agents 10000]
 //! cargo bench --bench operator -- all
 //! ```
 //!
@@ -19,6 +20,11 @@
 //! - `scale`: `create` with 10,000 agents, then the operator's RSS (VmRSS, VmHWM) once idle; then
 //!   a restart (SIGTERM, a fresh process): time until idle, AgentLattice calls and writes, and
 //!   Kubernetes writes during the restart, and the new process's RSS.
+//! - `workloads`: what watching Deployments costs (issue 12: 10,000 must add at most 16 MiB). An
+//!   operator with no Deployments, idle: its RSS is the baseline; then `--agents` Deployments
+//!   (default 10,000; `replicas: 0`, so kube-sim runs no pods for them) are created while it runs,
+//!   each reading a Secret through `envFrom` and `secretKeyRef` like a real consumer; its RSS once
+//!   they are all seen; then a fresh process, which lists them all at start-up: its RSS when ready.
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{Read, Write};
@@ -30,6 +36,7 @@ use std::time::{Duration, Instant};
 
 use agentlattice_emulator::{Emulator, EmulatorConfig, FaultConfig, OPERATIONS, RouteFaults};
 use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
@@ -142,7 +149,7 @@ fn main() -> ExitCode {
         Ok(o) => o,
         Err(e) => {
             eprintln!(
-                "{e}\nusage: cargo bench --bench operator -- create|scale|all [--agents N] [--latency-ms MS] [--concurrency C] [--al-rate R] [--al-burst B] [--log RUST_LOG] [--log-dir DIR] [--wrap CMD] [--operator BINARY]"
+                "{e}\nusage: cargo bench --bench operator -- create|scale|workloads|all [--agents N] [--latency-ms MS] [--concurrency C] [--al-rate R] [--al-burst B] [--log RUST_LOG] [--log-dir DIR] [--wrap CMD] [--operator BINARY]"
             );
             return ExitCode::FAILURE;
         }
@@ -163,11 +170,14 @@ fn main() -> ExitCode {
                 .await
                 .map(|_| ()),
             "scale" => scale(&options, options.agents.unwrap_or(10_000)).await,
+            "workloads" => workloads(&options, options.agents.unwrap_or(10_000)).await,
             "all" => {
                 create(&options, options.agents.unwrap_or(1000)).await?;
                 scale(&options, options.agents.unwrap_or(10_000)).await
             }
-            other => Err(format!("unknown scenario {other} (create, scale, all)")),
+            other => Err(format!(
+                "unknown scenario {other} (create, scale, workloads, all)"
+            )),
         }
     });
     match result {
@@ -801,6 +811,106 @@ async fn wait_idle(
         }
         if since.elapsed() > GIVE_UP {
             return Err("the operator did not become idle".into());
+        }
+    }
+}
+
+/// A Deployment as teams write them: labels, a container with its environment from a Secret and
+/// one key of it by name, resources, probes. `replicas: 0`: only the watch is measured, not pods.
+fn deployment(i: usize) -> Result<Deployment, String> {
+    let name = format!("svc-{i:05}");
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {
+            "name": name, "namespace": NS,
+            "labels": {"app": name, "team": format!("team-{}", i % 50), "tier": "backend"},
+            "annotations": {"owner": "platform@example.com"},
+        },
+        "spec": {
+            "replicas": 0,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name, "team": format!("team-{}", i % 50)}},
+                "spec": {"containers": [{
+                    "name": "app",
+                    "image": format!("registry.example.com/team-{}/{name}:1.4.{i}", i % 50),
+                    "args": ["--listen", ":8080", "--log-format", "json"],
+                    "ports": [{"containerPort": 8080, "name": "http"}],
+                    "envFrom": [{"secretRef": {"name": format!("{name}-agent-key")}}],
+                    "env": [
+                        {"name": "LOG_LEVEL", "value": "info"},
+                        {"name": "AL_API_KEY", "valueFrom": {"secretKeyRef": {
+                            "name": format!("{name}-agent-key"), "key": "AL_API_KEY"}}},
+                    ],
+                    "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
+                                  "limits": {"memory": "256Mi"}},
+                    "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080}},
+                }]},
+            },
+        },
+    }))
+    .map_err(err)
+}
+
+/// Scenario (d): the cost of watching workloads.
+async fn workloads(o: &Options, n: usize) -> Result<(), String> {
+    println!("== workloads: {n} Deployments watched (replicas 0), no LatticeAgents");
+    let world = World::start(o.latency_ms).await?;
+    let mut op =
+        OperatorProcess::start(&world, o, &o.log_file(&world, "operator-workloads-1.log")?)?;
+    op.wait_ready().await?;
+    // Let start-up allocations settle before taking the baseline.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let baseline = op.memory();
+    println!("  operator idle with 0 Deployments: {baseline}");
+
+    let api: Api<Deployment> = Api::namespaced(world.sim.client(), NS);
+    let start = Instant::now();
+    let all: Vec<Deployment> = (0..n).map(deployment).collect::<Result<_, _>>()?;
+    futures::stream::iter(all)
+        .map(|d| {
+            let api = api.clone();
+            async move { api.create(&PostParams::default(), &d).await.map(|_| ()) }
+        })
+        .buffer_unordered(64)
+        .try_collect::<Vec<()>>()
+        .await
+        .map_err(err)?;
+    println!("  created {n} Deployments in {:.2?}", start.elapsed());
+    // The watch has delivered them all once RSS stops growing: sample until it is stable for 5 s.
+    let watched = stable_memory(&op).await;
+    println!(
+        "  (a) the same process once the {n} arrived through its watch: {watched}; +{:.1} MiB RSS ({:.0} bytes per Deployment)",
+        mib(watched.rss.saturating_sub(baseline.rss)),
+        (watched.rss.saturating_sub(baseline.rss) * 1024) as f64 / n as f64
+    );
+    op.stop().await?;
+
+    let mut op =
+        OperatorProcess::start(&world, o, &o.log_file(&world, "operator-workloads-2.log")?)?;
+    let ready = op.wait_ready().await?;
+    let listed = stable_memory(&op).await;
+    println!(
+        "  (b) a fresh process that listed the {n} at start-up (ready after {ready:.2?}): {listed}; +{:.1} MiB RSS over the baseline",
+        mib(listed.rss.saturating_sub(baseline.rss))
+    );
+    op.stop().await?;
+    Ok(())
+}
+
+/// The process's memory once its RSS has not changed by more than 64 KiB for 5 s.
+async fn stable_memory(op: &OperatorProcess) -> Memory {
+    let mut last = op.memory();
+    let mut since = Instant::now();
+    let start = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = op.memory();
+        if now.rss.abs_diff(last.rss) > 64 {
+            since = Instant::now();
+            last = now;
+        } else if since.elapsed() >= Duration::from_secs(5) || start.elapsed() > GIVE_UP {
+            return now;
         }
     }
 }

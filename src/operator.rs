@@ -438,17 +438,29 @@ where
             None => Api::all(self.client.clone()),
         };
         let (reader, writer) = reflector::store::<PartialObjectMeta<K>>();
+        let agents = self.identities.map(|ctx| ctx.agents.clone());
         let stream = workload_watch::<K>(
             api,
             self.workloads.of(K::KIND).clone(),
             self.waker.clone(),
             writer,
+            agents.clone(),
             synced,
         );
         let shutdown = self.shutdown.clone();
-        match self.identities {
-            Some(ctx) => Box::pin(run_identities(stream, reader, Arc::clone(ctx), shutdown)),
-            None => Box::pin(
+        match (self.identities, agents) {
+            // The workloads are listed once the LatticeAgent cache has synced, so that a workload
+            // whose annotations were removed while the operator was away is seen with its
+            // identity (`IdentityFilter`). The stream is lazy: nothing is listed before it runs.
+            (Some(ctx), Some(agents)) => {
+                let ctx = Arc::clone(ctx);
+                Box::pin(async move {
+                    // An error means the LatticeAgent watch is gone: the operator is stopping.
+                    let _ = agents.wait_until_ready().await;
+                    run_identities(stream, reader, ctx, shutdown).await
+                })
+            }
+            _ => Box::pin(
                 stream
                     .take_until(shutdown)
                     .for_each(|_| std::future::ready(())),

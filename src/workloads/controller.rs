@@ -24,7 +24,7 @@ use kube::core::{ObjectMeta, PartialObjectMeta, PartialObjectMetaExt};
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::{PredicateConfig, WatchStreamExt, watcher};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tracing::Instrument;
@@ -168,36 +168,125 @@ fn map_event<K, T>(event: watcher::Event<K>, f: impl Fn(&K) -> T) -> watcher::Ev
     }
 }
 
+/// Workloads per list page.
+const WORKLOAD_PAGE_SIZE: u32 = 100;
+
 /// The watch of one kind: every event updates its index (and wakes the LatticeAgents whose
-/// consumers changed) and the identity store; yields the workloads whose identity-relevant
-/// metadata changed. `synced` is called at each complete list.
+/// consumers changed) and the identity store; yields the workloads whose identity must be looked
+/// at ([`IdentityFilter`]). `synced` is called at each complete list.
 pub fn watch<K: Workload>(
     api: Api<K>,
     index: WorkloadIndex,
     waker: Waker,
-    mut store: Writer<PartialObjectMeta<K>>,
+    store: Writer<PartialObjectMeta<K>>,
+    agents: Option<Store<Guarded>>,
     synced: impl Fn() + Send + 'static,
 ) -> impl Stream<Item = watcher::Result<PartialObjectMeta<K>>> + Send {
-    watcher(api, watcher::Config::default())
-        .default_backoff()
-        .map_ok(move |event| {
-            let changed = index.apply(&event, |obj: &K| {
-                Some((obj.namespace().unwrap_or_default(), obj.view()))
-            });
-            waker.secrets_changed(&changed);
-            if matches!(event, watcher::Event::InitDone) {
-                synced();
-            }
-            let event = map_event(event, identity_meta::<K>);
-            store.apply_watcher_event(&event);
-            event
+    let mut identities = IdentityFilter::new(store, move |meta: &ObjectMeta| {
+        agents
+            .as_ref()
+            .is_some_and(|agents| has_identity(agents, meta))
+    });
+    // Pages of 100 instead of client-go's 500: a page of full workload objects is held while its
+    // events are processed, and the trimmed views kept meanwhile end up spread over the pages
+    // it occupied (docs/benchmarks.md, "Watching workloads").
+    watcher(
+        api,
+        watcher::Config::default().page_size(WORKLOAD_PAGE_SIZE),
+    )
+    .default_backoff()
+    .map_ok(move |event| {
+        let changed = index.apply(&event, |obj: &K| {
+            Some((obj.namespace().unwrap_or_default(), obj.view()))
+        });
+        waker.secrets_changed(&changed);
+        if matches!(event, watcher::Event::InitDone) {
+            synced();
+        }
+        identities.apply(map_event(event, identity_meta::<K>))
+    })
+    .try_filter_map(|wake| std::future::ready(Ok(wake)))
+}
+
+/// Whether the LatticeAgent cache holds an identity created for the workload `meta` (a
+/// LatticeAgent of its name whose controller owner is its uid).
+fn has_identity(agents: &Store<Guarded>, meta: &ObjectMeta) -> bool {
+    let (Some(name), Some(uid)) = (meta.name.as_deref(), meta.uid.as_deref()) else {
+        return false;
+    };
+    let namespace = meta.namespace.as_deref().unwrap_or_default();
+    agents
+        .get(&ObjectRef::new(name).within(namespace))
+        .is_some_and(|g| {
+            let owners = match &g.0 {
+                Ok(agent) => agent.metadata.owner_references.as_deref(),
+                Err(invalid) => invalid.metadata.owner_references.as_deref(),
+            };
+            owners
+                .unwrap_or_default()
+                .iter()
+                .any(|r| r.controller == Some(true) && r.uid == uid)
         })
-        .applied_objects()
-        .predicate_filter(identity_hash::<K>, PredicateConfig::default())
+}
+
+/// The identity store of one kind, and which of its watch events start an identity reconcile:
+/// those that change a workload's identity-relevant metadata ([`identity_hash`]) and concern an
+/// identity — the workload has `agentlattice.io/` annotations, had them, or is seen for the first
+/// time with an identity in the LatticeAgent cache (its annotations were removed while the
+/// operator was away: the identity must go; that cache has synced before the workloads are
+/// listed, `WorkloadScope::task`). An unannotated workload without an identity starts nothing:
+/// with 10,000 of them, reconciling each at start-up (and remembering a hash per workload, as
+/// kube-runtime's `predicate_filter` does) cost more memory than the workloads' budget
+/// (docs/benchmarks.md, "Watching workloads").
+///
+/// Ordering: the previous version is read from the store **before** the event is applied to it;
+/// read after, every event would compare a workload with itself and none would start a reconcile
+/// (`identity_filter_compares_with_the_version_before_the_event` fails then).
+pub struct IdentityFilter<K: Workload, F> {
+    store: Writer<PartialObjectMeta<K>>,
+    reader: Store<PartialObjectMeta<K>>,
+    has_identity: F,
+}
+
+impl<K: Workload, F: Fn(&ObjectMeta) -> bool> IdentityFilter<K, F> {
+    /// A filter writing `store`; `has_identity` says whether a workload has an identity.
+    pub fn new(store: Writer<PartialObjectMeta<K>>, has_identity: F) -> Self {
+        let reader = store.as_reader();
+        IdentityFilter {
+            store,
+            reader,
+            has_identity,
+        }
+    }
+
+    /// Applies `event` to the store; returns the workload to reconcile, if any.
+    pub fn apply(
+        &mut self,
+        event: watcher::Event<PartialObjectMeta<K>>,
+    ) -> Option<PartialObjectMeta<K>> {
+        let wake = match &event {
+            watcher::Event::Apply(new) | watcher::Event::InitApply(new) => {
+                self.relevant(new).then(|| new.clone())
+            }
+            watcher::Event::Delete(_) | watcher::Event::Init | watcher::Event::InitDone => None,
+        };
+        self.store.apply_watcher_event(&event);
+        wake
+    }
+
+    fn relevant(&self, new: &PartialObjectMeta<K>) -> bool {
+        let old = self.reader.get(&ObjectRef::from_obj(new));
+        let annotated = |m: &PartialObjectMeta<K>| m.metadata.annotations.is_some();
+        match old.as_deref() {
+            Some(old) if identity_hash(old) == identity_hash(new) => false,
+            Some(old) => annotated(old) || annotated(new),
+            None => annotated(new) || (self.has_identity)(&new.metadata),
+        }
+    }
 }
 
 /// What an identity depends on: the workload's uid, its deletion and its annotations.
-fn identity_hash<K: Workload>(obj: &PartialObjectMeta<K>) -> Option<u64> {
+fn identity_hash<K: Workload>(obj: &PartialObjectMeta<K>) -> u64 {
     let meta = &obj.metadata;
     let mut h = DefaultHasher::new();
     (
@@ -206,7 +295,7 @@ fn identity_hash<K: Workload>(obj: &PartialObjectMeta<K>) -> Option<u64> {
         &meta.annotations,
     )
         .hash(&mut h);
-    Some(h.finish())
+    h.finish()
 }
 
 /// What identity reconciles share.
@@ -399,4 +488,68 @@ fn identity_error_policy<K: Workload>(
         "identity reconcile failed"
     );
     Action::requeue(std::time::Duration::from_secs(5))
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::runtime::reflector;
+    use watcher::Event::{Apply, Init, InitApply, InitDone};
+
+    use super::*;
+
+    fn meta(name: &str, uid: &str, capabilities: Option<&str>) -> PartialObjectMeta<Deployment> {
+        ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some("ns".into()),
+            uid: Some(uid.into()),
+            annotations: capabilities.map(|c| {
+                BTreeMap::from([("agentlattice.io/capabilities".to_owned(), c.to_owned())])
+            }),
+            ..Default::default()
+        }
+        .into_response_partial()
+    }
+
+    #[test]
+    fn identity_filter_compares_with_the_version_before_the_event() {
+        let (_, writer) = reflector::store::<PartialObjectMeta<Deployment>>();
+        // "db" (uid u3) has an identity in the LatticeAgent cache.
+        let mut f = IdentityFilter::new(writer, |m: &ObjectMeta| m.uid.as_deref() == Some("u3"));
+        let wakes = |w: Option<PartialObjectMeta<Deployment>>| w.map(|m| m.metadata.name.unwrap());
+        // An annotated workload: its first sight and each change start a reconcile; the same
+        // version again does not.
+        assert_eq!(
+            wakes(f.apply(Apply(meta("web", "u1", Some("a.b"))))),
+            Some("web".into())
+        );
+        assert_eq!(wakes(f.apply(Apply(meta("web", "u1", Some("a.b"))))), None);
+        assert_eq!(
+            wakes(f.apply(Apply(meta("web", "u1", Some("a.c"))))),
+            Some("web".into())
+        );
+        // The annotation removed: its identity must go.
+        assert_eq!(
+            wakes(f.apply(Apply(meta("web", "u1", None)))),
+            Some("web".into())
+        );
+        // Unannotated and staying so, or new and unannotated: nothing to do.
+        assert_eq!(wakes(f.apply(Apply(meta("web", "u1", None)))), None);
+        assert_eq!(wakes(f.apply(Apply(meta("api", "u2", None)))), None);
+        // A re-list: a workload known and unchanged starts nothing; one seen for the first time
+        // without annotations but with an identity is looked at (its annotations were removed
+        // meanwhile), one without an identity is not.
+        assert_eq!(wakes(f.apply(Init)), None);
+        assert_eq!(wakes(f.apply(InitApply(meta("api", "u2", None)))), None);
+        assert_eq!(
+            wakes(f.apply(InitApply(meta("db", "u3", None)))),
+            Some("db".into())
+        );
+        assert_eq!(wakes(f.apply(InitApply(meta("cache", "u5", None)))), None);
+        assert_eq!(wakes(f.apply(InitDone)), None);
+        // A workload re-created under the same name (another uid) is a change.
+        assert_eq!(
+            wakes(f.apply(Apply(meta("db", "u4", Some("a.b"))))),
+            Some("db".into())
+        );
+    }
 }

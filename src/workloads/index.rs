@@ -20,9 +20,11 @@ fn key(namespace: &str, name: &str) -> Key {
 
 #[derive(Debug, Default)]
 struct Views {
-    by_name: HashMap<Key, Arc<WorkloadView>>,
-    /// Secret → the workloads reading its key.
-    by_secret: HashMap<Key, BTreeSet<Key>>,
+    by_name: HashMap<Key, WorkloadView>,
+    /// Secret → the workloads reading its key, sorted. A `Vec`, not a `BTreeSet`: most Secrets
+    /// have one or two consumers, and a B-tree allocates a node of eleven slots for one (1.7 KiB
+    /// per Deployment became 1.2 with this and the identity filter, docs/benchmarks.md).
+    by_secret: HashMap<Key, Vec<Key>>,
 }
 
 impl Views {
@@ -31,10 +33,10 @@ impl Views {
     fn put(&mut self, namespace: &str, name: &str, view: Option<WorkloadView>) -> Vec<Key> {
         let k = key(namespace, name);
         let old = match &view {
-            Some(v) => self.by_name.insert(k.clone(), Arc::new(v.clone())),
+            Some(v) => self.by_name.insert(k.clone(), v.clone()),
             None => self.by_name.remove(&k),
         };
-        if old.as_deref() == view.as_ref() {
+        if old.as_ref() == view.as_ref() {
             return Vec::new();
         }
         let secrets = |v: Option<&WorkloadView>| -> BTreeSet<Key> {
@@ -42,21 +44,21 @@ impl Views {
                 .flat_map(|v| v.uses.iter().map(|(s, _)| key(namespace, s)))
                 .collect()
         };
-        let before = secrets(old.as_deref());
+        let before = secrets(old.as_ref());
         let after = secrets(view.as_ref());
         for s in before.difference(&after) {
-            if let Some(set) = self.by_secret.get_mut(s) {
-                set.remove(&k);
-                if set.is_empty() {
+            if let Some(names) = self.by_secret.get_mut(s) {
+                names.retain(|n| *n != k);
+                if names.is_empty() {
                     self.by_secret.remove(s);
                 }
             }
         }
         for s in &after {
-            self.by_secret
-                .entry(s.clone())
-                .or_default()
-                .insert(k.clone());
+            let names = self.by_secret.entry(s.clone()).or_default();
+            if let Err(at) = names.binary_search(&k) {
+                names.insert(at, k.clone());
+            }
         }
         // Every Secret it read or reads: its consumer there appeared, went, or changed.
         before.union(&after).cloned().collect()
