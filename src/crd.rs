@@ -418,7 +418,30 @@ fn printer_columns() -> Vec<CustomResourceColumnDefinition> {
             ".metadata.creationTimestamp",
             "When the resource was created",
         ),
+        // `-o wide` only: where a key's retirement stands, and the schedule.
+        wide(column(
+            "Rotating",
+            "string",
+            ".status.conditions[?(@.type==\"Rotating\")].reason",
+            "Key retirement: Idle, or what the old key waits for",
+        )),
+        // A string, not a date: a date column shows an age, and a future time's age is
+        // "<invalid>" (the API server's HumanDuration).
+        wide(column(
+            "Next rotation",
+            "string",
+            ".status.nextRotationTime",
+            "When the schedule rotates the key next",
+        )),
     ]
+}
+
+/// A column `kubectl get` shows only with `-o wide`.
+fn wide(column: CustomResourceColumnDefinition) -> CustomResourceColumnDefinition {
+    CustomResourceColumnDefinition {
+        priority: Some(1),
+        ..column
+    }
 }
 
 fn refine_schema(root: &mut JSONSchemaProps) {

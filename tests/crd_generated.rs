@@ -115,8 +115,23 @@ fn crd_has_the_promised_shape() {
             ("Secret", "string", ".status.secretName"),
             ("Key age", "date", ".status.activeKey.createdAt"),
             ("Age", "date", ".metadata.creationTimestamp"),
+            (
+                "Rotating",
+                "string",
+                ".status.conditions[?(@.type==\"Rotating\")].reason"
+            ),
+            ("Next rotation", "string", ".status.nextRotationTime"),
         ]
     );
+    // Rotating and Next rotation only with `kubectl get -o wide`.
+    let wide: Vec<&str> = version["additionalPrinterColumns"]
+        .as_array()
+        .expect("printer columns")
+        .iter()
+        .filter(|c| c["priority"].as_i64().unwrap_or(0) > 0)
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(wide, ["Rotating", "Next rotation"]);
     let root = &version["schema"]["openAPIV3Schema"];
     let s = &root["properties"]["spec"]["properties"];
     assert_eq!(s["agentName"]["maxLength"], 63);

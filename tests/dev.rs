@@ -366,6 +366,19 @@ fn dev_stays_up_and_kubectl_annotate_rotates_the_key() {
     for name in ["deploy-bot", "web", "api", "reporter", "ledger"] {
         assert!(listed.contains(name), "{listed}");
     }
+    // `-o wide` adds where key retirement stands and the schedule; the plain list does not.
+    assert!(!listed.contains("ROTATING"), "{listed}");
+    let wide = kubectl(
+        &dir.0,
+        &kubeconfig,
+        &["get", "latticeagents", "-A", "-o", "wide"],
+    );
+    let header = wide.lines().next().unwrap_or_default();
+    assert!(
+        header.contains("ROTATING") && header.contains("NEXT ROTATION"),
+        "{wide}"
+    );
+    assert!(wide.contains("Idle"), "{wide}");
 
     // The annotated Deployment's identity, rotated the way a user would.
     kubectl(

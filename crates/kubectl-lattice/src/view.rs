@@ -45,13 +45,15 @@ pub struct AgentRow {
     /// When the schedule rotates the key next.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_rotation: Option<Timestamp>,
+    /// The workloads whose pods read the key (`status.consumers`).
+    pub consumers: usize,
+    /// How many of them do not run with the key in the Secret yet.
+    pub consumers_lagging: usize,
     /// When the LatticeAgent was created.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Timestamp>,
-    // EXTENSION POINT (provisioner, consumers): when LatticeAgent status gains the provisioner
-    // and the consumers (issue 14, "once they exist"), add `provisioner` and `consumers` fields
-    // here, filled in `AgentRow::of`, and their columns in `list_table`. Do not invent them
-    // before the status fields exist.
+    // EXTENSION POINT (provisioner): when LatticeAgent status gains the provisioner, add a
+    // `provisioner` field here, filled in `AgentRow::of`, and its column in `list_table`.
 }
 
 fn condition<'a>(a: &'a LatticeAgent, type_: &str) -> Option<&'a Condition> {
@@ -78,7 +80,22 @@ impl AgentRow {
             key_last_used_at: None,
             retiring_keys: status.retiring_keys.len(),
             next_rotation: status.next_rotation_time,
+            consumers: status.consumers.len(),
+            consumers_lagging: status
+                .consumers
+                .iter()
+                .filter(|c| c.key != "Current")
+                .count(),
             created_at: a.metadata.creation_timestamp.as_ref().map(|t| t.0),
+        }
+    }
+
+    /// `2`, or `2 (1 lagging)` while some do not run with the current key; empty for none.
+    fn consumers_cell(&self) -> String {
+        match (self.consumers, self.consumers_lagging) {
+            (0, _) => String::new(),
+            (n, 0) => n.to_string(),
+            (n, l) => format!("{n} ({l} lagging)"),
         }
     }
 
@@ -124,6 +141,7 @@ impl AgentRow {
             self.next_rotation
                 .map(|t| time::relative(t, now))
                 .unwrap_or_default(),
+            self.consumers_cell(),
             opt_age(self.created_at),
         ]);
         cells
@@ -145,6 +163,7 @@ pub fn list_header(with_namespace: bool) -> Vec<&'static str> {
         "last used",
         "retiring",
         "next rotation",
+        "consumers",
         "age",
     ]);
     h
@@ -298,9 +317,37 @@ pub struct ShowView {
     /// Set when the events could not be read (e.g. not allowed).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub events_unavailable: Option<String>,
-    // EXTENSION POINT (consumers): when LatticeAgent status lists the workloads that consume the
-    // Secret and their rollout state, add `consumers: Vec<ConsumerView>` here, fill it in
-    // `ShowView::of`, and print it in `show_text` after the keys.
+    /// The workloads whose pods read the key, and whether they run with the current one.
+    pub consumers: Vec<ConsumerView>,
+}
+
+/// A workload whose pods read the key (docs/workloads.md §2).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsumerView {
+    /// `Deployment`, `StatefulSet` or `DaemonSet`.
+    pub kind: String,
+    /// Its name.
+    pub name: String,
+    /// `Environment`, `File` or `SubPathFile`.
+    pub reads: String,
+    /// `Current`, `RollingOut`, `Syncing`, `Stale` or `Stuck`.
+    pub key: String,
+    /// The key id the operator last restarted it for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restarted_for: Option<String>,
+}
+
+/// What a consumer's key state means, in a few words.
+fn consumer_state(key: &str) -> &str {
+    match key {
+        "Current" => "runs with the current key",
+        "RollingOut" => "restarted for the current key, rolling out",
+        "Syncing" => "mounted file, the kubelet is refreshing it",
+        "Stale" => "holds an old key",
+        "Stuck" => "rollout stuck: holds an old key",
+        other => other,
+    }
 }
 
 /// What a condition's reason means, in a sentence (the operator's message has the details).
@@ -358,6 +405,13 @@ pub fn meaning(type_: &str, status: &str, reason: &str) -> String {
              and at the latest at its revoke-by time."
         }
         ("Rotating", "RevokingOldKey") => "An old key is being revoked now.",
+        ("Rotating", "WaitingForConsumers") => {
+            "An old key waits until every workload that reads the key runs with the new one."
+        }
+        ("Rotating", "ConsumersWillLoseAccess") => {
+            "Some workloads will not have the new key when the old one is revoked at the maximum \
+             grace period: restart them, or set spec.restartOnRotation."
+        }
         _ if status == "True" => return format!("{type_} ({reason})."),
         _ => return format!("Not {type_}: {reason}."),
     };
@@ -445,6 +499,17 @@ impl ShowView {
             conditions,
             events,
             events_unavailable,
+            consumers: status
+                .consumers
+                .iter()
+                .map(|c| ConsumerView {
+                    kind: c.kind.clone(),
+                    name: c.name.clone(),
+                    reads: c.reads.clone(),
+                    key: c.key.clone(),
+                    restarted_for: c.restarted_for.clone(),
+                })
+                .collect(),
         }
     }
 }
@@ -542,6 +607,24 @@ pub fn show_text(v: &ShowView, now: Timestamp) -> String {
         out.push_str(&t.render("  "));
     }
 
+    out.push_str("\nConsumers:\n");
+    if v.consumers.is_empty() {
+        out.push_str(
+            "  none (no Deployment, StatefulSet or DaemonSet of the namespace reads the key)\n",
+        );
+    } else {
+        let mut t = Table::new(["workload", "reads", "key", "restarted for"]);
+        for c in &v.consumers {
+            t.row([
+                format!("{}/{}", c.kind, c.name),
+                c.reads.clone(),
+                format!("{} ({})", c.key, consumer_state(&c.key)),
+                c.restarted_for.clone().unwrap_or_default(),
+            ]);
+        }
+        out.push_str(&t.render("  "));
+    }
+
     out.push_str("\nConditions:\n");
     if v.conditions.is_empty() {
         out.push_str("  none yet (the operator has not reconciled it)\n");
@@ -607,6 +690,11 @@ mod tests {
                     "revokeAfter": "2026-11-23T10:05:00Z", "revokeBy": "2026-11-24T09:55:00Z"}],
                 "nextRotationTime": "2026-12-23T09:00:00Z",
                 "lastRotationTime": "2026-11-23T09:55:00Z",
+                "consumers": [
+                    {"kind": "Deployment", "name": "web", "reads": "Environment",
+                     "key": "RollingOut", "restartedFor": "k2"},
+                    {"kind": "StatefulSet", "name": "ledger", "reads": "File", "key": "Current"}
+                ],
                 "conditions": [
                     {"type": "Rotating", "status": "True", "reason": "WaitingForOldKeyUnused",
                      "message": "key Efgh5678 was last used at 2026-11-23T09:58:00.123456789Z; revoked once unused for 10m",
@@ -643,6 +731,7 @@ mod tests {
                 "",
                 "1",
                 "in 29d",
+                "2 (1 lagging)",
                 "60m",
             ]
         );
@@ -654,13 +743,15 @@ mod tests {
         assert_eq!(
             text.lines().nth(1),
             Some(
-                "deploy-bot   —       —       —     —         —           —          —               60m"
+                "deploy-bot   —       —       —     —         —           —          —               —           60m"
             )
         );
         let json = serde_json::to_value(AgentRow::of(&agent())).unwrap();
         assert_eq!(json["keyPrefix"], "Abcd1234");
         assert_eq!(json["keyCreatedAt"], "2026-11-23T09:55:00Z");
         assert_eq!(json["retiringKeys"], 1);
+        assert_eq!(json["consumers"], 2);
+        assert_eq!(json["consumersLagging"], 1);
         assert!(json.get("keyLastUsedAt").is_none());
     }
 
@@ -687,6 +778,8 @@ mod tests {
             "  Ready: True (AgentReady), since 59m ago",
             "    The workload has a working key in its Secret.",
             "Events:\n  none",
+            "  Deployment/web       Environment   RollingOut (restarted for the current key, rolling out)   k2",
+            "  StatefulSet/ledger   File          Current (runs with the current key)                       —",
         ] {
             assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
         }
@@ -718,6 +811,8 @@ mod tests {
             ("Rotating", "WaitingForGracePeriod"),
             ("Rotating", "WaitingForOldKeyUnused"),
             ("Rotating", "RevokingOldKey"),
+            ("Rotating", "WaitingForConsumers"),
+            ("Rotating", "ConsumersWillLoseAccess"),
         ] {
             let m = meaning(type_, "False", reason);
             assert!(

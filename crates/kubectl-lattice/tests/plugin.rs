@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::api::rbac::v1::{ClusterRole, RoleBinding};
 use kube::api::{Api, PostParams};
@@ -158,6 +159,25 @@ async fn list_and_show_print_golden_tables() {
             .map(|_| ())
     })
     .await;
+    // A Deployment that reads deploy-bot's key from the environment: its consumer.
+    let web: Deployment = serde_json::from_value(serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "web", "image": "web:1",
+                    "envFrom": [{"secretRef": {"name": "deploy-bot-agent-key"}}]}]}}},
+    }))
+    .expect("a Deployment");
+    Api::<Deployment>::namespaced(w.client.clone(), &ns)
+        .create(&PostParams::default(), &web)
+        .await
+        .expect("create the Deployment");
+    wait_until("deploy-bot's consumer", || async {
+        let s = w.get("deploy-bot").await.status?;
+        (!s.consumers.is_empty()).then_some(())
+    })
+    .await;
     let mut names = key_names(&w, "deploy-bot", "deploy-bot").await;
     names.extend(key_names(&w, "reporter", "reporter").await);
 
@@ -166,10 +186,10 @@ async fn list_and_show_print_golden_tables() {
         "list",
         &mask(&list.stdout, &names),
         "
-NAME | AGENT | READY | KEY | KEY AGE | LAST USED | RETIRING | NEXT ROTATION | AGE
-deploy-bot | plugin-list-deploy-bot | True | <deploy-bot-key> | <t> | — | — | in <t> | <t>
-reporter | plugin-list-reporter | True | <reporter-key> | <t> | — | 1 | — | <t>
-taken | — | False (SecretConflict) | — | — | — | — | — | <t>",
+NAME | AGENT | READY | KEY | KEY AGE | LAST USED | RETIRING | NEXT ROTATION | CONSUMERS | AGE
+deploy-bot | plugin-list-deploy-bot | True | <deploy-bot-key> | <t> | — | — | in <t> | 1 | <t>
+reporter | plugin-list-reporter | True | <reporter-key> | <t> | — | 1 | — | — | <t>
+taken | — | False (SecretConflict) | — | — | — | — | — | — | <t>",
     );
 
     let rotating = plugin(&kc, &ns, &["list", "--rotating"]).await.ok();
@@ -177,16 +197,16 @@ taken | — | False (SecretConflict) | — | — | — | — | — | <t>",
         "list --rotating",
         &mask(&rotating.stdout, &names),
         "
-NAME | AGENT | READY | KEY | KEY AGE | LAST USED | RETIRING | NEXT ROTATION | AGE
-reporter | plugin-list-reporter | True | <reporter-key> | <t> | — | 1 | — | <t>",
+NAME | AGENT | READY | KEY | KEY AGE | LAST USED | RETIRING | NEXT ROTATION | CONSUMERS | AGE
+reporter | plugin-list-reporter | True | <reporter-key> | <t> | — | 1 | — | — | <t>",
     );
     let not_ready = plugin(&kc, &ns, &["list", "--not-ready"]).await.ok();
     assert_golden(
         "list --not-ready",
         &mask(&not_ready.stdout, &names),
         "
-NAME | AGENT | READY | KEY | KEY AGE | LAST USED | RETIRING | NEXT ROTATION | AGE
-taken | — | False (SecretConflict) | — | — | — | — | — | <t>",
+NAME | AGENT | READY | KEY | KEY AGE | LAST USED | RETIRING | NEXT ROTATION | CONSUMERS | AGE
+taken | — | False (SecretConflict) | — | — | — | — | — | — | <t>",
     );
     let both = plugin(&kc, &ns, &["list", "--not-ready", "--rotating"])
         .await
@@ -251,6 +271,10 @@ Deletion policy: | Revoke
 Keys:
   STATE | PREFIX | CREATED | RETIRING SINCE | LAST USED | DEPRECATED | REVOKE AFTER | REVOKE BY
   active | <deploy-bot-key> | <t> ago | — | — | — | — | —
+
+Consumers:
+  WORKLOAD | READS | KEY | RESTARTED FOR
+  Deployment/web | Environment | Current (runs with the current key) | —
 
 Conditions:
   Ready: True (AgentReady), since <t> ago
