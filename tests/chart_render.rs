@@ -576,6 +576,13 @@ fn the_chart_crds_are_the_generated_crds() {
         "charts/lattice-operator/crds must hold exactly the files of crds/"
     );
     let generated = lattice_operator::crd::crd_yaml().expect("the CRD serialises");
+    for (name, yaml) in lattice_operator::crd::all_crd_yaml().expect("the CRDs serialise") {
+        let b = std::fs::read_to_string(chart.join(name)).unwrap_or_default();
+        assert!(
+            b == yaml,
+            "the chart's {name} is not what the code generates; regenerate it with:\n\n    {SYNC}\n"
+        );
+    }
     for name in names(&top) {
         let a = std::fs::read_to_string(top.join(&name)).expect("read crds/");
         let b = std::fs::read_to_string(chart.join(&name)).expect("read the chart's crds/");
@@ -594,9 +601,16 @@ fn the_chart_crds_are_the_generated_crds() {
     // Helm sees it as a CRD of the chart (installed before the templates, never templated).
     let responses = helm(&[json!({"op": "chart"}), render_request(&Value::Null)]);
     let crds = responses[0]["ok"]["crds"].as_array().expect("crds");
-    assert_eq!(crds.len(), 1);
-    assert_eq!(crds[0]["name"], "crds/latticeagents.agentlattice.io.yaml");
-    assert_eq!(crds[0]["data"], generated.as_str());
+    let all = lattice_operator::crd::all_crd_yaml().expect("the CRDs serialise");
+    assert_eq!(crds.len(), all.len());
+    for (name, yaml) in &all {
+        let shipped = crds
+            .iter()
+            .find(|c| c["name"] == format!("crds/{name}"))
+            .unwrap_or_else(|| panic!("the chart ships crds/{name}"));
+        assert_eq!(shipped["data"], yaml.as_str());
+    }
+    assert!(all.iter().any(|(_, y)| y == &generated));
     let r = Rendered::from_response(&responses[1]);
     assert!(r.all("CustomResourceDefinition").is_empty());
 }
