@@ -68,6 +68,10 @@ pub struct Options {
     pub consumers: ConsumerSettings,
     /// Identities for annotated workloads.
     pub identities: bool,
+    /// The default provisioner's policy.
+    pub default_policy: lattice_operator::plan::policy::Policy,
+    /// `--cluster-name`.
+    pub cluster_name: Option<String>,
 }
 
 impl Default for Options {
@@ -89,6 +93,8 @@ impl Default for Options {
                 kubelet_sync_period: SignedDuration::from_secs(1),
             },
             identities: true,
+            default_policy: lattice_operator::plan::policy::Policy::any_capability(),
+            cluster_name: None,
         }
     }
 }
@@ -197,10 +203,11 @@ impl World {
     pub fn settings(&self, options: &Options) -> Settings {
         Settings {
             base_url: self.emu.base_url(),
-            cluster_name: None,
+            cluster_name: options.cluster_name.clone(),
             resync_interval: options.resync,
             service_key_retry: options.service_key_retry,
             consumers: options.consumers.clone(),
+            default_policy: options.default_policy.clone(),
         }
     }
 
