@@ -464,6 +464,7 @@ async fn a_service_key_replaced_in_place_under_100_agents_disrupts_nothing() {
     for i in 0..100 {
         w.wait_settled(&format!("bot-{i:03}"), true).await;
     }
+    // The provisioner counts them (at its next check: the Secret change below triggers one).
 
     // The key is replaced in place in its Secret; then the old one is revoked at AgentLattice.
     let new = w.emu.create_service_key("team-2");
@@ -472,6 +473,7 @@ async fn a_service_key_replaced_in_place_under_100_agents_disrupts_nothing() {
         let p = provisioners(&w).get("team").await.ok()?;
         let s = p.status?;
         (s.service_key_prefix.as_deref() == Some(new.key_prefix.as_str())
+            && s.agents == Some(100)
             && s.conditions
                 .iter()
                 .any(|c| c.type_ == "Ready" && c.status == "True"))
@@ -659,5 +661,101 @@ async fn suspending_a_provisioner_halts_its_agents_and_resuming_restores_exactly
     // The agent halted for its own reason stays halted.
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(status_of("bot-own"), Some(EmuStatus::Halted));
+    w.stop_operator().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_provisioner_serves_the_namespaces_it_selects_with_its_own_key() {
+    let (mut w, editor) = world().await;
+    let svc = w.emu.create_service_key("platform");
+    put_key(&w, TEAM, "platform-key", &svc.api_key, true).await;
+    let namespaces = Api::<k8s_openapi::api::core::v1::Namespace>::all(w.client.clone());
+    namespaces
+        .patch(
+            TEAM,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"lattice-tenant": "yes"}}})),
+        )
+        .await
+        .expect("namespace labelled");
+    let platform: ClusterLatticeProvisioner = serde_json::from_value(json!({
+        "apiVersion": "agentlattice.io/v1alpha1", "kind": "ClusterLatticeProvisioner",
+        "metadata": {"name": "platform"},
+        "spec": {
+            "serviceKeySecretRef": {"namespace": TEAM, "name": "platform-key"},
+            "policy": {"capabilities": ["observe.*"]},
+            "namespaces": {"selector": {"matchLabels": {"lattice-tenant": "yes"}}},
+        },
+    }))
+    .expect("cluster provisioner");
+    let clusterwide: Api<ClusterLatticeProvisioner> = Api::all(w.client.clone());
+    clusterwide
+        .create(&PostParams::default(), &platform)
+        .await
+        .expect("cluster provisioner created");
+    w.start_operator(Options::default()).await;
+    let platform_ref = json!({"kind": "ClusterLatticeProvisioner", "name": "platform"});
+    Api::<LatticeAgent>::namespaced(editor, TEAM)
+        .create(
+            &PostParams::default(),
+            &agent(
+                "watcher",
+                json!({"provisionerRef": platform_ref, "capabilities": ["observe.metrics"]}),
+            ),
+        )
+        .await
+        .expect("the editor creates it");
+    let (a, secret) = w.wait_settled("watcher", true).await;
+    assert_eq!(
+        a.status.and_then(|s| s.provisioner).as_deref(),
+        Some("ClusterLatticeProvisioner/platform")
+    );
+    assert_eq!(
+        emulator_agent(&w, "payments-watcher")
+            .expect("registered")
+            .created_by,
+        svc.id
+    );
+    assert!(w.whoami_with(&secret).await.is_ok());
+    // Its status: Ready, the key's prefix; the agent count at a later check (a change of its
+    // Secret's metadata asks for one).
+    Api::<Secret>::namespaced(w.client.clone(), TEAM)
+        .patch(
+            "platform-key",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"touched": "1"}}})),
+        )
+        .await
+        .expect("touched");
+    wait_until("the cluster provisioner reports", || async {
+        let s = clusterwide.get("platform").await.ok()?.status?;
+        (s.agents == Some(1)
+            && s.service_key_prefix.as_deref() == Some(svc.key_prefix.as_str())
+            && s.conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True"))
+        .then_some(())
+    })
+    .await;
+    // The label goes: the namespace is no longer allowed; the agent says so at its next
+    // reconcile (here an edit), and nothing is called for it.
+    namespaces
+        .patch(
+            TEAM,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"lattice-tenant": null}}})),
+        )
+        .await
+        .expect("label removed");
+    w.agents()
+        .patch(
+            "watcher",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"description": "changed"}})),
+        )
+        .await
+        .expect("edited");
+    w.wait_condition("watcher", "Ready", "False", Some("ProvisionerNotAllowed"))
+        .await;
     w.stop_operator().await;
 }
