@@ -58,6 +58,12 @@ struct Object {
     namespaces: Option<crate::crd::NamespaceRule>,
 }
 
+/// What the watch last saw of a provisioner: its generation and its readiness.
+type Seen = (Option<i64>, Option<String>);
+
+/// Where one cache of LatticeProvisioners is fed from: its scope (a namespace, or all).
+type ScopedWriter = (Option<String>, reflector::store::Writer<LatticeProvisioner>);
+
 /// Builds the AgentLattice client configuration for a base URL (timeouts, rate limit, metrics).
 pub type ConfigFor = Arc<dyn Fn(&str) -> ClientConfig + Send + Sync>;
 
@@ -69,7 +75,7 @@ pub struct Provisioners {
     config_for: ConfigFor,
     /// One cache per watched namespace (or one for the cluster), like the LatticeAgents'.
     namespaced: Vec<Store<LatticeProvisioner>>,
-    namespaced_writers: Mutex<Vec<(Option<String>, reflector::store::Writer<LatticeProvisioner>)>>,
+    namespaced_writers: Mutex<Vec<ScopedWriter>>,
     cluster: Store<ClusterLatticeProvisioner>,
     cluster_writer: Mutex<Option<reflector::store::Writer<ClusterLatticeProvisioner>>>,
     backends: Mutex<HashMap<ProvisionerId, (Source, Arc<AgentLattice>)>>,
@@ -78,7 +84,7 @@ pub struct Provisioners {
     /// which the checker writes itself: that would be a loop).
     to_check: broadcast::Sender<ProvisionerId>,
     /// Per provisioner, the generation and readiness last seen by the watch.
-    seen: Mutex<HashMap<ProvisionerId, (Option<i64>, Option<String>)>>,
+    seen: Mutex<HashMap<ProvisionerId, Seen>>,
     agent_stores: Mutex<Vec<Store<Guarded>>>,
     /// How often a Ready provisioner's key is checked again.
     recheck: Duration,
