@@ -205,7 +205,7 @@ impl Provisioners {
                 name_prefix: object.policy.agent_names.prefix.clone(),
             },
             namespace_allowed,
-            readiness: readiness(&object.status, object.generation),
+            readiness: readiness(&object.status),
             suspended: object.suspended,
             base_url: object.source.base_url.clone(),
         })
@@ -232,13 +232,9 @@ impl Provisioners {
             return Arc::clone(&self.default);
         }
         match self.object(id) {
-            Some(object) => self.provider_backend(id, &object.source),
+            Some(object) => self.agentlattice(id, &object.source),
             None => Arc::new(Unavailable(format!("provisioner {id} does not exist"))),
         }
-    }
-
-    fn provider_backend(&self, id: &ProvisionerId, source: &Source) -> Arc<dyn Backend> {
-        self.agentlattice(id, source)
     }
 
     fn agentlattice(&self, id: &ProvisionerId, source: &Source) -> Arc<AgentLattice> {
@@ -308,16 +304,25 @@ impl Provisioners {
             return;
         };
         let previous = seen.insert(object.id.clone(), (object.generation, ready.clone()));
-        match previous {
-            Some((generation, _)) if generation == object.generation => {
-                if previous.is_some_and(|(_, r)| r != ready) {
-                    let _ = self.changes.send(object.id);
-                }
-            }
-            _ => {
-                let _ = self.to_check.send(object.id.clone());
-                let _ = self.changes.send(object.id);
-            }
+        let (generation_changed, readiness_changed) = match &previous {
+            None => (true, true),
+            Some((generation, r)) => (*generation != object.generation, *r != ready),
+        };
+        if generation_changed {
+            let _ = self.to_check.send(object.id.clone());
+        }
+        if generation_changed || readiness_changed {
+            let _ = self.changes.send(object.id);
+        }
+    }
+
+    /// A provisioner that is gone: its backend and what the watch saw of it are dropped.
+    fn forget(&self, id: &ProvisionerId) {
+        if let Ok(mut backends) = self.backends.lock() {
+            backends.remove(id);
+        }
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.remove(id);
         }
     }
 
@@ -452,7 +457,11 @@ impl Provisioners {
                         let next = match self.check(&id).await {
                             Some(true) => now + self.recheck,
                             Some(false) => now + self.retry,
-                            None => { due.remove(&id); continue; }
+                            None => {
+                                self.forget(&id);
+                                due.remove(&id);
+                                continue;
+                            }
                         };
                         due.insert(id, next);
                     }
@@ -477,8 +486,10 @@ impl Provisioners {
         ids
     }
 
-    /// One check of `id`: `Some(ready)`, or `None` when it is gone. Writes its status when it
-    /// changed (and `lastChecked` with every check).
+    /// One check of `id`: `Some(ready)`, or `None` when it is gone. Writes its status (one patch
+    /// per check: `lastChecked` moves; checks come once per resync interval while ready, once per
+    /// `--service-key-retry` while not, and at once when its spec or Secret changes or a call
+    /// with its key is rejected).
     async fn check(&self, id: &ProvisionerId) -> Option<bool> {
         let object = self.object(id)?;
         let backend = self.agentlattice(id, &object.source);
@@ -512,7 +523,6 @@ impl Provisioners {
                 .as_ref()
                 .map(|(p, _)| p.clone())
                 .or(previous.service_key_prefix.clone()),
-            service_key_id: previous.service_key_id.clone(),
             service_key_created: key_info
                 .as_ref()
                 .map(|(_, t)| Timestamp::from_second(t.as_second()).unwrap_or(*t))
@@ -570,10 +580,10 @@ fn readiness_is_ready(status: &ProvisionerStatus) -> bool {
     conditions::find(&status.conditions, conditions::READY).is_some_and(|c| c.status == "True")
 }
 
-/// The readiness the policy sees: `Ready` as last written, unknown until the first check of the
-/// current generation... a condition of an older generation still counts (the key did not change
-/// with the spec unless the Secret reference did, which the next check reports within a tick).
-fn readiness(status: &ProvisionerStatus, _generation: Option<i64>) -> Readiness {
+/// The readiness the policy sees: the `Ready` condition as last written by the checker, unknown
+/// before its first check (a new provisioner does not block its agents; a bad key then fails
+/// their first call, which asks for a check at once).
+fn readiness(status: &ProvisionerStatus) -> Readiness {
     match conditions::find(&status.conditions, conditions::READY) {
         None => Readiness::Unknown,
         Some(Condition { status, .. }) if status == "True" => Readiness::Ready,

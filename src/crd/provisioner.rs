@@ -192,12 +192,11 @@ pub struct ProvisionerStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agents: Option<i64>,
     /// The public prefix of the service key (8 characters after `al_svc_`; never the key).
+    /// Its id is not shown: AgentLattice does not tell a service key its own id (no service-key
+    /// endpoint); each LatticeAgent's `status.serviceKeyId` has the id of the key that
+    /// registered it (AgentLattice's `created_by`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_key_prefix: Option<String>,
-    /// The id of the service key at AgentLattice, once an agent registered with it reported it
-    /// (AgentLattice does not tell a service key its own id otherwise).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub service_key_id: Option<String>,
     /// When the current service key was written to its Secret (or first seen there).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "super::date_time_schema")]
