@@ -34,7 +34,7 @@ pub enum Command {
     /// Quick start: an in-process Kubernetes API server simulator and AgentLattice emulator, with
     /// the operator running against them and `examples/` applied.
     Dev(DevArgs),
-    /// Print the CustomResourceDefinition YAML, or write it under a directory.
+    /// Print the CustomResourceDefinitions (YAML documents), or write them under a directory.
     Crd(CrdArgs),
 }
 
@@ -243,10 +243,11 @@ pub struct DevArgs {
     pub operator: OperatorArgs,
 }
 
-/// `crd`: the generated CRD.
+/// `crd`: the generated CRDs.
 #[derive(clap::Args, Debug, Clone)]
 pub struct CrdArgs {
-    /// Write `latticeagents.agentlattice.io.yaml` into this directory instead of printing it.
+    /// Write the CRDs (`latticeagents.agentlattice.io.yaml`, `latticeprovisioners…`,
+    /// `clusterlatticeprovisioners…`) into this directory instead of printing them.
     #[arg(long)]
     pub output: Option<PathBuf>,
 }
