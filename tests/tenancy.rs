@@ -348,8 +348,14 @@ async fn a_namespace_editor_is_held_to_the_provisioner_policy() {
     match e {
         kube::Error::Api(s) => {
             assert_eq!(s.code, 422);
+            // Upstream's form for a failed root-level rule with reason FieldValueForbidden.
+            assert_eq!(s.reason, "Invalid");
             assert!(
-                s.message.contains("spec.provisionerRef cannot change"),
+                s.message
+                    .starts_with("LatticeAgent.agentlattice.io \"ok\" is invalid: ")
+                    && s.message.contains(
+                        "Forbidden: spec.provisionerRef cannot change once the agent is registered"
+                    ),
                 "{}",
                 s.message
             );
