@@ -64,6 +64,9 @@ type Seen = (Option<i64>, Option<String>);
 /// Where one cache of LatticeProvisioners is fed from: its scope (a namespace, or all).
 type ScopedWriter = (Option<String>, reflector::store::Writer<LatticeProvisioner>);
 
+/// The longest a reconcile waits for the provisioner caches to list after a start.
+const SYNC_WAIT: Duration = Duration::from_secs(10);
+
 /// Builds the AgentLattice client configuration for a base URL (timeouts, rate limit, metrics).
 pub type ConfigFor = Arc<dyn Fn(&str) -> ClientConfig + Send + Sync>;
 
@@ -86,6 +89,10 @@ pub struct Provisioners {
     /// Per provisioner, the generation and readiness last seen by the watch.
     seen: Mutex<HashMap<ProvisionerId, Seen>>,
     agent_stores: Mutex<Vec<Store<Guarded>>>,
+    /// How many provisioner caches have listed once, of [`Provisioners::caches`].
+    synced: tokio::sync::watch::Sender<usize>,
+    /// The provisioner caches: one per namespace scope, and the cluster one.
+    caches: usize,
     /// How often a Ready provisioner's key is checked again.
     recheck: Duration,
     /// How long after a missing or rejected key it is checked again (a change of its Secret or
@@ -125,6 +132,7 @@ impl Provisioners {
             writers.push((scope, writer));
         }
         let (cluster, cw) = reflector::store();
+        let caches = namespaced.len() + 1;
         Provisioners {
             client,
             default,
@@ -139,6 +147,8 @@ impl Provisioners {
             to_check: broadcast::channel(4096).0,
             seen: Mutex::new(HashMap::new()),
             agent_stores: Mutex::new(Vec::new()),
+            synced: tokio::sync::watch::channel(0).0,
+            caches,
             recheck,
             retry,
         }
@@ -186,6 +196,7 @@ impl Provisioners {
         if id == ProvisionerId::Default {
             return Resolution::default_provisioner(default_policy.clone(), &self.default_base_url);
         }
+        self.wait_synced().await;
         let Some(object) = self.object(&id) else {
             return Resolution::NotFound(id, "does not exist".to_owned());
         };
@@ -209,6 +220,24 @@ impl Provisioners {
             suspended: object.suspended,
             base_url: object.source.base_url.clone(),
         })
+    }
+
+    /// Waits until every provisioner cache has listed once, so that a reconcile right after a
+    /// start does not report an existing provisioner as not found (a Warning event and a
+    /// `Ready` flip on every agent at each restart). At most [`SYNC_WAIT`]: without the CRDs or
+    /// the RBAC to list them the caches never sync, and the agents naming a provisioner are then
+    /// refused with `ProvisionerNotFound` rather than held forever.
+    async fn wait_synced(&self) {
+        let mut rx = self.synced.subscribe();
+        let caches = self.caches;
+        let _ = tokio::time::timeout(SYNC_WAIT, rx.wait_for(|n| *n >= caches)).await;
+    }
+
+    /// A cache listed for the first time (`done` makes it count once).
+    fn cache_synced(&self, done: &std::sync::atomic::AtomicBool) {
+        if !done.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            self.synced.send_modify(|n| *n += 1);
+        }
     }
 
     async fn namespace_labels(&self, namespace: &str) -> Option<BTreeMap<String, String>> {
@@ -316,6 +345,13 @@ impl Provisioners {
         }
     }
 
+    /// A provisioner deleted: its agents are told (they are refused with `ProvisionerNotFound`),
+    /// and what the process kept of it is dropped.
+    fn gone(&self, id: ProvisionerId) {
+        self.forget(&id);
+        let _ = self.changes.send(id);
+    }
+
     /// A provisioner that is gone: its backend and what the watch saw of it are dropped.
     fn forget(&self, id: &ProvisionerId) {
         if let Ok(mut backends) = self.backends.lock() {
@@ -369,14 +405,21 @@ impl Provisioners {
                     None => (Api::all(self.client.clone()), Api::all(self.client.clone())),
                 };
             let me = Arc::clone(&self);
+            let done = std::sync::atomic::AtomicBool::new(false);
             tasks.push(Box::pin(
                 watcher(provisioners, watcher::Config::default())
                     .default_backoff()
                     .reflect(writer)
-                    .applied_objects()
                     .for_each(move |event| {
                         match event {
-                            Ok(p) => me.observed(namespaced_object(&p, &me.default_base_url)),
+                            Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => {
+                                me.observed(namespaced_object(&p, &me.default_base_url));
+                            }
+                            Ok(watcher::Event::Delete(p)) => {
+                                me.gone(namespaced_object(&p, &me.default_base_url).id);
+                            }
+                            Ok(watcher::Event::InitDone) => me.cache_synced(&done),
+                            Ok(watcher::Event::Init) => {}
                             Err(e) => {
                                 tracing::debug!(error = %e, "LatticeProvisioner watch (retrying)");
                             }
@@ -404,6 +447,7 @@ impl Provisioners {
             ));
         }
         let me = Arc::clone(&self);
+        let done = std::sync::atomic::AtomicBool::new(false);
         tasks.push(Box::pin(
             watcher(
                 Api::<ClusterLatticeProvisioner>::all(self.client.clone()),
@@ -411,10 +455,16 @@ impl Provisioners {
             )
             .default_backoff()
             .reflect(cw)
-            .applied_objects()
             .for_each(move |event| {
                 match event {
-                    Ok(p) => me.observed(cluster_object(&p, &me.default_base_url)),
+                    Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => {
+                        me.observed(cluster_object(&p, &me.default_base_url));
+                    }
+                    Ok(watcher::Event::Delete(p)) => {
+                        me.gone(cluster_object(&p, &me.default_base_url).id);
+                    }
+                    Ok(watcher::Event::InitDone) => me.cache_synced(&done),
+                    Ok(watcher::Event::Init) => {}
                     Err(e) => {
                         tracing::debug!(error = %e, "ClusterLatticeProvisioner watch (retrying)");
                     }

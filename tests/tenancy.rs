@@ -765,3 +765,44 @@ async fn a_cluster_provisioner_serves_the_namespaces_it_selects_with_its_own_key
         .await;
     w.stop_operator().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_does_not_report_existing_provisioners_as_missing() {
+    let (mut w, _) = world().await;
+    provisioner(&w, TEAM, "team", &["deploy.*", "rollback.*"]).await;
+    w.start_operator(Options::default()).await;
+    let team = "  provisionerRef: {kind: LatticeProvisioner, name: team}";
+    let names: Vec<String> = (0..20).map(|i| format!("bot-{i:02}")).collect();
+    for name in &names {
+        w.create(&support::bot(name, team)).await;
+    }
+    for name in &names {
+        w.wait_settled(name, true).await;
+    }
+    // A restart: every agent is reconciled at once, while the provisioner cache is still
+    // listing (its list answered 2 s late).
+    w.kill_operator().await;
+    w.sim.faults().set_latency(
+        kube_sim::Matcher::verb("list").resource("latticeprovisioners"),
+        Duration::from_secs(2),
+    );
+    w.start_operator(Options::default()).await;
+    wait_until("every agent reconciled after the restart", || async {
+        (support::reconciles(&w.metrics()) >= names.len() as u64).then_some(())
+    })
+    .await;
+    for name in &names {
+        let a = w.get(name).await;
+        assert_eq!(
+            condition(&a, "Ready").map(|c| c.reason.clone()).as_deref(),
+            Some("AgentReady"),
+            "{name}"
+        );
+        let reasons = w.event_reasons(name).await;
+        assert!(
+            !reasons.iter().any(|r| r == "ProvisionerNotFound"),
+            "{name}: {reasons:?}"
+        );
+    }
+    w.stop_operator().await;
+}
