@@ -500,6 +500,35 @@ mod tests {
     }
 
     #[test]
+    fn the_default_provisioner_policy_comes_from_its_flag() {
+        let policy = |extra: &[&str]| {
+            let mut argv = vec!["lattice-operator", "run", "--service-key-secret", "ops/al"];
+            argv.extend_from_slice(extra);
+            match Args::try_parse_from(&argv).map(|a| a.command) {
+                Ok(Command::Run(run)) => Ok(run.settings().default_policy),
+                Ok(_) => Err("not run".to_owned()),
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        let any = policy(&[]).expect("the default");
+        assert!(any.allows_any_capability(), "the default is * (documented)");
+        let listed =
+            policy(&["--default-allowed-capabilities=deploy.staging,read.*"]).expect("valid");
+        assert_eq!(listed.capabilities, ["deploy.staging", "read.*"]);
+        assert!(listed.allows_capability("read.logs"));
+        assert!(!listed.allows_capability("deploy.production"));
+        let none = policy(&["--default-allowed-capabilities="]).expect("valid");
+        assert!(none.capabilities.is_empty());
+        assert!(!none.allows_capability("deploy.staging"));
+        for bad in ["Deploy", "deploy.**", "*.deploy", "deploy staging", "-x"] {
+            assert!(
+                policy(&[&format!("--default-allowed-capabilities={bad}")]).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn crd_and_dev_subcommands() {
         let args = Args::try_parse_from(["lattice-operator", "crd", "--output", "crds"])
             .expect("valid arguments");

@@ -168,6 +168,53 @@ fn notes_tell_the_user_what_to_do_next() {
     );
 }
 
+/// The default provisioner's policy is stated: "any capability" loudly (NOTES, and the flag the
+/// operator logs a WARN for), a list plainly, and both reach `--default-allowed-capabilities`.
+#[test]
+fn notes_and_args_state_the_default_provisioner_policy() {
+    let [open, listed, none] = <[Rendered; 3]>::try_from(render_many(&[
+        Value::Null,
+        json!({"defaultProvisioner": {"allowedCapabilities": ["deploy.staging", "read.*"]}}),
+        json!({"defaultProvisioner": {"allowedCapabilities": []}}),
+    ]))
+    .expect("three renders");
+    assert!(
+        open.notes()
+            .contains("WARNING: the default provisioner allows ANY capability"),
+        "{}",
+        open.notes()
+    );
+    assert!(
+        open.args()
+            .contains(&"--default-allowed-capabilities=*".to_owned())
+    );
+    assert!(!listed.notes().contains("ANY capability"));
+    assert!(
+        listed
+            .notes()
+            .contains("The default provisioner allows the capabilities: deploy.staging, read.*")
+    );
+    assert!(
+        listed
+            .args()
+            .contains(&"--default-allowed-capabilities=deploy.staging,read.*".to_owned())
+    );
+    assert!(
+        none.notes()
+            .contains("The default provisioner allows the capabilities: none")
+    );
+    assert!(
+        none.args()
+            .contains(&"--default-allowed-capabilities=".to_owned())
+    );
+    // The values file says so where the setting is.
+    let values = std::fs::read_to_string(chart_dir().join("values.yaml")).expect("values.yaml");
+    let at = values
+        .find("allowedCapabilities:")
+        .expect("defaultProvisioner.allowedCapabilities");
+    assert!(values[..at].contains("WARNING: the default, [\"*\"], allows ANY capability"));
+}
+
 #[test]
 fn non_default_values_reach_the_manifests() {
     let r = render(non_default_values());
