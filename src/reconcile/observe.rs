@@ -76,7 +76,9 @@ async fn observe_agent(handed_over: &LatticeAgent, r: &Reconciler) -> Result<Obs
             None => observed.provisioner,
             Some(reference) => crate::plan::policy::Resolution::NotFound(
                 crate::plan::policy::ProvisionerId::of(&namespace, Some(reference)),
-                "cannot be used: the provisioner CRDs are not installed (crds/)".to_owned(),
+                // An operator built without `Operator::with_provisioners` (`run` always has
+                // them): only the default provisioner exists.
+                "cannot be used: this operator runs without provisioners".to_owned(),
             ),
         },
     };
