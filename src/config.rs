@@ -34,7 +34,7 @@ pub enum Command {
     /// Quick start: an in-process Kubernetes API server simulator and AgentLattice emulator, with
     /// the operator running against them and `examples/` applied.
     Dev(DevArgs),
-    /// Print the CustomResourceDefinition YAML, or write it under a directory.
+    /// Print the CustomResourceDefinitions (YAML documents), or write them under a directory.
     Crd(CrdArgs),
 }
 
@@ -80,9 +80,20 @@ pub struct OperatorArgs {
     #[arg(long, env = "LATTICE_SERVICE_KEY_RETRY", default_value = "5m", value_parser = parse_positive_duration)]
     pub service_key_retry: SignedDuration,
 
-    /// Cluster name, written to agent metadata as `k8s.cluster`.
+    /// Cluster name, written to agent metadata as `k8s.cluster`. Also the start of the default
+    /// agent-name rule of every provisioner: names must begin `<cluster-name>-<namespace>-`
+    /// (`<namespace>-` when unset), so clusters sharing one AgentLattice workspace cannot take
+    /// each other's names (docs/tenancy.md).
     #[arg(long, env = "LATTICE_CLUSTER_NAME", value_parser = parse_cluster_name)]
     pub cluster_name: Option<String>,
+
+    /// The capabilities the default provisioner (the service key of `--service-key-secret`, used
+    /// by every LatticeAgent without `spec.provisionerRef`) may grant, comma-separated: exact
+    /// names, `prefix.*`, or `*` for any. `*` (the default, which keeps existing installs
+    /// working) lets anyone who can create a LatticeAgent ask for any capability, and is logged
+    /// as a warning at start-up; an empty value allows none (docs/tenancy.md).
+    #[arg(long, env = "LATTICE_DEFAULT_ALLOWED_CAPABILITIES", value_delimiter = ',', default_value = "*", value_parser = parse_capability_rule)]
+    pub default_allowed_capabilities: Vec<String>,
 
     /// Watch Deployments, StatefulSets and DaemonSets: find the workloads that read each agent's
     /// key (an old key is revoked only once they all have the new one), restart them, and create
@@ -189,6 +200,15 @@ impl OperatorArgs {
                 restart_min_interval: self.restart_min_interval,
                 kubelet_sync_period: self.kubelet_sync_period,
             },
+            default_policy: crate::plan::policy::Policy {
+                capabilities: self
+                    .default_allowed_capabilities
+                    .iter()
+                    .filter(|c| !c.is_empty())
+                    .cloned()
+                    .collect(),
+                name_prefix: None,
+            },
         }
     }
 }
@@ -223,10 +243,11 @@ pub struct DevArgs {
     pub operator: OperatorArgs,
 }
 
-/// `crd`: the generated CRD.
+/// `crd`: the generated CRDs.
 #[derive(clap::Args, Debug, Clone)]
 pub struct CrdArgs {
-    /// Write `latticeagents.agentlattice.io.yaml` into this directory instead of printing it.
+    /// Write the CRDs (`latticeagents.agentlattice.io.yaml`, `latticeprovisioners…`,
+    /// `clusterlatticeprovisioners…`) into this directory instead of printing them.
     #[arg(long)]
     pub output: Option<PathBuf>,
 }
@@ -288,6 +309,38 @@ fn parse_rate(s: &str) -> Result<f64, String> {
     } else {
         Err("must be a positive number of requests per second".into())
     }
+}
+
+fn parse_capability_rule(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    // `--default-allowed-capabilities ""` allows none.
+    if s.is_empty() {
+        return Ok(String::new());
+    }
+    let re = is_capability_rule(s);
+    if re {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "{s:?} is not a capability rule: an exact capability, `prefix.*` or `*`"
+        ))
+    }
+}
+
+/// [`crate::crd::CAPABILITY_RULE_PATTERN`] without a regex engine: `*`, or a capability
+/// (`^[a-z0-9]([a-z0-9._:-]*[a-z0-9])?$`, at most 128 characters) optionally followed by `.*`.
+fn is_capability_rule(s: &str) -> bool {
+    if s == "*" {
+        return true;
+    }
+    let body = s.strip_suffix(".*").unwrap_or(s);
+    let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    let inner = |c: char| ok_char(c) || matches!(c, '.' | '_' | ':' | '-');
+    !body.is_empty()
+        && body.len() <= crate::crd::CAPABILITY_MAX
+        && body.starts_with(ok_char)
+        && body.ends_with(ok_char)
+        && body.chars().all(inner)
 }
 
 fn parse_cluster_name(s: &str) -> Result<String, String> {
@@ -444,6 +497,35 @@ mod tests {
         assert!(parse_base_url("http://10.0.0.1").is_err());
         assert!(parse_base_url("ftp://x").is_err());
         assert!(parse_base_url("https://").is_err());
+    }
+
+    #[test]
+    fn the_default_provisioner_policy_comes_from_its_flag() {
+        let policy = |extra: &[&str]| {
+            let mut argv = vec!["lattice-operator", "run", "--service-key-secret", "ops/al"];
+            argv.extend_from_slice(extra);
+            match Args::try_parse_from(&argv).map(|a| a.command) {
+                Ok(Command::Run(run)) => Ok(run.settings().default_policy),
+                Ok(_) => Err("not run".to_owned()),
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        let any = policy(&[]).expect("the default");
+        assert!(any.allows_any_capability(), "the default is * (documented)");
+        let listed =
+            policy(&["--default-allowed-capabilities=deploy.staging,read.*"]).expect("valid");
+        assert_eq!(listed.capabilities, ["deploy.staging", "read.*"]);
+        assert!(listed.allows_capability("read.logs"));
+        assert!(!listed.allows_capability("deploy.production"));
+        let none = policy(&["--default-allowed-capabilities="]).expect("valid");
+        assert!(none.capabilities.is_empty());
+        assert!(!none.allows_capability("deploy.staging"));
+        for bad in ["Deploy", "deploy.**", "*.deploy", "deploy staging", "-x"] {
+            assert!(
+                policy(&[&format!("--default-allowed-capabilities={bad}")]).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

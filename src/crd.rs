@@ -17,6 +17,17 @@ use kube::{CustomResource, CustomResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+mod provisioner;
+
+pub use provisioner::{
+    AgentNamePolicy, CAPABILITY_RULE_PATTERN, CLUSTER_PROVISIONER_CRD_FILE_NAME,
+    ClusterLatticeProvisioner, ClusterLatticeProvisionerSpec, ClusterServiceKeySecretRef,
+    DEFAULT_SERVICE_KEY_FIELD, LatticeProvisioner, LatticeProvisionerSpec, NamespaceRule,
+    PROVISIONER_CRD_FILE_NAME, ProvisionerKind, ProvisionerPolicy, ProvisionerStatus,
+    SERVICE_KEY_LABEL, SERVICE_KEY_LABEL_VALUE, ServiceKeySecretRef, cluster_provisioner_crd,
+    provisioner_crd,
+};
+
 /// API group of the resource.
 pub const GROUP: &str = "agentlattice.io";
 /// The finalizer that keeps a `LatticeAgent` until its agent is revoked (or retained).
@@ -64,6 +75,18 @@ pub const IMMUTABLE_NAMES_RULE: &str = "!has(oldSelf.status) || !has(oldSelf.sta
 /// The message of [`IMMUTABLE_NAMES_RULE`].
 pub const IMMUTABLE_NAMES_MESSAGE: &str = "spec.agentName and spec.secretName cannot change once the \
      agent is registered (status.agentId is set); create a new LatticeAgent instead";
+
+/// The CEL rule that freezes `spec.provisionerRef` once an agent is registered: moving an agent to
+/// another provisioner is a new registration, which the user asks for with a new LatticeAgent.
+pub const IMMUTABLE_PROVISIONER_RULE: &str = "!has(oldSelf.status) || !has(oldSelf.status.agentId) || \
+     (has(self.spec.provisionerRef) == has(oldSelf.spec.provisionerRef) && \
+     (!has(self.spec.provisionerRef) || \
+     (self.spec.provisionerRef.kind == oldSelf.spec.provisionerRef.kind && \
+     self.spec.provisionerRef.name == oldSelf.spec.provisionerRef.name)))";
+/// The message of [`IMMUTABLE_PROVISIONER_RULE`].
+pub const IMMUTABLE_PROVISIONER_MESSAGE: &str = "spec.provisionerRef cannot change once the agent \
+     is registered (status.agentId is set); create a new LatticeAgent to register with another \
+     provisioner";
 
 /// A governed AgentLattice identity for a workload: the operator registers the agent, keeps its key
 /// in a Secret, rotates the key on request or on a schedule, and revokes the agent on deletion.
@@ -118,6 +141,22 @@ pub struct LatticeAgentSpec {
     /// (docs/workloads.md). On for the identities of annotated workloads.
     #[serde(default)]
     pub restart_on_rotation: bool,
+    /// The provisioner that registers the agent (docs/tenancy.md). Absent: the operator's default
+    /// provisioner (the service key and policy of its flags). Immutable once registered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provisioner_ref: Option<ProvisionerRef>,
+}
+
+/// A reference to a provisioner.
+#[derive(
+    Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema,
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ProvisionerRef {
+    /// `LatticeProvisioner` (of this namespace) or `ClusterLatticeProvisioner`.
+    pub kind: ProvisionerKind,
+    /// Its name.
+    pub name: String,
 }
 
 /// Whether the operator may take over an existing Secret.
@@ -237,6 +276,17 @@ pub struct LatticeAgentStatus {
     /// The workloads of the namespace whose pods read the key from the Secret.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub consumers: Vec<ConsumerStatus>,
+    /// The provisioner that registered the agent: `default`, `LatticeProvisioner/<ns>/<name>`
+    /// or `ClusterLatticeProvisioner/<name>` (also in the agent's metadata at AgentLattice).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provisioner: Option<String>,
+    /// The id of the service key that registered the agent (AgentLattice's `created_by`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_key_id: Option<String>,
+    /// The agent was halted because its provisioner is suspended; resuming the provisioner
+    /// resumes it (and only the agents halted this way).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub halted_by_provisioner: bool,
 }
 
 /// A workload whose pods read the agent key (docs/workloads.md).
@@ -327,7 +377,7 @@ impl HandledAnnotations {
     }
 }
 
-fn date_time_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+pub(crate) fn date_time_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({"type": "string", "format": "date-time"})
 }
 
@@ -363,6 +413,26 @@ pub fn crd_yaml() -> Result<String, crate::yaml::YamlError> {
 
 /// File name of the generated CRD under `crds/`.
 pub const CRD_FILE_NAME: &str = "latticeagents.agentlattice.io.yaml";
+
+/// Every CRD of the operator: (file name under `crds/`, object).
+pub fn all_crds() -> Vec<(&'static str, CustomResourceDefinition)> {
+    vec![
+        (CRD_FILE_NAME, crd()),
+        (PROVISIONER_CRD_FILE_NAME, provisioner_crd()),
+        (CLUSTER_PROVISIONER_CRD_FILE_NAME, cluster_provisioner_crd()),
+    ]
+}
+
+/// Every CRD of the operator as YAML, like [`crd_yaml`]: (file name under `crds/`, YAML).
+pub fn all_crd_yaml() -> Result<Vec<(&'static str, String)>, crate::yaml::YamlError> {
+    all_crds()
+        .into_iter()
+        .map(|(name, crd)| {
+            let value = serde_json::to_value(crd).unwrap_or_default();
+            crate::yaml::to_string(&sorted(value)).map(|y| (name, y))
+        })
+        .collect()
+}
 
 fn sorted(value: serde_json::Value) -> serde_json::Value {
     match value {
@@ -433,6 +503,12 @@ fn printer_columns() -> Vec<CustomResourceColumnDefinition> {
             ".status.nextRotationTime",
             "When the schedule rotates the key next",
         )),
+        wide(column(
+            "Provisioner",
+            "string",
+            ".status.provisioner",
+            "The provisioner that registered the agent",
+        )),
     ]
 }
 
@@ -446,12 +522,20 @@ fn wide(column: CustomResourceColumnDefinition) -> CustomResourceColumnDefinitio
 
 fn refine_schema(root: &mut JSONSchemaProps) {
     strip_nullable(root);
-    root.x_kubernetes_validations = Some(vec![ValidationRule {
-        rule: IMMUTABLE_NAMES_RULE.to_owned(),
-        message: Some(IMMUTABLE_NAMES_MESSAGE.to_owned()),
-        reason: Some("FieldValueForbidden".to_owned()),
-        ..Default::default()
-    }]);
+    root.x_kubernetes_validations = Some(vec![
+        ValidationRule {
+            rule: IMMUTABLE_NAMES_RULE.to_owned(),
+            message: Some(IMMUTABLE_NAMES_MESSAGE.to_owned()),
+            reason: Some("FieldValueForbidden".to_owned()),
+            ..Default::default()
+        },
+        ValidationRule {
+            rule: IMMUTABLE_PROVISIONER_RULE.to_owned(),
+            message: Some(IMMUTABLE_PROVISIONER_MESSAGE.to_owned()),
+            reason: Some("FieldValueForbidden".to_owned()),
+            ..Default::default()
+        },
+    ]);
 
     if let Some(spec) = prop(root, "spec") {
         if let Some(p) = prop(spec, "agentName") {
@@ -475,6 +559,16 @@ fn refine_schema(root: &mut JSONSchemaProps) {
             p.min_length = Some(1);
             p.max_length = Some(DNS_SUBDOMAIN_MAX as i64);
             p.pattern = Some(DNS_SUBDOMAIN_PATTERN.to_owned());
+        }
+        if let Some(r) = prop(spec, "provisionerRef") {
+            if let Some(p) = prop(r, "kind") {
+                set_enum_values(p, &["LatticeProvisioner", "ClusterLatticeProvisioner"]);
+            }
+            if let Some(p) = prop(r, "name") {
+                p.min_length = Some(1);
+                p.max_length = Some(DNS_SUBDOMAIN_MAX as i64);
+                p.pattern = Some(DNS_SUBDOMAIN_PATTERN.to_owned());
+            }
         }
         if let Some(p) = prop(spec, "secretPolicy") {
             set_enum(p, &["Owned", "Adopt"], "Owned");
@@ -511,11 +605,19 @@ fn refine_schema(root: &mut JSONSchemaProps) {
     }
 }
 
-fn prop<'a>(schema: &'a mut JSONSchemaProps, name: &str) -> Option<&'a mut JSONSchemaProps> {
+pub(crate) fn prop<'a>(
+    schema: &'a mut JSONSchemaProps,
+    name: &str,
+) -> Option<&'a mut JSONSchemaProps> {
     schema.properties.as_mut()?.get_mut(name)
 }
 
 fn set_enum(p: &mut JSONSchemaProps, values: &[&str], default: &str) {
+    set_enum_values(p, values);
+    p.default = Some(JSON(serde_json::Value::String(default.to_owned())));
+}
+
+fn set_enum_values(p: &mut JSONSchemaProps, values: &[&str]) {
     p.type_ = Some("string".to_owned());
     p.enum_ = Some(
         values
@@ -523,14 +625,13 @@ fn set_enum(p: &mut JSONSchemaProps, values: &[&str], default: &str) {
             .map(|v| JSON(serde_json::Value::String((*v).to_owned())))
             .collect(),
     );
-    p.default = Some(JSON(serde_json::Value::String(default.to_owned())));
     p.one_of = None;
     p.any_of = None;
 }
 
 /// Every optional field is omitted rather than sent as `null` (serde `skip_serializing_if`), so
 /// `nullable` only widens what the API server accepts without any use; drop it for a tighter schema.
-fn strip_nullable(schema: &mut JSONSchemaProps) {
+pub(crate) fn strip_nullable(schema: &mut JSONSchemaProps) {
     schema.nullable = None;
     if let Some(props) = schema.properties.as_mut() {
         props.values_mut().for_each(strip_nullable);

@@ -47,6 +47,7 @@ pub mod memory;
 pub mod metrics;
 pub mod operator;
 pub mod plan;
+pub mod provisioners;
 pub mod reconcile;
 pub mod redact;
 pub mod remote;

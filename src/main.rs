@@ -61,10 +61,17 @@ fn runtime() -> lattice_operator::Result<tokio::runtime::Runtime> {
 }
 
 fn write_crd(args: &CrdArgs) -> lattice_operator::Result<()> {
-    let yaml = crd::crd_yaml()?;
+    let all = crd::all_crd_yaml()?;
     match &args.output {
-        None => print!("{yaml}"),
-        Some(dir) => std::fs::write(dir.join(crd::CRD_FILE_NAME), yaml)?,
+        None => {
+            let documents: Vec<String> = all.into_iter().map(|(_, yaml)| yaml).collect();
+            print!("{}", documents.join("---\n"));
+        }
+        Some(dir) => {
+            for (name, yaml) in all {
+                std::fs::write(dir.join(name), yaml)?;
+            }
+        }
     }
     Ok(())
 }

@@ -101,6 +101,7 @@ pub struct Operator {
     background: Vec<BoxFuture<'static, ()>>,
     failpoints: Option<FailPoints>,
     readiness: Readiness,
+    provisioners: Option<Arc<crate::provisioners::Provisioners>>,
 }
 
 impl std::fmt::Debug for Operator {
@@ -128,7 +129,21 @@ impl Operator {
             background: Vec::new(),
             failpoints: None,
             readiness: Readiness::default(),
+            provisioners: None,
         }
+    }
+
+    /// Serves `LatticeProvisioner`s and `ClusterLatticeProvisioner`s (docs/tenancy.md): their
+    /// watches and checker run for as long as the operator runs, and a LatticeAgent naming one
+    /// is reconciled when it changes. Without this, only the default provisioner exists.
+    pub fn with_provisioners(
+        mut self,
+        provisioners: Arc<crate::provisioners::Provisioners>,
+    ) -> Self {
+        self.background
+            .push(Box::pin(Arc::clone(&provisioners).run()));
+        self.provisioners = Some(provisioners);
+        self
     }
 
     /// Reconciles the resources that wait for the service key whenever `provider`'s Secret
@@ -173,6 +188,7 @@ impl Operator {
             background,
             failpoints,
             readiness,
+            provisioners,
         } = self;
         let events = Arc::new(Publisher::new(
             client.clone(),
@@ -190,6 +206,7 @@ impl Operator {
             failpoints,
             started: Timestamp::now(),
             spread_first_drift_read: config.spread_first_drift_read,
+            provisioners,
         });
         let scopes: Vec<Option<String>> = if config.namespaces.is_empty() {
             vec![None]
@@ -380,12 +397,19 @@ async fn run_controller(
         caches: caches_per_controller(&ctx.settings),
         synced,
     });
-    let mut controller = Controller::for_stream(agents, agent_reader)
+    let mut controller = Controller::for_stream(agents, agent_reader.clone())
         .owns_stream(secrets)
         .with_config(ControllerConfig::default().concurrency(options.concurrency))
         .graceful_shutdown_on(shutdown);
     controller = controller.reconcile_on(wake_rx);
     controller = controller.reconcile_on(due_reconciles(Arc::clone(&ctx), namespace.clone()));
+    if let Some(provisioners) = &ctx.provisioners {
+        provisioners.add_agent_store(agent_reader.clone());
+        controller = controller.reconcile_on(naming_changed_provisioners(
+            provisioners.subscribe(),
+            agent_reader.clone(),
+        ));
+    }
     if let Some(changes) = service_key_changes {
         controller = controller.reconcile_on(waiting_for_service_key(ctx, changes, namespace));
     }
@@ -516,6 +540,30 @@ fn waiting_for_service_key(
             );
         }
         futures::stream::iter(refs)
+    })
+}
+
+/// The LatticeAgents of this controller that name a provisioner, each time it changes (its spec,
+/// its readiness, or its Secret): a suspension, a key that is accepted again or a provisioner
+/// created after its agents all act at once, not at the next resync.
+fn naming_changed_provisioners(
+    changes: tokio::sync::broadcast::Receiver<crate::plan::policy::ProvisionerId>,
+    agents: reflector::Store<Guarded>,
+) -> impl futures::Stream<Item = ObjectRef<Guarded>> + Send + 'static {
+    futures::stream::unfold(changes, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(id) => return Some((id, rx)),
+                // Missed changes are caught up by the resync.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+    .flat_map(move |id| {
+        futures::stream::iter(crate::provisioners::Provisioners::agents_naming(
+            &agents, &id,
+        ))
     })
 }
 

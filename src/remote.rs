@@ -137,6 +137,7 @@ pub fn agent_view(agent: agentlattice::Agent) -> AgentView {
         capabilities,
         description: agent.description,
         metadata: agent.metadata,
+        created_by: agent.created_by,
     }
 }
 
@@ -270,6 +271,11 @@ pub struct ServiceKeyProvider {
     metrics: Option<Arc<Metrics>>,
     /// The digest of the key value read last (to notice a new value).
     seen_key: Mutex<Option<String>>,
+    /// Refuse a Secret without the label `agentlattice.io/service-key: "true"` (provisioner
+    /// objects; docs/tenancy.md says why).
+    require_mark: bool,
+    /// The public prefix of the key read last, and when it was written to the Secret.
+    key_info: Mutex<Option<(String, Timestamp)>>,
 }
 
 impl std::fmt::Debug for ServiceKeyProvider {
@@ -294,7 +300,29 @@ impl ServiceKeyProvider {
             changes: watch::channel(0).0,
             metrics: None,
             seen_key: Mutex::new(None),
+            require_mark: false,
+            key_info: Mutex::new(None),
         }
+    }
+
+    /// Refuses a Secret that is not labelled `agentlattice.io/service-key: "true"`: a
+    /// provisioner names its Secret at run time, and the mark is what stops one from making the
+    /// operator read (and send to the provisioner's base URL) a Secret never meant as a service
+    /// key (docs/tenancy.md).
+    pub fn requiring_mark(mut self) -> Self {
+        self.require_mark = true;
+        self
+    }
+
+    /// The Secret this provider reads.
+    pub fn source(&self) -> &ServiceKeySource {
+        &self.source
+    }
+
+    /// The public prefix of the key read last (8 characters after `al_svc_`, never the key) and
+    /// when it was written to its Secret.
+    pub fn key_info(&self) -> Option<(String, Timestamp)> {
+        self.key_info.lock().ok().and_then(|k| k.clone())
     }
 
     /// Reports the age of the service key (`lattice_service_key_age_seconds`) to `metrics`.
@@ -365,6 +393,24 @@ impl ServiceKeyProvider {
                 });
             }
         };
+        let marked = secret
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(crate::crd::SERVICE_KEY_LABEL))
+            .is_some_and(|v| v == crate::crd::SERVICE_KEY_LABEL_VALUE);
+        if self.require_mark && !marked {
+            let mut secret = secret;
+            for value in secret.data.iter_mut().flat_map(|d| d.values_mut()) {
+                zeroize::Zeroize::zeroize(&mut value.0);
+            }
+            return Err(self.missing(&format!(
+                "is not marked as a service key (label {}: \"{}\"); the operator reads only \
+                 marked Secrets for provisioners",
+                crate::crd::SERVICE_KEY_LABEL,
+                crate::crd::SERVICE_KEY_LABEL_VALUE
+            )));
+        }
         let resource_version = secret.metadata.resource_version.clone();
         let meta = secret.metadata;
         let mut data = secret.data.unwrap_or_default();
@@ -374,8 +420,15 @@ impl ServiceKeyProvider {
         // Zero every value we read, whatever happens next.
         let parsed = std::str::from_utf8(&raw.0).ok().map(|s| {
             let trimmed = s.trim();
+            let prefix: String = trimmed
+                .strip_prefix("al_svc_")
+                .unwrap_or_default()
+                .chars()
+                .take(8)
+                .collect();
             (
                 crate::secret::key_digest(trimmed.as_bytes()),
+                prefix,
                 ServiceKey::new(trimmed.to_owned()),
             )
         });
@@ -384,11 +437,18 @@ impl ServiceKeyProvider {
             zeroize::Zeroize::zeroize(&mut value.0);
         }
         let key = match parsed {
-            Some((digest, Ok(key))) => {
+            Some((digest, prefix, Ok(key))) => {
+                if let Ok(mut info) = self.key_info.lock() {
+                    let changed = info.as_ref().is_none_or(|(p, _)| *p != prefix);
+                    if changed {
+                        let first = info.is_none();
+                        *info = Some((prefix, service_key_since(&meta, first, Timestamp::now())));
+                    }
+                }
                 self.note_key(digest, &meta);
                 key
             }
-            Some((_, Err(e))) => {
+            Some((_, _, Err(e))) => {
                 return Err(self.missing(&format!("field {}: {e}", self.source.field)));
             }
             None => {

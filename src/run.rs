@@ -90,12 +90,46 @@ pub fn operator(client: kube::Client, args: &RunArgs) -> Operator {
         .with_metrics(Arc::clone(&metrics)),
     );
     let remote = Arc::new(AgentLattice::new(Arc::clone(&provider)));
-    let mut config = OperatorConfig::new(args.settings());
+    let settings = args.settings();
+    warn_if_default_provisioner_allows_anything(&settings.default_policy);
+    let provisioners = {
+        let timeout = args.operator.al_timeout.unsigned_abs();
+        let rate = agentlattice::RateLimit::new(args.operator.al_rate, args.operator.al_burst);
+        let observer = metrics.call_observer();
+        Arc::new(crate::provisioners::Provisioners::new(
+            client.clone(),
+            Arc::clone(&remote) as Arc<dyn remote::Backend>,
+            &args.agentlattice_url,
+            Arc::new(move |base_url: &str| {
+                // Each provisioner has its own rate limit: one team's burst does not starve
+                // another's (AgentLattice limits per service key).
+                remote::client_config(base_url, timeout, Some(rate), Arc::clone(&observer))
+            }),
+            &args.operator.namespaces,
+            settings.resync_interval.unsigned_abs(),
+            settings.service_key_retry.unsigned_abs(),
+        ))
+    };
+    let mut config = OperatorConfig::new(settings);
     config.namespaces = args.operator.namespaces.clone();
     config.concurrency = args.operator.concurrency;
     config.workload_identities = args.operator.workloads && args.operator.workload_identities;
     config.instance = std::env::var("POD_NAME").ok().filter(|s| !s.is_empty());
-    Operator::new(client, config, remote, metrics).with_service_key_provider(provider)
+    Operator::new(client, config, remote, metrics)
+        .with_service_key_provider(provider)
+        .with_provisioners(provisioners)
+}
+
+/// The loud start-up warning of an open default provisioner (docs/tenancy.md).
+pub fn warn_if_default_provisioner_allows_anything(policy: &crate::plan::policy::Policy) {
+    if policy.allows_any_capability() {
+        tracing::warn!(
+            "the default provisioner allows ANY capability (--default-allowed-capabilities=*): \
+             anyone who can create a LatticeAgent without spec.provisionerRef can get an agent \
+             with any capability under the operator's service key; list the allowed \
+             capabilities, or use provisioners (docs/tenancy.md)"
+        );
+    }
 }
 
 /// This replica's identity in the Lease: the pod name (`POD_NAME`, set by the chart from the

@@ -168,6 +168,53 @@ fn notes_tell_the_user_what_to_do_next() {
     );
 }
 
+/// The default provisioner's policy is stated: "any capability" loudly (NOTES, and the flag the
+/// operator logs a WARN for), a list plainly, and both reach `--default-allowed-capabilities`.
+#[test]
+fn notes_and_args_state_the_default_provisioner_policy() {
+    let [open, listed, none] = <[Rendered; 3]>::try_from(render_many(&[
+        Value::Null,
+        json!({"defaultProvisioner": {"allowedCapabilities": ["deploy.staging", "read.*"]}}),
+        json!({"defaultProvisioner": {"allowedCapabilities": []}}),
+    ]))
+    .expect("three renders");
+    assert!(
+        open.notes()
+            .contains("WARNING: the default provisioner allows ANY capability"),
+        "{}",
+        open.notes()
+    );
+    assert!(
+        open.args()
+            .contains(&"--default-allowed-capabilities=*".to_owned())
+    );
+    assert!(!listed.notes().contains("ANY capability"));
+    assert!(
+        listed
+            .notes()
+            .contains("The default provisioner allows the capabilities: deploy.staging, read.*")
+    );
+    assert!(
+        listed
+            .args()
+            .contains(&"--default-allowed-capabilities=deploy.staging,read.*".to_owned())
+    );
+    assert!(
+        none.notes()
+            .contains("The default provisioner allows the capabilities: none")
+    );
+    assert!(
+        none.args()
+            .contains(&"--default-allowed-capabilities=".to_owned())
+    );
+    // The values file says so where the setting is.
+    let values = std::fs::read_to_string(chart_dir().join("values.yaml")).expect("values.yaml");
+    let at = values
+        .find("allowedCapabilities:")
+        .expect("defaultProvisioner.allowedCapabilities");
+    assert!(values[..at].contains("WARNING: the default, [\"*\"], allows ANY capability"));
+}
+
 #[test]
 fn non_default_values_reach_the_manifests() {
     let r = render(non_default_values());
@@ -576,6 +623,13 @@ fn the_chart_crds_are_the_generated_crds() {
         "charts/lattice-operator/crds must hold exactly the files of crds/"
     );
     let generated = lattice_operator::crd::crd_yaml().expect("the CRD serialises");
+    for (name, yaml) in lattice_operator::crd::all_crd_yaml().expect("the CRDs serialise") {
+        let b = std::fs::read_to_string(chart.join(name)).unwrap_or_default();
+        assert!(
+            b == yaml,
+            "the chart's {name} is not what the code generates; regenerate it with:\n\n    {SYNC}\n"
+        );
+    }
     for name in names(&top) {
         let a = std::fs::read_to_string(top.join(&name)).expect("read crds/");
         let b = std::fs::read_to_string(chart.join(&name)).expect("read the chart's crds/");
@@ -594,9 +648,16 @@ fn the_chart_crds_are_the_generated_crds() {
     // Helm sees it as a CRD of the chart (installed before the templates, never templated).
     let responses = helm(&[json!({"op": "chart"}), render_request(&Value::Null)]);
     let crds = responses[0]["ok"]["crds"].as_array().expect("crds");
-    assert_eq!(crds.len(), 1);
-    assert_eq!(crds[0]["name"], "crds/latticeagents.agentlattice.io.yaml");
-    assert_eq!(crds[0]["data"], generated.as_str());
+    let all = lattice_operator::crd::all_crd_yaml().expect("the CRDs serialise");
+    assert_eq!(crds.len(), all.len());
+    for (name, yaml) in &all {
+        let shipped = crds
+            .iter()
+            .find(|c| c["name"] == format!("crds/{name}"))
+            .unwrap_or_else(|| panic!("the chart ships crds/{name}"));
+        assert_eq!(shipped["data"], yaml.as_str());
+    }
+    assert!(all.iter().any(|(_, y)| y == &generated));
     let r = Rendered::from_response(&responses[1]);
     assert!(r.all("CustomResourceDefinition").is_empty());
 }

@@ -502,6 +502,18 @@ fn watched_rules_with(workloads: bool, identities: bool, restarts: bool) -> Vec<
             &["get", "list", "watch", "create", "patch"],
         ),
         rule(&["events.k8s.io"], &["events"], &[], &["create", "patch"]),
+        rule(
+            &["agentlattice.io"],
+            &["latticeprovisioners"],
+            &[],
+            &["list", "watch"],
+        ),
+        rule(
+            &["agentlattice.io"],
+            &["latticeprovisioners/status"],
+            &[],
+            &["patch"],
+        ),
     ];
     if workloads {
         rules.push(rule(&["apps"], &apps, &[], &["list", "watch"]));
@@ -539,6 +551,7 @@ fn workload_rules_follow_the_workload_values() {
         let (_, _, _, cluster_role) = &grants[0];
         let mut expected = watched_rules_with(enabled, identities, restarts);
         expected.push(crd_rule());
+        expected.extend(cluster_scoped_rules());
         expected.sort();
         assert_eq!(rules_of(cluster_role), expected);
     }
@@ -551,6 +564,26 @@ fn crd_rule() -> Rule {
         &["latticeagents.agentlattice.io"],
         &["get"],
     )
+}
+
+/// The cluster-scoped rules besides the CRD's: ClusterLatticeProvisioners (watched, status
+/// patched) and namespaces (get, for a ClusterLatticeProvisioner's namespace selector).
+fn cluster_scoped_rules() -> Vec<Rule> {
+    vec![
+        rule(
+            &["agentlattice.io"],
+            &["clusterlatticeprovisioners"],
+            &[],
+            &["list", "watch"],
+        ),
+        rule(
+            &["agentlattice.io"],
+            &["clusterlatticeprovisioners/status"],
+            &[],
+            &["patch"],
+        ),
+        rule(&[""], &["namespaces"], &[], &["get"]),
+    ]
 }
 
 fn own_namespace_rules(secret: &str, lease: Option<&str>) -> Vec<Rule> {
@@ -650,6 +683,7 @@ fn cluster_wide_rbac_is_exactly_the_documented_rules() {
     );
     let mut expected = watched_rules();
     expected.push(crd_rule());
+    expected.extend(cluster_scoped_rules());
     expected.sort();
     assert_eq!(rules_of(cluster_role), expected);
 
@@ -670,15 +704,23 @@ fn cluster_wide_rbac_is_exactly_the_documented_rules() {
         view["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"],
         "true"
     );
-    assert_eq!(
-        rules_of(view),
-        vec![rule(
+    let mut view_rules = vec![
+        rule(
             &["agentlattice.io"],
             &["latticeagents"],
             &[],
-            &["get", "list", "watch"]
-        )]
-    );
+            &["get", "list", "watch"],
+        ),
+        // Teams see their namespace's provisioners (their policy and readiness), nothing more.
+        rule(
+            &["agentlattice.io"],
+            &["latticeprovisioners"],
+            &[],
+            &["get", "list", "watch"],
+        ),
+    ];
+    view_rules.sort();
+    assert_eq!(rules_of(view), view_rules);
     let edit = r.get("ClusterRole", "lattice-system-lattice-operator-edit");
     assert_eq!(
         edit["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"],
@@ -713,8 +755,12 @@ fn namespace_list_rbac_uses_roles_and_no_cluster_role_for_namespaced_resources()
             ("RoleBinding", "web", "Role"),
         ]
     );
-    // The one cluster-wide grant: get on the operator's own CRD (a cluster-scoped object).
-    assert_eq!(rules_of(grants[0].3), vec![crd_rule()]);
+    // The cluster-wide grants are on cluster-scoped objects only: get on the operator's own CRD,
+    // ClusterLatticeProvisioners, and get on namespaces (a provisioner's namespace selector).
+    let mut cluster = vec![crd_rule()];
+    cluster.extend(cluster_scoped_rules());
+    cluster.sort();
+    assert_eq!(rules_of(grants[0].3), cluster);
     assert_eq!(
         rules_of(grants[1].3),
         own_namespace_rules("al-key", Some("lattice-operator"))
@@ -727,10 +773,16 @@ fn namespace_list_rbac_uses_roles_and_no_cluster_role_for_namespaced_resources()
     for (_, _, kind, role) in &grants {
         if kind == "ClusterRole" {
             for rl in rules_of(role) {
+                let cluster_scoped = [
+                    "customresourcedefinitions",
+                    "clusterlatticeprovisioners",
+                    "clusterlatticeprovisioners/status",
+                    "namespaces",
+                ];
                 assert!(
                     rl.resources
                         .iter()
-                        .all(|res| res == "customresourcedefinitions"),
+                        .all(|res| cluster_scoped.contains(&res.as_str())),
                     "cluster-wide right to a namespaced resource: {rl:?}"
                 );
             }

@@ -1,36 +1,93 @@
 //! `crds/` holds the CRD generated from the Rust types; this test fails when it is stale.
 
-use lattice_operator::crd::{CRD_FILE_NAME, crd_yaml};
+use lattice_operator::crd::{all_crd_yaml, crd_yaml};
 
 const REGENERATE: &str = "cargo run -- crd --output crds";
 
 #[test]
 fn crd_yaml_in_repo_is_current() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("crds")
-        .join(CRD_FILE_NAME);
-    let generated = crd_yaml().expect("the CRD serialises");
-    let committed = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(
-        committed == generated,
-        "{} is stale or missing; regenerate it with:\n\n    {REGENERATE}\n",
-        path.display()
-    );
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
+    let all = all_crd_yaml().expect("the CRDs serialise");
+    assert_eq!(all.len(), 3, "LatticeAgent and the two provisioner kinds");
+    for (name, generated) in all {
+        let path = dir.join(name);
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "{} is stale or missing; regenerate it with:\n\n    {REGENERATE}\n",
+            path.display()
+        );
+    }
 }
 
 #[test]
 fn crd_is_a_structural_schema() {
-    let value: serde_json::Value =
-        lattice_operator::yaml::from_str(&crd_yaml().expect("the CRD serialises"))
-            .expect("valid YAML");
-    let root = &value["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
-    let mut problems = Vec::new();
-    check_structural(root, "openAPIV3Schema", true, &mut problems);
-    assert!(
-        problems.is_empty(),
-        "not structural:\n{}",
-        problems.join("\n")
-    );
+    for (name, yaml) in all_crd_yaml().expect("the CRDs serialise") {
+        let value: serde_json::Value = lattice_operator::yaml::from_str(&yaml).expect("valid YAML");
+        let root = &value["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+        let mut problems = Vec::new();
+        check_structural(root, "openAPIV3Schema", true, &mut problems);
+        assert!(
+            problems.is_empty(),
+            "{name} is not structural:\n{}",
+            problems.join("\n")
+        );
+    }
+}
+
+#[test]
+fn provisioner_crds_have_the_promised_shape() {
+    for (name, yaml) in all_crd_yaml()
+        .expect("the CRDs serialise")
+        .into_iter()
+        .skip(1)
+    {
+        let value: serde_json::Value = lattice_operator::yaml::from_str(&yaml).expect("valid YAML");
+        let spec = &value["spec"];
+        assert_eq!(spec["group"], "agentlattice.io", "{name}");
+        let cluster = name.starts_with("cluster");
+        assert_eq!(
+            spec["scope"],
+            if cluster { "Cluster" } else { "Namespaced" },
+            "{name}"
+        );
+        assert_eq!(
+            spec["names"]["shortNames"],
+            serde_json::json!([if cluster { "clprov" } else { "lprov" }])
+        );
+        let version = &spec["versions"][0];
+        assert_eq!(version["name"], "v1alpha1");
+        assert_eq!(version["subresources"]["status"], serde_json::json!({}));
+        let columns: Vec<&str> = version["additionalPrinterColumns"]
+            .as_array()
+            .expect("printer columns")
+            .iter()
+            .map(|c| c["name"].as_str().unwrap_or_default())
+            .collect();
+        assert_eq!(columns, ["Ready", "Agents", "Key age", "Suspended", "Age"]);
+        let s = &version["schema"]["openAPIV3Schema"]["properties"]["spec"];
+        let secret_ref = &s["properties"]["serviceKeySecretRef"];
+        assert_eq!(
+            secret_ref["properties"].get("namespace").is_some(),
+            cluster,
+            "{name}: only the cluster kind names the Secret's namespace"
+        );
+        assert_eq!(
+            s["properties"].get("namespaces").is_some(),
+            cluster,
+            "{name}"
+        );
+        assert!(
+            s["required"]
+                .as_array()
+                .is_some_and(|r| r.contains(&serde_json::json!("serviceKeySecretRef"))),
+            "{name}: the service key Secret is required"
+        );
+        assert_eq!(s["properties"]["suspend"]["default"], false);
+        let caps = &s["properties"]["policy"]["properties"]["capabilities"];
+        assert_eq!(caps["x-kubernetes-list-type"], "set");
+        assert!(caps["items"]["pattern"].is_string());
+    }
 }
 
 /// The structural-schema rules of apiextensions v1 that a derive can break: every node has a
@@ -121,9 +178,10 @@ fn crd_has_the_promised_shape() {
                 ".status.conditions[?(@.type==\"Rotating\")].reason"
             ),
             ("Next rotation", "string", ".status.nextRotationTime"),
+            ("Provisioner", "string", ".status.provisioner"),
         ]
     );
-    // Rotating and Next rotation only with `kubectl get -o wide`.
+    // Rotating, Next rotation and Provisioner only with `kubectl get -o wide`.
     let wide: Vec<&str> = version["additionalPrinterColumns"]
         .as_array()
         .expect("printer columns")
@@ -131,7 +189,7 @@ fn crd_has_the_promised_shape() {
         .filter(|c| c["priority"].as_i64().unwrap_or(0) > 0)
         .filter_map(|c| c["name"].as_str())
         .collect();
-    assert_eq!(wide, ["Rotating", "Next rotation"]);
+    assert_eq!(wide, ["Rotating", "Next rotation", "Provisioner"]);
     let root = &version["schema"]["openAPIV3Schema"];
     let s = &root["properties"]["spec"]["properties"];
     assert_eq!(s["agentName"]["maxLength"], 63);
@@ -164,7 +222,13 @@ fn crd_has_the_promised_shape() {
     let rules = root["x-kubernetes-validations"]
         .as_array()
         .expect("CEL rules");
-    assert_eq!(rules.len(), 1);
+    assert_eq!(rules.len(), 2);
+    let provisioner_rule = rules[1]["rule"].as_str().unwrap_or_default();
+    assert!(
+        provisioner_rule.contains("self.spec.provisionerRef")
+            && provisioner_rule.contains("oldSelf.status.agentId"),
+        "{provisioner_rule}"
+    );
     let rule = rules[0]["rule"].as_str().unwrap_or_default();
     for needle in [
         "oldSelf.status.agentId",

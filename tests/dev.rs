@@ -151,7 +151,7 @@ fn dev_exit_walks_through_the_examples_and_resumes_without_printing_a_key() {
          LatticeAgent default/web is Ready, owned by it: agent default-web"
             .to_owned(),
         "Deployment default/web: 2 of 2 pods Ready".to_owned(),
-        "agent api-staging".to_owned(),
+        "agent default-api-staging".to_owned(),
         "from a mounted file, which the kubelet refreshes (Secret reporter-agent-key)".to_owned(),
         "StatefulSet default/ledger: 2 of 2 pods Ready".to_owned(),
         "stopped.".to_owned(),

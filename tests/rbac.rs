@@ -19,11 +19,12 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, Role};
+use kube::api::Patch;
 use kube::api::{Api, ListParams, PostParams};
 use kube_sim::{AuditRecord, KubeSim};
 use lattice_operator::admin::PhaseKind;
 use lattice_operator::config::{Args, Command, RunArgs};
-use lattice_operator::crd::ROTATE_ANNOTATION;
+use lattice_operator::crd::{ClusterLatticeProvisioner, LatticeProvisioner, ROTATE_ANNOTATION};
 use serde_json::{Value, json};
 use support::{World, bot, wait_until};
 
@@ -383,6 +384,8 @@ enum Effect {
     NoIdentity,
     /// The Deployment is never restarted for its new key.
     NoRestart,
+    /// The provisioner never gets a status.
+    NoProvisionerStatus,
 }
 
 /// One rule of the chart (namespace-list mode), the step that needs it, and what fails without it.
@@ -411,6 +414,13 @@ enum Setup {
     IdentityFor,
     /// The same, Ready, then rotated: the operator restarts the Deployment.
     Rotated,
+    /// A LatticeProvisioner `team` of the watched namespace and a LatticeAgent naming it.
+    TeamProvisioner,
+    /// A ClusterLatticeProvisioner `platform` listing the watched namespace, and a LatticeAgent
+    /// naming it.
+    ClusterProvisioner,
+    /// The same, selecting the watched namespace by label.
+    ClusterProvisionerBySelector,
 }
 
 fn has(rule: &PolicyRule, group: &str, resource: &str) -> bool {
@@ -500,6 +510,52 @@ const CASES: &[Case] = &[
         effect: Effect::NoRestart,
     },
     Case {
+        role: CRD_ROLE,
+        rule: |r| has(r, "agentlattice.io", "clusterlatticeprovisioners"),
+        step: "list and watch ClusterLatticeProvisioners (resolve spec.provisionerRef)",
+        denied: |a| a.verb == "list" && a.resource == "clusterlatticeprovisioners",
+        setup: Setup::ClusterProvisioner,
+        effect: Effect::NothingRegistered,
+    },
+    Case {
+        role: CRD_ROLE,
+        rule: |r| has(r, "agentlattice.io", "clusterlatticeprovisioners/status"),
+        step: "write a ClusterLatticeProvisioner's status",
+        denied: |a| {
+            a.verb == "patch"
+                && a.resource == "clusterlatticeprovisioners"
+                && a.subresource == "status"
+        },
+        setup: Setup::ClusterProvisioner,
+        effect: Effect::NoProvisionerStatus,
+    },
+    Case {
+        role: CRD_ROLE,
+        rule: |r| has(r, "", "namespaces"),
+        step: "read a namespace's labels for a provisioner's namespace selector",
+        denied: |a| a.verb == "get" && a.resource == "namespaces",
+        setup: Setup::ClusterProvisionerBySelector,
+        effect: Effect::NothingRegistered,
+    },
+    Case {
+        role: WATCHED_ROLE,
+        rule: |r| has(r, "agentlattice.io", "latticeprovisioners"),
+        step: "list and watch LatticeProvisioners (resolve spec.provisionerRef)",
+        denied: |a| a.verb == "list" && a.resource == "latticeprovisioners",
+        setup: Setup::TeamProvisioner,
+        effect: Effect::NothingRegistered,
+    },
+    Case {
+        role: WATCHED_ROLE,
+        rule: |r| has(r, "agentlattice.io", "latticeprovisioners/status"),
+        step: "write a LatticeProvisioner's status",
+        denied: |a| {
+            a.verb == "patch" && a.resource == "latticeprovisioners" && a.subresource == "status"
+        },
+        setup: Setup::TeamProvisioner,
+        effect: Effect::NoProvisionerStatus,
+    },
+    Case {
         role: OWN_ROLE,
         rule: |r| has(r, "", "secrets"),
         step: "read the service key",
@@ -580,6 +636,9 @@ async fn without_the_rule(index: usize) {
             w.wait_ready("rbac-web").await;
             w.annotate("rbac-web", ROTATE_ANNOTATION, "1").await;
         }
+        Setup::TeamProvisioner
+        | Setup::ClusterProvisioner
+        | Setup::ClusterProvisionerBySelector => provisioned(w, case.setup).await,
     }
     let step = case.step;
     let denied = wait_until(&format!("403 at the step \"{step}\""), || async {
@@ -636,6 +695,22 @@ async fn without_the_rule(index: usize) {
             assert_eq!(restarted_for(w).await, None, "{step}");
             w.wait_event("rbac-web", "RolloutRestartFailed").await;
         }
+        Effect::NoProvisionerStatus => {
+            let status = if case.setup == Setup::TeamProvisioner {
+                Api::<LatticeProvisioner>::namespaced(w.client.clone(), TEAM_NS)
+                    .get("team")
+                    .await
+                    .expect("the provisioner")
+                    .status
+            } else {
+                Api::<ClusterLatticeProvisioner>::all(w.client.clone())
+                    .get("platform")
+                    .await
+                    .expect("the provisioner")
+                    .status
+            };
+            assert!(status.is_none(), "{step}: {status:?}");
+        }
     }
     r.kill().await;
 }
@@ -659,9 +734,69 @@ rule_is_needed! {
     needed_latticeagents_create_delete => 6,
     needed_workloads_list_watch => 7,
     needed_workloads_patch => 8,
-    needed_service_key_secret => 9,
-    needed_lease_create => 10,
-    needed_lease_get_update => 11,
+    needed_cluster_provisioners => 9,
+    needed_cluster_provisioners_status => 10,
+    needed_namespaces_get => 11,
+    needed_provisioners => 12,
+    needed_provisioners_status => 13,
+    needed_service_key_secret => 14,
+    needed_lease_create => 15,
+    needed_lease_get_update => 16,
+}
+
+/// A provisioner with its own marked service key Secret in the watched namespace, and the
+/// LatticeAgent `rbac-bot` naming it (docs/tenancy.md).
+async fn provisioned(w: &World, setup: Setup) {
+    let svc = w.emu.create_service_key("rbac-provisioner");
+    let secret: Secret = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "provisioner-key", "labels": {"agentlattice.io/service-key": "true"}},
+        "stringData": {"AL_SERVICE_KEY": svc.api_key},
+    }))
+    .expect("secret");
+    Api::<Secret>::namespaced(w.client.clone(), TEAM_NS)
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("provisioner key Secret");
+    let reference = if setup == Setup::TeamProvisioner {
+        let p: LatticeProvisioner = serde_json::from_value(json!({
+            "apiVersion": "agentlattice.io/v1alpha1", "kind": "LatticeProvisioner",
+            "metadata": {"name": "team", "namespace": TEAM_NS},
+            "spec": {"serviceKeySecretRef": {"name": "provisioner-key"},
+                     "policy": {"capabilities": ["*"]}},
+        }))
+        .expect("provisioner");
+        Api::<LatticeProvisioner>::namespaced(w.client.clone(), TEAM_NS)
+            .create(&PostParams::default(), &p)
+            .await
+            .expect("provisioner created");
+        "{kind: LatticeProvisioner, name: team}"
+    } else {
+        let namespaces = if setup == Setup::ClusterProvisionerBySelector {
+            let label = Patch::Merge(json!({"metadata": {"labels": {"lattice-tenant": "yes"}}}));
+            Api::<k8s_openapi::api::core::v1::Namespace>::all(w.client.clone())
+                .patch(TEAM_NS, &kube::api::PatchParams::default(), &label)
+                .await
+                .expect("namespace labelled");
+            json!({"selector": {"matchLabels": {"lattice-tenant": "yes"}}})
+        } else {
+            json!({"names": [TEAM_NS]})
+        };
+        let p: ClusterLatticeProvisioner = serde_json::from_value(json!({
+            "apiVersion": "agentlattice.io/v1alpha1", "kind": "ClusterLatticeProvisioner",
+            "metadata": {"name": "platform"},
+            "spec": {"serviceKeySecretRef": {"namespace": TEAM_NS, "name": "provisioner-key"},
+                     "policy": {"capabilities": ["*"]}, "namespaces": namespaces},
+        }))
+        .expect("provisioner");
+        Api::<ClusterLatticeProvisioner>::all(w.client.clone())
+            .create(&PostParams::default(), &p)
+            .await
+            .expect("provisioner created");
+        "{kind: ClusterLatticeProvisioner, name: platform}"
+    };
+    w.create(&bot("rbac-bot", &format!("  provisionerRef: {reference}")))
+        .await;
 }
 
 /// A Deployment annotated for an identity (`rbac-web`), its pods reading the key from the

@@ -205,7 +205,8 @@ async fn what_the_schema_cannot_check_is_invalid_spec_without_any_remote_call() 
         .patch(
             long,
             &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({"spec": {"agentName": "short-name"}})),
+            // The default provisioner's name rule: names begin with `<namespace>-`.
+            &Patch::Merge(serde_json::json!({"spec": {"agentName": format!("{}-short", w.ns)}})),
         )
         .await
         .expect("spec fixed");

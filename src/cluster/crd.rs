@@ -32,22 +32,27 @@ pub async fn check_crd(client: &kube::Client) -> Result<()> {
     }
 }
 
-/// Installs (or updates) the LatticeAgent CRD and waits until it is established.
+/// Installs (or updates) every CRD of the operator and waits until they are established.
 pub async fn install_crd(client: &kube::Client, timeout: Duration) -> Result<()> {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let crd = crate::crd::crd();
     let params = PatchParams::apply(REPORTER).force();
-    crds.patch(CRD_NAME, &params, &Patch::Apply(&crd)).await?;
-    let established = kube::runtime::wait::await_condition(
-        crds,
-        CRD_NAME,
-        kube::runtime::wait::conditions::is_crd_established(),
-    );
-    match tokio::time::timeout(timeout, established).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(Error::Internal(format!("waiting for the CRD: {e}"))),
-        Err(_) => Err(Error::Internal(format!(
-            "the CRD {CRD_NAME} was not established within {timeout:?}"
-        ))),
+    for (_, crd) in crate::crd::all_crds() {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        crds.patch(&name, &params, &Patch::Apply(&crd)).await?;
+        let established = kube::runtime::wait::await_condition(
+            crds.clone(),
+            &name,
+            kube::runtime::wait::conditions::is_crd_established(),
+        );
+        match tokio::time::timeout(timeout, established).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(Error::Internal(format!("waiting for the CRD: {e}"))),
+            Err(_) => {
+                return Err(Error::Internal(format!(
+                    "the CRD {name} was not established within {timeout:?}"
+                )));
+            }
+        }
     }
+    Ok(())
 }

@@ -110,6 +110,8 @@ enum Blocker {
     NameConflict,
     RegistrationConflict,
     AgentRevokedExternally,
+    /// The provisioner policy refuses the resource ([`crate::plan::policy::Refusal::reason`]).
+    Refused(&'static str),
 }
 
 impl Blocker {
@@ -120,6 +122,7 @@ impl Blocker {
             Blocker::NameConflict => "NameConflict",
             Blocker::RegistrationConflict => "RegistrationConflict",
             Blocker::AgentRevokedExternally => "AgentRevokedExternally",
+            Blocker::Refused(reason) => reason,
         }
     }
 }
@@ -422,6 +425,18 @@ impl<'a> Planner<'a> {
         if let Some(failure) = &self.observed.failure {
             return self.finish(Verdict::Failed(failure));
         }
+        // Before anything that could call AgentLattice: a refusal costs no remote call.
+        if let Err(refusal) = self.policy() {
+            // A suspended provisioner halts its agents even when their spec is refused: a halt
+            // only takes power away, and incident response must not depend on the spec.
+            if let Some(step) = self.halt_for_provisioner() {
+                return step;
+            }
+            return self.finish(Verdict::Blocked(
+                Blocker::Refused(refusal.reason()),
+                refusal.message(),
+            ));
+        }
         if let Some(message) = self.secret_conflict() {
             return self.finish(Verdict::Blocked(Blocker::SecretConflict, message));
         }
@@ -489,6 +504,68 @@ impl<'a> Planner<'a> {
             return step;
         }
         self.finish(Verdict::Ok)
+    }
+
+    /// Step 2b: the provisioner's policy (docs/tenancy.md). Capabilities are checked on every
+    /// reconcile (one added later by an edit is refused before `UpdateAgent`, so the agent keeps
+    /// its previous capabilities), the agent name only before registration.
+    fn policy(&self) -> Result<(), super::policy::Refusal> {
+        let Some(spec) = self.spec() else {
+            return Ok(());
+        };
+        let meta = &self.observed.resource.metadata;
+        super::policy::check(
+            &super::policy::Request {
+                namespace: meta.namespace.as_deref().unwrap_or_default(),
+                name: meta.name.as_deref().unwrap_or_default(),
+                agent_name: &spec.agent_name,
+                capabilities: &spec.capabilities,
+                registered: self.agent_id.is_some(),
+                cluster_name: self.observed.settings.cluster_name.as_deref(),
+            },
+            &self.observed.provisioner,
+        )
+    }
+
+    /// The read and the halt of a registered agent whose provisioner is suspended, when nothing
+    /// else may be done for it (its spec is refused).
+    fn halt_for_provisioner(&self) -> Option<Step> {
+        if !self.provisioner_halts() {
+            return None;
+        }
+        let agent_id = self.agent_id.clone()?;
+        if self.agent_gone(&agent_id) {
+            return None;
+        }
+        match self.remote_agent(&agent_id) {
+            None if !self.status.halted_by_provisioner => {
+                Some(perform(Effect::FetchAgent { agent_id }, vec![]))
+            }
+            Some(RemoteAgent::Found(view)) if view.status == AgentStatus::Active => Some(perform(
+                Effect::HaltAgent {
+                    agent_id: agent_id.clone(),
+                },
+                vec![Event::normal(
+                    "AgentHalted",
+                    format!(
+                        "halted agent {agent_id} (provisioner {} is suspended)",
+                        self.observed.provisioner.id()
+                    ),
+                )],
+            )),
+            _ => None,
+        }
+    }
+
+    /// Whether the agent is to be halted because its provisioner is suspended (and not because
+    /// of its own `spec.suspend`): recorded in status as `haltedByProvisioner`, so resuming the
+    /// provisioner resumes exactly these.
+    fn provisioner_halts(&self) -> bool {
+        self.observed
+            .provisioner
+            .view()
+            .is_some_and(|v| v.suspended)
+            && !self.spec().is_some_and(|s| s.suspend)
     }
 
     /// Step 3: someone else has (or has a better claim to) the Secret.
@@ -592,6 +669,7 @@ impl<'a> Planner<'a> {
         };
         stale
             || self.status.observed_generation != self.generation()
+            || self.status.halted_by_provisioner != self.provisioner_halts()
             || self.pending(ROTATE_ANNOTATION)
             || self.pending(COMPROMISED_ANNOTATION)
             || self.pending(REREGISTER_ANNOTATION)
@@ -630,14 +708,22 @@ impl<'a> Planner<'a> {
                 )],
             ));
         }
-        match (spec.suspend, view.status) {
+        let why = if spec.suspend {
+            "spec.suspend".to_owned()
+        } else {
+            format!(
+                "provisioner {} is suspended",
+                self.observed.provisioner.id()
+            )
+        };
+        match (spec.suspend || self.provisioner_halts(), view.status) {
             (true, AgentStatus::Active) => Some(perform(
                 Effect::HaltAgent {
                     agent_id: agent_id.to_owned(),
                 },
                 vec![Event::normal(
                     "AgentHalted",
-                    format!("halted agent {agent_id} (spec.suspend)"),
+                    format!("halted agent {agent_id} ({why})"),
                 )],
             )),
             (false, AgentStatus::Halted) => Some(perform(

@@ -23,6 +23,8 @@ pub struct Settings {
     pub service_key_retry: SignedDuration,
     /// How the operator treats the workloads that read an agent's key.
     pub consumers: ConsumerSettings,
+    /// The policy of the operator-level (default) provisioner (`--default-allowed-capabilities`).
+    pub default_policy: super::policy::Policy,
 }
 
 impl Default for Settings {
@@ -33,6 +35,7 @@ impl Default for Settings {
             resync_interval: SignedDuration::from_mins(10),
             service_key_retry: SignedDuration::from_mins(5),
             consumers: ConsumerSettings::default(),
+            default_policy: super::policy::Policy::any_capability(),
         }
     }
 }
@@ -180,6 +183,9 @@ pub struct Observed {
     pub malformed: Option<String>,
     /// The workloads that read the resource's Secret, by kind and name.
     pub consumers: Vec<Consumer>,
+    /// The provisioner the resource names (the default one unless `spec.provisionerRef`), as
+    /// resolved by observe.
+    pub provisioner: super::policy::Resolution,
 }
 
 impl Observed {
@@ -192,7 +198,6 @@ impl Observed {
     ) -> Observed {
         Observed {
             now,
-            settings,
             resource,
             secret,
             older_claimant: None,
@@ -202,6 +207,11 @@ impl Observed {
             last_remote_check: None,
             malformed: None,
             consumers: Vec::new(),
+            provisioner: super::policy::Resolution::default_provisioner(
+                settings.default_policy.clone(),
+                &settings.base_url,
+            ),
+            settings,
         }
     }
 }
@@ -485,6 +495,8 @@ pub struct AgentView {
     pub description: Option<String>,
     /// Metadata.
     pub metadata: BTreeMap<String, String>,
+    /// The id of the service key that registered it (AgentLattice's `created_by`).
+    pub created_by: Option<String>,
 }
 
 impl AgentView {

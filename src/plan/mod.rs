@@ -15,10 +15,11 @@
 //! Nothing in here ever holds key material: a freshly registered or minted key is referred to by
 //! its id ([`KeyWrite::Fresh`]) and the executor keeps the plaintext until the Secret is written.
 
-mod conditions;
+pub mod conditions;
 mod decide;
 mod effect;
 mod facts;
+pub mod policy;
 pub mod schedule;
 pub mod validate;
 
@@ -47,3 +48,7 @@ pub const META_NAME: &str = "k8s.name";
 pub const META_UID: &str = "k8s.uid";
 /// Agent metadata key: the configured cluster name.
 pub const META_CLUSTER: &str = "k8s.cluster";
+/// Agent metadata key: the provisioner that registered the agent (`LatticeProvisioner/<ns>/<name>`
+/// or `ClusterLatticeProvisioner/<name>`; absent for the default provisioner, so registrations
+/// made before provisioners existed replay with the same body).
+pub const META_PROVISIONER: &str = "lattice.provisioner";

@@ -63,6 +63,9 @@ pub struct Context {
     pub started: jiff::Timestamp,
     /// Whether the first drift read of each resource is spread over the first resync interval.
     pub spread_first_drift_read: bool,
+    /// The provisioners (docs/tenancy.md); `None`: only the default provisioner exists, and a
+    /// LatticeAgent naming another is refused with `ProvisionerNotFound`.
+    pub provisioners: Option<Arc<crate::provisioners::Provisioners>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -122,14 +125,35 @@ pub async fn reconcile(obj: Arc<Guarded>, r: Arc<Reconciler>) -> Result<Action> 
     let started = Instant::now();
     let ended = async {
         let observed = observe::observe(&obj, &r).await?;
-        execute::Executor {
-            remote: r.ctx.remote.as_ref(),
+        // Every remote call of this reconcile goes through the provisioner the resource names
+        // (the one that registered it: `spec.provisionerRef` is immutable once registered).
+        let remote = match &r.ctx.provisioners {
+            Some(p) => p.backend(observed.provisioner.id()),
+            None => Arc::clone(&r.ctx.remote),
+        };
+        let provisioner = observed.provisioner.id().clone();
+        let report = execute::Executor {
+            remote: remote.as_ref(),
             cluster: &r.cluster,
             metrics: &r.ctx.metrics,
             failpoints: r.ctx.failpoints.as_ref(),
         }
         .run(observed)
-        .await
+        .await;
+        // A provisioner's key that failed a call is checked again at once, so that its status
+        // and every agent naming it say so (each once), instead of each agent finding out.
+        if let (Some(p), Ok(report)) = (&r.ctx.provisioners, &report)
+            && report.settled.failure.as_ref().is_some_and(|f| {
+                matches!(
+                    f.class,
+                    crate::plan::ErrorClass::ServiceKeyRejected
+                        | crate::plan::ErrorClass::ServiceKeyMissing
+                )
+            })
+        {
+            p.recheck(&provisioner);
+        }
+        report
     }
     .instrument(span.clone())
     .await;

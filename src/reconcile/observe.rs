@@ -70,6 +70,22 @@ async fn observe_agent(handed_over: &LatticeAgent, r: &Reconciler) -> Result<Obs
         view,
     );
     observed.older_claimant = r.claims.older_claimant(&agent);
+    observed.provisioner = match &ctx.provisioners {
+        Some(p) => p.resolve(&agent, &ctx.settings.default_policy).await,
+        None => match agent.spec.provisioner_ref.as_ref() {
+            None => observed.provisioner,
+            Some(reference) => crate::plan::policy::Resolution::NotFound(
+                crate::plan::policy::ProvisionerId::of(&namespace, Some(reference)),
+                // An operator built without `Operator::with_provisioners` (`run` always has
+                // them): only the default provisioner exists.
+                "cannot be used: this operator runs without provisioners".to_owned(),
+            ),
+        },
+    };
+    // The Secret's AL_BASE_URL is the URL of the provisioner the agent was registered with.
+    if let Some(view) = observed.provisioner.view() {
+        observed.settings.base_url = view.base_url.clone();
+    }
     if ctx.settings.consumers.tracked {
         observed.consumers = r
             .workloads

@@ -68,6 +68,10 @@ pub struct Options {
     pub consumers: ConsumerSettings,
     /// Identities for annotated workloads.
     pub identities: bool,
+    /// The default provisioner's policy.
+    pub default_policy: lattice_operator::plan::policy::Policy,
+    /// `--cluster-name`.
+    pub cluster_name: Option<String>,
 }
 
 impl Default for Options {
@@ -89,6 +93,8 @@ impl Default for Options {
                 kubelet_sync_period: SignedDuration::from_secs(1),
             },
             identities: true,
+            default_policy: lattice_operator::plan::policy::Policy::any_capability(),
+            cluster_name: None,
         }
     }
 }
@@ -197,10 +203,11 @@ impl World {
     pub fn settings(&self, options: &Options) -> Settings {
         Settings {
             base_url: self.emu.base_url(),
-            cluster_name: None,
+            cluster_name: options.cluster_name.clone(),
             resync_interval: options.resync,
             service_key_retry: options.service_key_retry,
             consumers: options.consumers.clone(),
+            default_policy: options.default_policy.clone(),
         }
     }
 
@@ -232,6 +239,30 @@ impl World {
         ));
         let service_key_changes = provider.subscribe();
         let remote = Arc::new(AgentLattice::new(Arc::clone(&provider)));
+        let observer = metrics.call_observer();
+        let provisioners = Arc::new(lattice_operator::provisioners::Provisioners::new(
+            self.client.clone(),
+            Arc::clone(&remote) as Arc<dyn lattice_operator::remote::Backend>,
+            &self.emu.base_url(),
+            Arc::new(move |base_url: &str| {
+                remote::client_config(
+                    base_url,
+                    Duration::from_secs(5),
+                    None,
+                    Arc::clone(&observer),
+                )
+                .retry(
+                    agentlattice::RetryPolicy::new()
+                        .max_attempts(2)
+                        .base_delay(Duration::from_millis(50)),
+                )
+            }),
+            &std::iter::once(self.ns.clone())
+                .chain(options.namespaces.iter().cloned())
+                .collect::<Vec<_>>(),
+            options.resync.unsigned_abs(),
+            options.service_key_retry.unsigned_abs(),
+        ));
         let mut config = OperatorConfig::new(self.settings(&options));
         config.namespaces = std::iter::once(self.ns.clone())
             .chain(options.namespaces.iter().cloned())
@@ -241,7 +272,8 @@ impl World {
         config.spread_first_drift_read = options.spread_first_drift_read;
         config.workload_identities = options.identities;
         let mut operator = Operator::new(self.client.clone(), config, remote, Arc::clone(&metrics))
-            .with_service_key_provider(provider);
+            .with_service_key_provider(provider)
+            .with_provisioners(provisioners);
         if let Some(fp) = options.failpoints.clone() {
             operator = operator.with_failpoints(fp);
         }

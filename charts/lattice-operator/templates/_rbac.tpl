@@ -21,6 +21,16 @@ cluster, a Role per namespace otherwise. */}}
   resources: ["latticeagents"]
   verbs: ["create", "delete"]
 {{- end }}
+# LatticeProvisioners (docs/tenancy.md): the operator watches them (a cache, like the
+# LatticeAgents') to resolve spec.provisionerRef, and writes their status after checking their
+# service key (Ready, lastChecked, agents, the key's public prefix).
+- apiGroups: ["agentlattice.io"]
+  resources: ["latticeprovisioners"]
+  verbs: ["list", "watch"]
+# LatticeProvisioner status: a merge patch after each check of its service key.
+- apiGroups: ["agentlattice.io"]
+  resources: ["latticeprovisioners/status"]
+  verbs: ["patch"]
 # LatticeAgent status: replaced (PUT with the resourceVersion as precondition) when a reconcile
 # changes it, and patched with an InvalidSpec condition on an object that does not parse.
 - apiGroups: ["agentlattice.io"]
@@ -33,6 +43,11 @@ cluster, a Role per namespace otherwise. */}}
 - apiGroups: ["agentlattice.io"]
   resources: ["latticeagents/finalizers"]
   verbs: ["update"]
+# Secrets: a provisioner's service key is read (get) where its LatticeProvisioner points, and
+# only if the Secret carries the label agentlattice.io/service-key: "true"; the operator watches
+# the Secrets with that label (list/watch) to use a replaced key at once. RBAC cannot scope get
+# to names chosen at run time by a provisioner, so the label is the operator's own check
+# (docs/tenancy.md), on top of this rule.
 # Secrets: the operator creates each workload's key Secret, patches it (rotation, its record,
 # releasing it on deletionPolicy Retain), and reads one by name when a LatticeAgent adopts an
 # existing Secret that is not labelled as the operator's yet. It lists and watches only Secrets
@@ -73,6 +88,20 @@ cluster, a Role per namespace otherwise. */}}
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
   resourceNames: ["latticeagents.agentlattice.io"]
+  verbs: ["get"]
+# ClusterLatticeProvisioners (cluster-scoped): watched to resolve spec.provisionerRef; their
+# status is written after each check of their service key.
+- apiGroups: ["agentlattice.io"]
+  resources: ["clusterlatticeprovisioners"]
+  verbs: ["list", "watch"]
+# ClusterLatticeProvisioner status: a merge patch after each check of its service key.
+- apiGroups: ["agentlattice.io"]
+  resources: ["clusterlatticeprovisioners/status"]
+  verbs: ["patch"]
+# Namespaces: read (get, by the LatticeAgent's namespace) only when a ClusterLatticeProvisioner
+# selects namespaces by label, to match its selector.
+- apiGroups: [""]
+  resources: ["namespaces"]
   verbs: ["get"]
 {{- end }}
 

@@ -134,6 +134,13 @@ impl<'a> Planner<'a> {
         if let Some(cluster) = &self.observed.settings.cluster_name {
             metadata.insert(META_CLUSTER.to_owned(), cluster.clone());
         }
+        let provisioner = self.observed.provisioner.id();
+        if *provisioner != crate::plan::policy::ProvisionerId::Default {
+            metadata.insert(
+                crate::plan::META_PROVISIONER.to_owned(),
+                provisioner.to_string(),
+            );
+        }
         perform(
             Effect::Register {
                 request: RegisterRequest {

@@ -41,7 +41,7 @@ impl<'a> Planner<'a> {
         if !unchanged && !status_failed {
             let mut events = Vec::new();
             if let Verdict::Blocked(
-                blocker @ (Blocker::SecretConflict | Blocker::NameConflict),
+                blocker @ (Blocker::SecretConflict | Blocker::NameConflict | Blocker::Refused(_)),
                 message,
             ) = &verdict
                 && conditions::condition_reason(&self.status, READY) != Some(blocker.reason())
@@ -194,6 +194,44 @@ impl<'a> Planner<'a> {
         if self.sweep_required() && !self.sweep_done() && s.mint_started_at.is_none() {
             s.mint_started_at = self.intent();
         }
+        // Which provisioner and service key registered the agent (docs/tenancy.md).
+        if let Some(id) = agent_id.as_deref() {
+            let same_agent = current.agent_id.as_deref() == Some(id);
+            s.provisioner = current
+                .provisioner
+                .clone()
+                .filter(|_| same_agent)
+                .or_else(|| Some(self.observed.provisioner.id().to_string()));
+            let created_by = match &self.observed.progress.registration {
+                Some(crate::plan::RegisterOutcome::Created { agent, .. }) if agent.id == id => {
+                    agent.created_by.clone()
+                }
+                _ => match self.remote_agent(id) {
+                    Some(crate::plan::RemoteAgent::Found(view)) => view.created_by.clone(),
+                    _ => None,
+                },
+            };
+            s.service_key_id =
+                created_by.or_else(|| current.service_key_id.clone().filter(|_| same_agent));
+            // Set once the agent is known halted for its provisioner, cleared once it is known
+            // active again (or its own spec.suspend holds it): a halt or resume that failed
+            // keeps the previous value, so the next reconcile reads the agent and tries again.
+            let provisioner_suspended = self
+                .observed
+                .provisioner
+                .view()
+                .is_some_and(|v| v.suspended);
+            let own_suspend = self.spec().is_some_and(|sp| sp.suspend);
+            s.halted_by_provisioner = !own_suspend
+                && match self.remote_agent(id) {
+                    Some(crate::plan::RemoteAgent::Found(view)) => {
+                        view.status == crate::plan::AgentStatus::Halted
+                            && (provisioner_suspended
+                                || (same_agent && current.halted_by_provisioner))
+                    }
+                    _ => same_agent && current.halted_by_provisioner,
+                };
+        }
         s.conditions = self.conditions(verdict, &s);
         s
     }
@@ -251,7 +289,8 @@ impl<'a> Planner<'a> {
                 blocker @ (Blocker::SecretConflict
                 | Blocker::NameConflict
                 | Blocker::RegistrationConflict
-                | Blocker::AgentRevokedExternally),
+                | Blocker::AgentRevokedExternally
+                | Blocker::Refused(_)),
                 message,
             ) => (false, blocker.reason(), message.clone()),
             Verdict::Blocked(Blocker::InvalidSpec, message) if working.is_none() || gone => {
@@ -267,6 +306,16 @@ impl<'a> Planner<'a> {
                 ),
             ),
             _ => match working {
+                Some(key) if self.provisioner_halts() => (
+                    false,
+                    "ProvisionerSuspended",
+                    format!(
+                        "agent is halted because provisioner {} is suspended; key {} stays in \
+                         the Secret",
+                        self.observed.provisioner.id(),
+                        key.prefix
+                    ),
+                ),
                 Some(key) if self.spec().is_some_and(|s| s.suspend) => (
                     false,
                     "Suspended",

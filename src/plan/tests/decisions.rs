@@ -293,7 +293,7 @@ fn invalid_spec_is_reported_without_any_remote_call() {
     assert_eq!(run.kinds(), Vec::<&str>::new());
     assert_eq!(run.done().requeue, Requeue::OnChange);
     // Fixing the spec registers.
-    w.edit_spec(|s| s.agent_name = Some("short-name".into()));
+    w.edit_spec(|s| s.agent_name = Some("payments-short".into()));
     let run = w.run();
     assert_eq!(run.kinds(), ["Register", "WriteSecret", "WriteStatus"]);
     assert_eq!(w.ready(), Some(("True".into(), "AgentReady".into())));
@@ -778,7 +778,7 @@ fn an_idempotency_mismatch_under_another_name_is_a_registration_conflict() {
     let mut w = World::default();
     w.faults.push(Fault::LoseResponse("Register"));
     w.run();
-    w.edit_spec(|s| s.agent_name = Some("renamed".into()));
+    w.edit_spec(|s| s.agent_name = Some("payments-renamed".into()));
     let run = w.run();
     assert_eq!(run.kinds(), ["Register", "FindAgents", "WriteStatus"]);
     assert_eq!(

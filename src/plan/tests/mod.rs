@@ -7,4 +7,5 @@ mod crash;
 mod decisions;
 mod fuzz;
 mod lifecycle;
+mod tenancy;
 pub(crate) mod world;

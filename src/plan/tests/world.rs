@@ -44,6 +44,7 @@ pub fn settings() -> Settings {
         resync_interval: mins(10),
         service_key_retry: mins(5),
         consumers: crate::plan::ConsumerSettings::default(),
+        default_policy: crate::plan::policy::Policy::any_capability(),
     }
 }
 
@@ -130,6 +131,7 @@ impl FakeAl {
                     capabilities: vec![],
                     description: None,
                     metadata,
+                    created_by: Some("svc-test".into()),
                 },
                 keys: vec![(key, plain)],
             },
@@ -251,6 +253,8 @@ pub struct World {
     pub rv: u64,
     /// The workloads that read the Secret, as the workload watches report them.
     pub consumers: Vec<Consumer>,
+    /// The provisioner as observe resolves it (`None`: the default provisioner of `settings`).
+    pub provisioner: Option<crate::plan::policy::Resolution>,
 }
 
 impl Default for World {
@@ -272,6 +276,7 @@ impl World {
             faults: Vec::new(),
             rv: 100,
             consumers: Vec::new(),
+            provisioner: None,
         }
     }
 
@@ -377,6 +382,9 @@ impl World {
         o.last_remote_check = self.last_remote_check;
         o.older_claimant = self.older_claimant.clone();
         o.consumers = self.consumers.clone();
+        if let Some(p) = &self.provisioner {
+            o.provisioner = p.clone();
+        }
         o
     }
 
@@ -578,6 +586,7 @@ impl World {
                     capabilities: caps,
                     description: request.description.clone(),
                     metadata: request.metadata.clone(),
+                    created_by: Some("svc-test".into()),
                 };
                 self.al
                     .idempotency

@@ -43,6 +43,7 @@ fn view(id: &str) -> AgentView {
         capabilities: vec!["deploy.staging".into()],
         description: None,
         metadata: [(crate::plan::META_UID.to_owned(), UID.to_owned())].into(),
+        created_by: None,
     }
 }
 
