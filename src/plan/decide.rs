@@ -149,8 +149,13 @@ struct Planner<'a> {
     /// The agent this resource is (or is becoming) linked to.
     agent_id: Option<String>,
     /// The agent was adopted by this reconcile (replayed registration, or found by name with our
-    /// uid): its keys were never delivered.
+    /// uid).
     adopted: bool,
+    /// An adopted agent whose keys were never delivered: no Secret of ours holds a key that its
+    /// record does not describe. (One that does — its record annotations removed, status lost —
+    /// may hold one of the agent's keys, in use: nothing is swept then, and every other key is
+    /// retired with grace, as when the record is lost.)
+    undelivered: bool,
 }
 
 impl<'a> Planner<'a> {
@@ -183,6 +188,12 @@ impl<'a> Planner<'a> {
                 .map(|a| (a.id.clone(), true)),
             _ => None,
         };
+        let unrecorded_key = secret
+            .filter(|s| s.ownership == Ownership::Ours)
+            .is_some_and(|s| {
+                s.key_digest.is_some()
+                    && s.decoded.record.key.as_ref().map(|k| &k.sha256) != s.key_digest.as_ref()
+            });
         let agent_id = adoption
             .as_ref()
             .map(|(id, _)| id.clone())
@@ -203,7 +214,8 @@ impl<'a> Planner<'a> {
             record,
             foreign_record,
             agent_id,
-            adopted: adoption.is_some_and(|(_, adopted)| adopted),
+            adopted: adoption.as_ref().is_some_and(|(_, adopted)| *adopted),
+            undelivered: adoption.is_some_and(|(_, adopted)| adopted) && !unrecorded_key,
         }
     }
 
@@ -413,7 +425,7 @@ impl<'a> Planner<'a> {
     }
 
     fn sweep_required(&self) -> bool {
-        self.prior_intent() || self.adopted
+        self.prior_intent() || self.undelivered
     }
 
     // ----- the decision order -------------------------------------------------------------------

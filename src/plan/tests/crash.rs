@@ -404,3 +404,54 @@ fn a_secret_deleted_before_status_caught_up_retires_every_live_key() {
     );
     recover(&mut w, "Secret deleted after an unrecorded rotation");
 }
+
+/// Found by the planner's property tests (`properties.rs`): a Secret of ours holds the agent's
+/// key, but its record annotations were removed and status was lost. The registration replays
+/// (or the agent is found by name) and the agent is adopted — but its key was delivered: it is in
+/// the Secret, and the workload uses it. It must not be revoked at once as a never-delivered key
+/// would be; it is retired with the grace period after the new key is written (the lost-record
+/// path), so the workload never holds a revoked key.
+#[test]
+fn adoption_keeps_a_key_that_a_secret_without_its_record_holds() {
+    for by_name in [false, true] {
+        let mut w = World::registered();
+        if by_name {
+            // The replay is gone (another idempotency key): the agent is found by name.
+            w.al.idempotency.clear();
+        }
+        let agent = w.secret_agent_id().expect("agent");
+        let held = w.secret_key().expect("key");
+        let held_id = w.status().active_key.expect("active key").id;
+        for a in crate::secret::RECORD_ANNOTATIONS {
+            w.secret_annotations_mut().remove(a);
+        }
+        w.res_mut().status = None;
+        let run = w.run();
+        for action in &run.actions {
+            assert_ne!(
+                action,
+                &Effect::RevokeKey {
+                    agent_id: agent.clone(),
+                    key_id: held_id.clone()
+                },
+                "by name: {by_name}: the Secret's key was revoked: {:?}",
+                run.kinds()
+            );
+        }
+        // The old key still works, and is retiring with grace.
+        assert!(w.al.use_key(&held, w.now), "by name: {by_name}");
+        let retiring: Vec<crate::secret::RetiringKey> = serde_json::from_str(
+            &w.secret_annotation(crate::secret::RETIRING_KEYS_ANNOTATION)
+                .expect("retiring keys"),
+        )
+        .expect("retiring keys parse");
+        assert!(
+            retiring.iter().any(|k| k.id == held_id && !k.immediate),
+            "by name: {by_name}: {retiring:?}"
+        );
+        recover(
+            &mut w,
+            &format!("adoption with the record removed (by name: {by_name})"),
+        );
+    }
+}
