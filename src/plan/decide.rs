@@ -152,9 +152,9 @@ struct Planner<'a> {
     /// uid).
     adopted: bool,
     /// An adopted agent whose keys were never delivered: no Secret of ours holds a key that its
-    /// record does not describe. (One that does — its record annotations removed, status lost —
-    /// may hold one of the agent's keys, in use: nothing is swept then, and every other key is
-    /// retired with grace, as when the record is lost.)
+    /// record does not tie to an agent. (One that does — its record annotations removed, status
+    /// lost — may hold one of the agent's keys, in use: nothing is swept then, and every other
+    /// key is retired with grace, as when the record is lost.)
     undelivered: bool,
 }
 
@@ -188,11 +188,14 @@ impl<'a> Planner<'a> {
                 .map(|a| (a.id.clone(), true)),
             _ => None,
         };
+        // A key in a Secret of ours that its record does not tie to an agent: it may be one of
+        // the adopted agent's (see `undelivered`).
         let unrecorded_key = secret
             .filter(|s| s.ownership == Ownership::Ours)
             .is_some_and(|s| {
-                s.key_digest.is_some()
-                    && s.decoded.record.key.as_ref().map(|k| &k.sha256) != s.key_digest.as_ref()
+                let record = &s.decoded.record;
+                let described = record.key.as_ref().map(|k| &k.sha256) == s.key_digest.as_ref();
+                s.key_digest.is_some() && !(described && record.agent_id.is_some())
             });
         let agent_id = adoption
             .as_ref()

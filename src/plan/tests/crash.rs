@@ -413,7 +413,7 @@ fn a_secret_deleted_before_status_caught_up_retires_every_live_key() {
 /// path), so the workload never holds a revoked key.
 #[test]
 fn adoption_keeps_a_key_that_a_secret_without_its_record_holds() {
-    for by_name in [false, true] {
+    for (by_name, only_agent_id) in [(false, false), (true, false), (false, true), (true, true)] {
         let mut w = World::registered();
         if by_name {
             // The replay is gone (another idempotency key): the agent is found by name.
@@ -422,8 +422,15 @@ fn adoption_keeps_a_key_that_a_secret_without_its_record_holds() {
         let agent = w.secret_agent_id().expect("agent");
         let held = w.secret_key().expect("key");
         let held_id = w.status().active_key.expect("active key").id;
-        for a in crate::secret::RECORD_ANNOTATIONS {
-            w.secret_annotations_mut().remove(a);
+        // Every record annotation removed, or only the agent id (the key is still described,
+        // but not tied to an agent).
+        if only_agent_id {
+            w.secret_annotations_mut()
+                .remove(crate::secret::AGENT_ID_ANNOTATION);
+        } else {
+            for a in crate::secret::RECORD_ANNOTATIONS {
+                w.secret_annotations_mut().remove(a);
+            }
         }
         w.res_mut().status = None;
         let run = w.run();
@@ -434,7 +441,7 @@ fn adoption_keeps_a_key_that_a_secret_without_its_record_holds() {
                     agent_id: agent.clone(),
                     key_id: held_id.clone()
                 },
-                "by name: {by_name}: the Secret's key was revoked: {:?}",
+                "by name: {by_name}, only the agent id: {only_agent_id}: the Secret's key was revoked: {:?}",
                 run.kinds()
             );
         }
