@@ -342,6 +342,11 @@ impl<'a> Planner<'a> {
                         }
                     }
                 }
+                // The key the record says the Secret holds is never retiring, whatever an edited
+                // list says: retiring it would revoke the workload's key.
+                if let Some(active) = &r.record.key {
+                    list.retain(|k| k.id != active.id);
+                }
                 list
             }
             None => from_status(),
