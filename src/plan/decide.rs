@@ -151,10 +151,11 @@ struct Planner<'a> {
     /// The agent was adopted by this reconcile (replayed registration, or found by name with our
     /// uid).
     adopted: bool,
-    /// An adopted agent whose keys were never delivered: no Secret of ours holds a key that its
-    /// record does not tie to an agent. (One that does — its record annotations removed, status
-    /// lost — may hold one of the agent's keys, in use: nothing is swept then, and every other
-    /// key is retired with grace, as when the record is lost.)
+    /// An adopted agent whose keys were never delivered: no Secret of ours holds a key other than
+    /// one its record describes as a key of this agent. (A Secret that does — its record
+    /// annotations removed or edited, status lost — may hold one of the agent's keys, in use:
+    /// nothing is swept then, and every other key is retired with grace, as when the record is
+    /// lost.)
     undelivered: bool,
 }
 
@@ -188,14 +189,18 @@ impl<'a> Planner<'a> {
                 .map(|a| (a.id.clone(), true)),
             _ => None,
         };
-        // A key in a Secret of ours that its record does not tie to an agent: it may be one of
-        // the adopted agent's (see `undelivered`).
-        let unrecorded_key = secret
+        // A key in a Secret of ours that its record does not describe as a key of the adopted
+        // agent may be one of the adopted agent's keys (see `undelivered`).
+        let adopted_id = adoption
+            .as_ref()
+            .filter(|(_, adopted)| *adopted)
+            .map(|(id, _)| id.as_str());
+        let maybe_held = secret
             .filter(|s| s.ownership == Ownership::Ours)
             .is_some_and(|s| {
                 let record = &s.decoded.record;
                 let described = record.key.as_ref().map(|k| &k.sha256) == s.key_digest.as_ref();
-                s.key_digest.is_some() && !(described && record.agent_id.is_some())
+                s.key_digest.is_some() && !(described && record.agent_id.as_deref() == adopted_id)
             });
         let agent_id = adoption
             .as_ref()
@@ -218,7 +223,7 @@ impl<'a> Planner<'a> {
             foreign_record,
             agent_id,
             adopted: adoption.as_ref().is_some_and(|(_, adopted)| *adopted),
-            undelivered: adoption.is_some_and(|(_, adopted)| adopted) && !unrecorded_key,
+            undelivered: adopted_id.is_some() && !maybe_held,
         }
     }
 

@@ -413,7 +413,11 @@ fn a_secret_deleted_before_status_caught_up_retires_every_live_key() {
 /// path), so the workload never holds a revoked key.
 #[test]
 fn adoption_keeps_a_key_that_a_secret_without_its_record_holds() {
-    for (by_name, only_agent_id) in [(false, false), (true, false), (false, true), (true, true)] {
+    let edits = ["record removed", "agent id removed", "agent id edited"];
+    for (by_name, edit) in [false, true]
+        .into_iter()
+        .flat_map(|b| edits.into_iter().map(move |e| (b, e)))
+    {
         let mut w = World::registered();
         if by_name {
             // The replay is gone (another idempotency key): the agent is found by name.
@@ -422,11 +426,19 @@ fn adoption_keeps_a_key_that_a_secret_without_its_record_holds() {
         let agent = w.secret_agent_id().expect("agent");
         let held = w.secret_key().expect("key");
         let held_id = w.status().active_key.expect("active key").id;
-        // Every record annotation removed, or only the agent id (the key is still described,
-        // but not tied to an agent).
-        if only_agent_id {
+        // Every record annotation removed, or only the agent id, or the agent id edited (the
+        // key is still described, but not tied to this agent).
+        if edit == "agent id removed" {
             w.secret_annotations_mut()
                 .remove(crate::secret::AGENT_ID_ANNOTATION);
+        } else if edit == "agent id edited" {
+            w.secret_annotations_mut().insert(
+                crate::secret::AGENT_ID_ANNOTATION.to_owned(),
+                "agent-unknown".to_owned(),
+            );
+            // That agent is not found: the user asks for a new registration, which finds the
+            // agent of this resource again (by replay or by name).
+            w.annotate(REREGISTER_ANNOTATION, "again");
         } else {
             for a in crate::secret::RECORD_ANNOTATIONS {
                 w.secret_annotations_mut().remove(a);
@@ -441,7 +453,7 @@ fn adoption_keeps_a_key_that_a_secret_without_its_record_holds() {
                     agent_id: agent.clone(),
                     key_id: held_id.clone()
                 },
-                "by name: {by_name}, only the agent id: {only_agent_id}: the Secret's key was revoked: {:?}",
+                "by name: {by_name}, {edit}: the Secret's key was revoked: {:?}",
                 run.kinds()
             );
         }
