@@ -189,14 +189,15 @@ impl<'a> Planner<'a> {
                 .map(|a| (a.id.clone(), true)),
             _ => None,
         };
-        // A key in a Secret of ours that its record does not describe as a key of the adopted
-        // agent may be one of the adopted agent's keys (see `undelivered`).
+        // A key in a Secret of ours (or one to be adopted: `secretPolicy: Adopt`) that its record
+        // does not describe as a key of the adopted agent may be one of the adopted agent's keys
+        // (see `undelivered`).
         let adopted_id = adoption
             .as_ref()
             .filter(|(_, adopted)| *adopted)
             .map(|(id, _)| id.as_str());
         let maybe_held = secret
-            .filter(|s| s.ownership == Ownership::Ours)
+            .filter(|s| matches!(s.ownership, Ownership::Ours | Ownership::Unowned))
             .is_some_and(|s| {
                 let record = &s.decoded.record;
                 let described = record.key.as_ref().map(|k| &k.sha256) == s.key_digest.as_ref();

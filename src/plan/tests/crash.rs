@@ -413,7 +413,12 @@ fn a_secret_deleted_before_status_caught_up_retires_every_live_key() {
 /// path), so the workload never holds a revoked key.
 #[test]
 fn adoption_keeps_a_key_that_a_secret_without_its_record_holds() {
-    let edits = ["record removed", "agent id removed", "agent id edited"];
+    let edits = [
+        "record removed",
+        "agent id removed",
+        "agent id edited",
+        "unowned, adopted",
+    ];
     for (by_name, edit) in [false, true]
         .into_iter()
         .flat_map(|b| edits.into_iter().map(move |e| (b, e)))
@@ -439,6 +444,14 @@ fn adoption_keeps_a_key_that_a_secret_without_its_record_holds() {
             // That agent is not found: the user asks for a new registration, which finds the
             // agent of this resource again (by replay or by name).
             w.annotate(REREGISTER_ANNOTATION, "again");
+        } else if edit == "unowned, adopted" {
+            // A Secret holding the agent's key without owner or record (written by hand, or
+            // released), taken over with `secretPolicy: Adopt`.
+            for a in crate::secret::RECORD_ANNOTATIONS {
+                w.secret_annotations_mut().remove(a);
+            }
+            w.secret.as_mut().expect("secret").metadata.owner_references = None;
+            w.edit_spec(|s| s.secret_policy = SecretPolicy::Adopt);
         } else {
             for a in crate::secret::RECORD_ANNOTATIONS {
                 w.secret_annotations_mut().remove(a);
