@@ -412,12 +412,16 @@ const KEY_FRAGMENT: usize = 20;
 /// at least 20 body characters).
 fn holds_key(text: &str, keys: &[Zeroizing<String>]) -> bool {
     for key in keys {
-        let body = key
+        // Only what is shaped like a key: a Secret's field may hold anything, and a short value
+        // found in a text proves nothing.
+        let Some(body) = key
             .strip_prefix("al_agent_")
             .or_else(|| key.strip_prefix("al_svc_"))
-            .unwrap_or(key.as_str());
-        let fragment = &body[..body.len().min(KEY_FRAGMENT)];
-        if fragment.len() >= 8 && text.contains(fragment) {
+            .filter(|b| b.len() >= KEY_FRAGMENT && b.is_char_boundary(KEY_FRAGMENT))
+        else {
+            continue;
+        };
+        if text.contains(&body[..KEY_FRAGMENT]) {
             return true;
         }
     }

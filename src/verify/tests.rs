@@ -358,9 +358,11 @@ fn key_material_in_a_text_is_reported_without_the_key() {
     });
     o.texts.push(Text {
         location: "metrics".into(),
-        // The scheme alone, or a short prefix, is not a key.
-        content: "keys start with al_agent_ and prefixes look like AbCd".into(),
+        // The scheme alone, a short prefix, or what a Secret holds that is not shaped like a
+        // key, is not a key.
+        content: "keys start with al_agent_ and prefixes look like AbCd; pasted by hand".into(),
     });
+    o.keys.push(Zeroizing::new("pasted by hand".into()));
     let v = violations(&o);
     assert_eq!(
         v,
