@@ -36,6 +36,21 @@ pub struct Sources {
     pub metrics_urls: Vec<String>,
 }
 
+impl Sources {
+    /// An emulator reached at `url`, which is also the AgentLattice the keys are tried against;
+    /// no log files or metrics pages.
+    pub fn emulator(url: impl Into<String>, admin_token: &str) -> Sources {
+        let url = url.into();
+        Sources {
+            agentlattice_url: url.clone(),
+            emulator_url: url,
+            admin_token: Zeroizing::new(admin_token.to_owned()),
+            log_files: Vec::new(),
+            metrics_urls: Vec::new(),
+        }
+    }
+}
+
 impl std::fmt::Debug for Sources {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sources")

@@ -513,13 +513,7 @@ impl World {
 
     /// Runs the invariant checker on this world's namespace.
     pub async fn verify(&self) -> verify::Report {
-        let sources = verify::Sources {
-            emulator_url: self.emu.base_url(),
-            admin_token: zeroize::Zeroizing::new(self.emu.admin_token().to_owned()),
-            agentlattice_url: self.emu.base_url(),
-            log_files: Vec::new(),
-            metrics_urls: Vec::new(),
-        };
+        let sources = verify::Sources::emulator(self.emu.base_url(), self.emu.admin_token());
         let opts = verify::Options {
             namespaces: vec![self.ns.clone()],
             ..verify::Options::default()
