@@ -201,7 +201,13 @@ impl<'a> Planner<'a> {
             .is_some_and(|s| {
                 let record = &s.decoded.record;
                 let described = record.key.as_ref().map(|k| &k.sha256) == s.key_digest.as_ref();
-                s.key_digest.is_some() && !(described && record.agent_id.as_deref() == adopted_id)
+                // Only the record of a Secret of ours is trusted (design §2), and only it spares
+                // its key from the sweep: an unowned Secret's key may be held whatever its
+                // annotations say.
+                let spared = s.ownership == Ownership::Ours
+                    && described
+                    && record.agent_id.as_deref() == adopted_id;
+                s.key_digest.is_some() && !spared
             });
         let agent_id = adoption
             .as_ref()

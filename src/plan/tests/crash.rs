@@ -418,6 +418,7 @@ fn adoption_keeps_a_key_that_a_secret_without_its_record_holds() {
         "agent id removed",
         "agent id edited",
         "unowned, adopted",
+        "unowned with its record, adopted",
     ];
     for (by_name, edit) in [false, true]
         .into_iter()
@@ -444,6 +445,10 @@ fn adoption_keeps_a_key_that_a_secret_without_its_record_holds() {
             // That agent is not found: the user asks for a new registration, which finds the
             // agent of this resource again (by replay or by name).
             w.annotate(REREGISTER_ANNOTATION, "again");
+        } else if edit == "unowned with its record, adopted" {
+            // Released by hand, the record intact: untrusted (not ours), but right about the key.
+            w.secret.as_mut().expect("secret").metadata.owner_references = None;
+            w.edit_spec(|s| s.secret_policy = SecretPolicy::Adopt);
         } else if edit == "unowned, adopted" {
             // A Secret holding the agent's key without owner or record (written by hand, or
             // released), taken over with `secretPolicy: Adopt`.
