@@ -592,8 +592,11 @@ fn build(s: &Scenario) -> Built {
             2 => w.al.revoke_agent(&id, ago(now, 1)),
             _ => {}
         }
+        // A replay returns the agent registered with the current body, so under the current
+        // name (agents are not renamed).
         if a.ours
             && a.replayable
+            && name == agent_name
             && let Some((request, idempotency_key)) = &register
             && !w.al.idempotency.contains_key(idempotency_key)
         {
@@ -964,14 +967,25 @@ fn reconcile(
                     );
                 }
                 // The live agents of this uid that the operator can know of: named by status or
-                // by the Secret, or carrying the agent name it registers under. (One under
+                // by the record of a Secret it controls, or carrying the agent name it registers
+                // under. (One under
                 // another name that nothing records is the known limit of design §4: an
                 // unrecorded registration is found again by its name only.)
                 let findable: Vec<String> = {
                     let name = validate::effective_agent_name(w.res());
+                    // The Secret's record counts only on a Secret this resource controls: the
+                    // record of any other is not trusted (design §2).
+                    let ours = w.secret.as_ref().is_some_and(|s| {
+                        s.metadata
+                            .owner_references
+                            .iter()
+                            .flatten()
+                            .any(|r| r.controller == Some(true) && r.uid == UID)
+                    });
                     let recorded = [
                         w.status().agent_id,
-                        w.secret_annotation(secret::AGENT_ID_ANNOTATION),
+                        w.secret_annotation(secret::AGENT_ID_ANNOTATION)
+                            .filter(|_| ours),
                     ];
                     w.al.live_agents_of(UID)
                         .into_iter()
