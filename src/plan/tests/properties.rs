@@ -15,7 +15,9 @@
 //! The properties, checked at every step of every reconcile:
 //! 1. the plan never revokes the key the Secret holds (`RevokeKey` of the key in `AL_API_KEY`);
 //! 2. the plan never registers a second agent for one uid (a `Register` that creates an agent
-//!    while a live agent linked to the uid exists);
+//!    while a live agent linked to the uid exists that the operator can know of: named by status
+//!    or by the record of a Secret it controls, or under the agent name it registers with —
+//!    design §4's known limit is an unrecorded agent under another name);
 //! 3. no key is ever written anywhere but the Secret's `AL_API_KEY`: not in an effect, an event,
 //!    a failure message, status, the Secret's labels and annotations or another data field;
 //! 4. the plan always ends: every reconcile settles within the executor's 32 steps, and once the
