@@ -355,9 +355,13 @@ impl<'a> Planner<'a> {
                     }
                 }
                 // The key the record says the Secret holds is never retiring, whatever an edited
-                // list says: retiring it would revoke the workload's key.
+                // list says: retiring it would revoke the workload's key. Nor is a key with its
+                // public prefix: that is the same key under an edited id (prefixes are 8
+                // characters of a random body).
                 if let Some(active) = &r.record.key {
-                    list.retain(|k| k.id != active.id);
+                    list.retain(|k| {
+                        k.id != active.id && (active.prefix.is_empty() || k.prefix != active.prefix)
+                    });
                 }
                 list
             }

@@ -498,32 +498,53 @@ fn adoption_keeps_a_key_that_a_secret_without_its_record_holds() {
 /// written back no longer names it.
 #[test]
 fn a_retiring_list_naming_the_secrets_key_never_retires_it() {
-    let mut w = World::registered();
-    let agent = w.secret_agent_id().expect("agent");
-    let active = w.status().active_key.expect("active key");
-    let listed = format!(
-        r#"[{{"id":"{}","prefix":"{}","since":"2026-11-20T10:00:00Z","immediate":true}}]"#,
-        active.id, active.prefix
-    );
-    w.secret_annotations_mut()
-        .insert(crate::secret::RETIRING_KEYS_ANNOTATION.to_owned(), listed);
-    w.advance(hours(30));
-    let runs = w.settle(6);
-    for run in &runs {
-        for action in &run.actions {
-            if let Effect::RevokeKey { key_id, .. } | Effect::DeprecateKey { key_id, .. } = action {
-                assert_ne!(key_id, &active.id, "{:?}", run.kinds());
+    // The list names the active key by its id, or (found later) the key-id annotation was edited
+    // too and the list names the real key: the same public prefix gives it away.
+    for edited_id in [false, true] {
+        let mut w = World::registered();
+        let agent = w.secret_agent_id().expect("agent");
+        let active = w.status().active_key.expect("active key");
+        let listed = format!(
+            r#"[{{"id":"{}","prefix":"{}","since":"2026-11-20T10:00:00Z","immediate":true}}]"#,
+            active.id, active.prefix
+        );
+        w.secret_annotations_mut()
+            .insert(crate::secret::RETIRING_KEYS_ANNOTATION.to_owned(), listed);
+        if edited_id {
+            w.secret_annotations_mut().insert(
+                crate::secret::KEY_ID_ANNOTATION.to_owned(),
+                "key-edited".to_owned(),
+            );
+            w.res_mut().status = None;
+        }
+        w.advance(hours(30));
+        let runs = w.settle(6);
+        for run in &runs {
+            for action in &run.actions {
+                if let Effect::RevokeKey { key_id, .. } | Effect::DeprecateKey { key_id, .. } =
+                    action
+                {
+                    assert_ne!(
+                        key_id,
+                        &active.id,
+                        "edited id: {edited_id}: {:?}",
+                        run.kinds()
+                    );
+                }
             }
         }
+        assert_eq!(
+            w.al.key(&agent, &active.id).map(|k| k.status),
+            Some(KeyStatus::Active),
+            "edited id: {edited_id}"
+        );
+        if !edited_id {
+            assert_eq!(
+                w.secret_annotation(crate::secret::RETIRING_KEYS_ANNOTATION),
+                None,
+                "the list is repaired"
+            );
+            w.check_invariant().expect("invariant");
+        }
     }
-    assert_eq!(
-        w.al.key(&agent, &active.id).map(|k| k.status),
-        Some(KeyStatus::Active)
-    );
-    assert_eq!(
-        w.secret_annotation(crate::secret::RETIRING_KEYS_ANNOTATION),
-        None,
-        "the list is repaired"
-    );
-    w.check_invariant().expect("invariant");
 }
