@@ -36,6 +36,9 @@ pub enum Command {
     Dev(DevArgs),
     /// Print the CustomResourceDefinitions (YAML documents), or write them under a directory.
     Crd(CrdArgs),
+    /// Check the invariant against a cluster and an AgentLattice emulator (docs/reliability.md):
+    /// exit 0 when it holds, 1 with the list of violations, 2 when something could not be read.
+    Verify(VerifyArgs),
 }
 
 /// Log output format.
@@ -211,6 +214,46 @@ impl OperatorArgs {
             },
         }
     }
+}
+
+/// `verify`: the invariant checker.
+#[derive(clap::Args, Debug, Clone)]
+pub struct VerifyArgs {
+    /// The kubeconfig of the cluster (default: KUBECONFIG, ~/.kube/config, or in-cluster).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// The AgentLattice emulator's base URL (plain HTTP): its admin API lists agents and keys.
+    #[arg(long, env = "LATTICE_VERIFY_EMULATOR_URL", value_parser = parse_base_url)]
+    pub emulator_url: String,
+
+    /// The emulator's admin token.
+    #[arg(long, env = "LATTICE_VERIFY_EMULATOR_TOKEN", hide_env_values = true)]
+    pub emulator_token: String,
+
+    /// The AgentLattice base URL the Secrets' keys are tried against (default: the emulator's).
+    #[arg(long = "agentlattice-url", env = "AL_BASE_URL", value_parser = parse_base_url)]
+    pub agentlattice_url: Option<String>,
+
+    /// Namespaces to check, comma-separated; empty checks all.
+    #[arg(long, env = "LATTICE_NAMESPACES", value_delimiter = ',', value_parser = parse_namespace)]
+    pub namespaces: Vec<String>,
+
+    /// Only agents whose metadata `k8s.cluster` is this are the operator's.
+    #[arg(long, env = "LATTICE_CLUSTER_NAME", value_parser = parse_cluster_name)]
+    pub cluster_name: Option<String>,
+
+    /// How long past its revokeBy a retiring key may still be live (retirement runs on a tick).
+    #[arg(long, default_value = "1m", value_parser = parse_positive_duration)]
+    pub tolerance: SignedDuration,
+
+    /// A log file of the operator to look through for keys (repeatable).
+    #[arg(long = "log-file")]
+    pub log_files: Vec<PathBuf>,
+
+    /// A metrics page (plain HTTP) to look through for keys (repeatable).
+    #[arg(long = "metrics-url")]
+    pub metrics_urls: Vec<String>,
 }
 
 /// `dev`: the quick start.

@@ -84,6 +84,11 @@ pub enum Error {
     /// and exits so that its pod restarts as a standby (`run`).
     #[error("leadership lost: {0}")]
     LeadershipLost(String),
+
+    /// `verify` could not read what it checks (an endpoint unreachable or refusing, a body that
+    /// does not parse): not a verdict on the invariant.
+    #[error("verify: {0}")]
+    Verify(String),
 }
 
 /// Result with [`Error`].
@@ -130,6 +135,7 @@ impl Error {
             Error::Json(_) | Error::Yaml(_) => "SerializationError",
             Error::Io(_) => "IoError",
             Error::LeadershipLost(_) => "LeadershipLost",
+            Error::Verify(_) => "VerifyError",
         }
     }
 
@@ -157,7 +163,7 @@ impl Error {
             Error::Internal(_) => true,
             Error::TooManySteps(_) | Error::KeyNotHeld(_) | Error::Io(_) => true,
             Error::Config(_) | Error::CrdNotInstalled(_) | Error::Json(_) | Error::Yaml(_) => false,
-            Error::LeadershipLost(_) => false,
+            Error::LeadershipLost(_) | Error::Verify(_) => false,
         }
     }
 

@@ -31,7 +31,8 @@
 //! - [`config`] — flags and environment variables; [`error`] — the crate's error type;
 //!   [`yaml`] — YAML in and out;
 //! - [`run`] — the `run` subcommand (leader election, shutdown); `dev` — the quick start on an
-//!   embedded simulator and emulator.
+//!   embedded simulator and emulator; [`verify`] — the invariant checker (`verify`, and the
+//!   integration tests' check).
 
 pub mod admin;
 pub mod cache;
@@ -54,6 +55,7 @@ pub mod remote;
 pub mod run;
 pub mod secret;
 pub mod telemetry;
+pub mod verify;
 pub mod workloads;
 pub mod yaml;
 

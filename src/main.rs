@@ -44,12 +44,33 @@ fn main() -> ExitCode {
         Command::Dev(_) => Err(lattice_operator::Error::Config(
             "this build has no `dev` subcommand (built without the `dev` feature)".into(),
         )),
+        Command::Verify(verify) => return verify_command(verify),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `verify`: the report on stdout; exit 0 when the invariant holds, 1 with violations, 2 when
+/// something could not be read.
+fn verify_command(args: lattice_operator::config::VerifyArgs) -> ExitCode {
+    let report = runtime().and_then(|rt| rt.block_on(lattice_operator::verify::run(args)));
+    match report {
+        Ok(report) => {
+            println!("{report}");
+            if report.holds() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
         }
     }
 }

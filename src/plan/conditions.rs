@@ -15,7 +15,9 @@ pub const ROTATING: &str = "Rotating";
 
 /// Builds a condition, keeping the previous `lastTransitionTime` unless the status flips.
 /// `now` is truncated to whole seconds, the precision `metav1.Time` is serialised with, so the
-/// condition compares equal after a round trip through the API server.
+/// condition compares equal after a round trip through the API server. The message is redacted
+/// ([`crate::redact`]): it may quote what a user wrote (an invalid spec value), and a key pasted
+/// there must not reach status.
 pub fn condition(
     previous: &[Condition],
     type_: &str,
@@ -35,7 +37,7 @@ pub fn condition(
         type_: type_.to_owned(),
         status: status.to_owned(),
         reason: reason.to_owned(),
-        message,
+        message: crate::redact::redact(&message),
         observed_generation: generation,
         last_transition_time,
     }

@@ -152,8 +152,14 @@ struct Planner<'a> {
     /// The agent this resource is (or is becoming) linked to.
     agent_id: Option<String>,
     /// The agent was adopted by this reconcile (replayed registration, or found by name with our
-    /// uid): its keys were never delivered.
+    /// uid).
     adopted: bool,
+    /// An adopted agent whose keys were never delivered: no Secret of ours holds a key other than
+    /// one its record describes as a key of this agent. (A Secret that does — its record
+    /// annotations removed or edited, status lost — may hold one of the agent's keys, in use:
+    /// nothing is swept then, and every other key is retired with grace, as when the record is
+    /// lost.)
+    undelivered: bool,
 }
 
 impl<'a> Planner<'a> {
@@ -186,6 +192,26 @@ impl<'a> Planner<'a> {
                 .map(|a| (a.id.clone(), true)),
             _ => None,
         };
+        // A key in a Secret of ours (or one to be adopted: `secretPolicy: Adopt`) that its record
+        // does not describe as a key of the adopted agent may be one of the adopted agent's keys
+        // (see `undelivered`).
+        let adopted_id = adoption
+            .as_ref()
+            .filter(|(_, adopted)| *adopted)
+            .map(|(id, _)| id.as_str());
+        let maybe_held = secret
+            .filter(|s| matches!(s.ownership, Ownership::Ours | Ownership::Unowned))
+            .is_some_and(|s| {
+                let record = &s.decoded.record;
+                let described = record.key.as_ref().map(|k| &k.sha256) == s.key_digest.as_ref();
+                // Only the record of a Secret of ours is trusted (design §2), and only it spares
+                // its key from the sweep: an unowned Secret's key may be held whatever its
+                // annotations say.
+                let spared = s.ownership == Ownership::Ours
+                    && described
+                    && record.agent_id.as_deref() == adopted_id;
+                s.key_digest.is_some() && !spared
+            });
         let agent_id = adoption
             .as_ref()
             .map(|(id, _)| id.clone())
@@ -206,7 +232,8 @@ impl<'a> Planner<'a> {
             record,
             foreign_record,
             agent_id,
-            adopted: adoption.is_some_and(|(_, adopted)| adopted),
+            adopted: adoption.as_ref().is_some_and(|(_, adopted)| *adopted),
+            undelivered: adopted_id.is_some() && !maybe_held,
         }
     }
 
@@ -330,6 +357,15 @@ impl<'a> Planner<'a> {
                         }
                     }
                 }
+                // The key the record says the Secret holds is never retiring, whatever an edited
+                // list says: retiring it would revoke the workload's key. Nor is a key with its
+                // public prefix: that is the same key under an edited id (prefixes are 8
+                // characters of a random body).
+                if let Some(active) = &r.record.key {
+                    list.retain(|k| {
+                        k.id != active.id && (active.prefix.is_empty() || k.prefix != active.prefix)
+                    });
+                }
                 list
             }
             None => from_status(),
@@ -416,7 +452,7 @@ impl<'a> Planner<'a> {
     }
 
     fn sweep_required(&self) -> bool {
-        self.prior_intent() || self.adopted
+        self.prior_intent() || self.undelivered
     }
 
     // ----- the decision order -------------------------------------------------------------------

@@ -417,30 +417,42 @@ const MAX_MESSAGE_CHARS: usize = 300;
 /// `<redacted>`, and shortens the message. The contract says messages never contain keys; this is
 /// defence in depth against a server that breaks it.
 pub(crate) fn sanitize_message(message: &str) -> String {
-    let mut out = String::with_capacity(message.len().min(MAX_MESSAGE_CHARS + 8));
-    let mut rest = message;
-    while !rest.is_empty() {
-        let hit = ["al_svc_", "al_agent_"]
-            .iter()
-            .filter_map(|s| rest.find(s).map(|i| (i, s.len())))
-            .min();
-        match hit {
-            Some((i, scheme_len)) => {
-                out.push_str(&rest[..i]);
-                let after = &rest[i + scheme_len..];
-                let body_len = after
-                    .bytes()
-                    .take_while(|b| b.is_ascii_alphanumeric())
-                    .count();
-                out.push_str("<redacted>");
-                rest = &after[body_len..];
-            }
-            None => {
-                out.push_str(rest);
-                rest = "";
-            }
+    // Every occurrence of either scheme, overlapping ones included, with the run of body
+    // characters after it; the union of these spans is replaced. (Resuming the scan after the
+    // first match's body is not enough: in `al_svc_al_agent_<body>` that body ends at the second
+    // `_`, and the second key's body would be kept.)
+    let mut spans: Vec<(usize, usize)> = Vec::new();
+    for scheme in ["al_svc_", "al_agent_"] {
+        let mut from = 0;
+        while let Some(i) = message[from..].find(scheme) {
+            let start = from + i;
+            let body = start + scheme.len();
+            let body_len = message[body..]
+                .bytes()
+                .take_while(|b| b.is_ascii_alphanumeric())
+                .count();
+            spans.push((start, body + body_len));
+            // The scheme starts with an ASCII letter: the next byte is a char boundary.
+            from = start + 1;
         }
     }
+    spans.sort_unstable();
+    let mut out = String::with_capacity(message.len().min(MAX_MESSAGE_CHARS + 8));
+    let mut copied = 0;
+    let mut spans = spans.into_iter().peekable();
+    while let Some((start, mut end)) = spans.next() {
+        while let Some(&(next_start, next_end)) = spans.peek() {
+            if next_start > end {
+                break;
+            }
+            end = end.max(next_end);
+            spans.next();
+        }
+        out.push_str(&message[copied..start]);
+        out.push_str("<redacted>");
+        copied = end;
+    }
+    out.push_str(&message[copied..]);
     let cleaned: String = out
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
@@ -580,6 +592,16 @@ mod tests {
             sanitize_message(&long).chars().count(),
             MAX_MESSAGE_CHARS + 1
         );
+    }
+
+    /// Found by the response fuzzer (`tests/fuzz_responses.rs`): a scheme right before a key.
+    #[test]
+    fn a_key_right_after_a_scheme_is_redacted_too() {
+        assert_eq!(
+            sanitize_message("al_svc_al_agent_ABCdef0123456789 x"),
+            "<redacted> x"
+        );
+        assert_eq!(sanitize_message("al_al_svc_XYZ98"), "al_<redacted>");
     }
 
     #[test]

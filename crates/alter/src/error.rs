@@ -547,6 +547,70 @@ pub(crate) fn sanitize_decode_detail(detail: &str) -> String {
 mod tests {
     use super::*;
 
+    mod fuzz {
+        //! Fuzzing the sanitiser (issue 16): no Alter key of any shape survives it, wherever it
+        //! sits in the text. `PROPTEST_CASES=n` runs more cases.
+
+        use proptest::prelude::*;
+
+        use super::super::sanitize;
+
+        fn key() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "[A-Za-z0-9_-]{40}".prop_map(|b| format!("alter_key_{b}")),
+                ("[a-z2-7]{22}", "[a-z2-7]{6}").prop_map(|(a, b)| format!("alter_rk_{a}_{b}")),
+                ("[a-z2-7]{22}", "[a-z2-7]{6}").prop_map(|(a, b)| format!("alter_ak_{a}_{b}")),
+            ]
+        }
+
+        fn around() -> impl Strategy<Value = String> {
+            prop_oneof![
+                ".{0,12}",
+                proptest::collection::vec(
+                    prop_oneof![
+                        Just("alter_".to_owned()),
+                        Just("alter_key_".to_owned()),
+                        Just("al_".to_owned()),
+                        Just("_".to_owned()),
+                        Just(" ".to_owned()),
+                        Just("\n".to_owned()),
+                        "[A-Za-z0-9]{1,4}",
+                    ],
+                    0..5
+                )
+                .prop_map(|p| p.concat()),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig {
+                cases: std::env::var("PROPTEST_CASES")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(512),
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            })]
+
+            #[test]
+            fn no_key_survives(parts in proptest::collection::vec((around(), key()), 1..4), tail in around()) {
+                let mut text = String::new();
+                for (before, key) in &parts {
+                    text.push_str(before);
+                    text.push_str(key);
+                }
+                text.push_str(&tail);
+                let out = sanitize(&text);
+                for (_, key) in &parts {
+                    // The part after the scheme identifies the key.
+                    let body = &key[key.find('_').map_or(0, |i| i + 1)..];
+                    let body = &body[body.find('_').map_or(0, |i| i + 1)..];
+                    prop_assert!(!out.contains(body), "{text:?} sanitised to {out:?}");
+                }
+            }
+        }
+    }
+
     fn api(status: u16, code: Option<&str>) -> ApiError {
         ApiError::new(Operation::GetAgent, status, code)
     }

@@ -100,13 +100,14 @@ impl<'a> Planner<'a> {
         let Some(key) = minted else {
             // The intent goes first, where the next reconcile will find it: on the record if the
             // Secret holds this agent's record, else on status. An adopted agent needs none: a
-            // crash re-adopts it, and adoption always sweeps.
+            // crash re-adopts it, and adoption sweeps (or, when the Secret may hold one of its
+            // keys, retires every other key with grace).
             // An adopted agent's keys were never delivered: sweep them before minting too, down
             // to one (AgentLattice refuses to revoke an agent's last live key; the sweep after
             // the delivery takes that one). Otherwise every failed delivery (the Secret write
             // fails, the process dies) leaves one more live key, and at AgentLattice's limit of
             // live keys per agent the mint is refused forever.
-            if self.adopted
+            if self.undelivered
                 && (!self.observed.remote.listed.contains(agent_id)
                     || self.strays(agent_id).len() > 1)
                 && let Some(step) = self.sweep(agent_id)
@@ -143,10 +144,11 @@ impl<'a> Planner<'a> {
         // knows which of its keys were delivered: status may be stale. Every live key other than
         // the new one is retired with the normal grace, so none is left behind and none that a
         // pod may hold is revoked at once. (Adopted agents are different: their keys were never
-        // delivered, and the sweep revokes them.)
+        // delivered, and the sweep revokes them — unless a Secret of ours holds a key no record
+        // describes, see `Planner::undelivered`.)
         let record_lost = reason == MintReason::Restore
             && self.record_is_for(agent_id).is_none()
-            && !self.adopted;
+            && !self.undelivered;
         if record_lost && !self.observed.remote.listed.contains(agent_id) {
             return perform(
                 Effect::FetchKeys {

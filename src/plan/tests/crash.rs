@@ -404,3 +404,147 @@ fn a_secret_deleted_before_status_caught_up_retires_every_live_key() {
     );
     recover(&mut w, "Secret deleted after an unrecorded rotation");
 }
+
+/// Found by the planner's property tests (`properties.rs`): a Secret of ours holds the agent's
+/// key, but its record annotations were removed and status was lost. The registration replays
+/// (or the agent is found by name) and the agent is adopted — but its key was delivered: it is in
+/// the Secret, and the workload uses it. It must not be revoked at once as a never-delivered key
+/// would be; it is retired with the grace period after the new key is written (the lost-record
+/// path), so the workload never holds a revoked key.
+#[test]
+fn adoption_keeps_a_key_that_a_secret_without_its_record_holds() {
+    let edits = [
+        "record removed",
+        "agent id removed",
+        "agent id edited",
+        "unowned, adopted",
+        "unowned with its record, adopted",
+    ];
+    for (by_name, edit) in [false, true]
+        .into_iter()
+        .flat_map(|b| edits.into_iter().map(move |e| (b, e)))
+    {
+        let mut w = World::registered();
+        if by_name {
+            // The replay is gone (another idempotency key): the agent is found by name.
+            w.al.idempotency.clear();
+        }
+        let agent = w.secret_agent_id().expect("agent");
+        let held = w.secret_key().expect("key");
+        let held_id = w.status().active_key.expect("active key").id;
+        // Every record annotation removed, or only the agent id, or the agent id edited (the
+        // key is still described, but not tied to this agent).
+        if edit == "agent id removed" {
+            w.secret_annotations_mut()
+                .remove(crate::secret::AGENT_ID_ANNOTATION);
+        } else if edit == "agent id edited" {
+            w.secret_annotations_mut().insert(
+                crate::secret::AGENT_ID_ANNOTATION.to_owned(),
+                "agent-unknown".to_owned(),
+            );
+            // That agent is not found: the user asks for a new registration, which finds the
+            // agent of this resource again (by replay or by name).
+            w.annotate(REREGISTER_ANNOTATION, "again");
+        } else if edit == "unowned with its record, adopted" {
+            // Released by hand, the record intact: untrusted (not ours), but right about the key.
+            w.secret.as_mut().expect("secret").metadata.owner_references = None;
+            w.edit_spec(|s| s.secret_policy = SecretPolicy::Adopt);
+        } else if edit == "unowned, adopted" {
+            // A Secret holding the agent's key without owner or record (written by hand, or
+            // released), taken over with `secretPolicy: Adopt`.
+            for a in crate::secret::RECORD_ANNOTATIONS {
+                w.secret_annotations_mut().remove(a);
+            }
+            w.secret.as_mut().expect("secret").metadata.owner_references = None;
+            w.edit_spec(|s| s.secret_policy = SecretPolicy::Adopt);
+        } else {
+            for a in crate::secret::RECORD_ANNOTATIONS {
+                w.secret_annotations_mut().remove(a);
+            }
+        }
+        w.res_mut().status = None;
+        let run = w.run();
+        for action in &run.actions {
+            assert_ne!(
+                action,
+                &Effect::RevokeKey {
+                    agent_id: agent.clone(),
+                    key_id: held_id.clone()
+                },
+                "by name: {by_name}, {edit}: the Secret's key was revoked: {:?}",
+                run.kinds()
+            );
+        }
+        // The old key still works, and is retiring with grace.
+        assert!(w.al.use_key(&held, w.now), "by name: {by_name}");
+        let retiring: Vec<crate::secret::RetiringKey> = serde_json::from_str(
+            &w.secret_annotation(crate::secret::RETIRING_KEYS_ANNOTATION)
+                .expect("retiring keys"),
+        )
+        .expect("retiring keys parse");
+        assert!(
+            retiring.iter().any(|k| k.id == held_id && !k.immediate),
+            "by name: {by_name}: {retiring:?}"
+        );
+        recover(
+            &mut w,
+            &format!("adoption with the record removed (by name: {by_name})"),
+        );
+    }
+}
+
+/// Found by the planner's property tests: a record whose retiring list (edited by hand) names the
+/// key the Secret holds. That key is never retired: not deprecated, not revoked, and the list
+/// written back no longer names it.
+#[test]
+fn a_retiring_list_naming_the_secrets_key_never_retires_it() {
+    // The list names the active key by its id, or (found later) the key-id annotation was edited
+    // too and the list names the real key: the same public prefix gives it away.
+    for edited_id in [false, true] {
+        let mut w = World::registered();
+        let agent = w.secret_agent_id().expect("agent");
+        let active = w.status().active_key.expect("active key");
+        let listed = format!(
+            r#"[{{"id":"{}","prefix":"{}","since":"2026-11-20T10:00:00Z","immediate":true}}]"#,
+            active.id, active.prefix
+        );
+        w.secret_annotations_mut()
+            .insert(crate::secret::RETIRING_KEYS_ANNOTATION.to_owned(), listed);
+        if edited_id {
+            w.secret_annotations_mut().insert(
+                crate::secret::KEY_ID_ANNOTATION.to_owned(),
+                "key-edited".to_owned(),
+            );
+            w.res_mut().status = None;
+        }
+        w.advance(hours(30));
+        let runs = w.settle(6);
+        for run in &runs {
+            for action in &run.actions {
+                if let Effect::RevokeKey { key_id, .. } | Effect::DeprecateKey { key_id, .. } =
+                    action
+                {
+                    assert_ne!(
+                        key_id,
+                        &active.id,
+                        "edited id: {edited_id}: {:?}",
+                        run.kinds()
+                    );
+                }
+            }
+        }
+        assert_eq!(
+            w.al.key(&agent, &active.id).map(|k| k.status),
+            Some(KeyStatus::Active),
+            "edited id: {edited_id}"
+        );
+        if !edited_id {
+            assert_eq!(
+                w.secret_annotation(crate::secret::RETIRING_KEYS_ANNOTATION),
+                None,
+                "the list is repaired"
+            );
+            w.check_invariant().expect("invariant");
+        }
+    }
+}

@@ -272,6 +272,25 @@ fn deleting_with_an_invalid_default_name_skips_the_lookup() {
 
 // ----- 2. invalid spec --------------------------------------------------------------------------
 
+/// Found by the spec fuzzer (`inputs.rs`): the invalid-spec message quotes the offending values,
+/// and a key pasted into the spec (here a capability) reached status with it. Condition messages
+/// are redacted; the rest of the message stays.
+#[test]
+fn a_key_pasted_into_the_spec_never_reaches_status() {
+    let key = "al_agent_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789ABCD";
+    let mut w = World::default();
+    w.edit_spec(|s| s.capabilities.push(key.to_owned()));
+    let run = w.run();
+    assert_eq!(run.kinds(), ["WriteStatus"]);
+    assert_eq!(w.ready(), Some(("False".into(), "InvalidSpec".into())));
+    let status = serde_json::to_string(&w.status()).expect("status serialises");
+    assert!(!status.contains(&key[9..]), "{status}");
+    assert!(
+        status.contains("spec.capabilities: \\\"<redacted>\\\" must be"),
+        "{status}"
+    );
+}
+
 #[test]
 fn invalid_spec_is_reported_without_any_remote_call() {
     let mut w = World::new(named(&"n".repeat(60), "payments"));

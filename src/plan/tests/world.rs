@@ -476,7 +476,7 @@ impl World {
 
     /// The finalizer went: the resource is gone and the garbage collector deletes the Secret if
     /// it is still controlled by it.
-    fn release(&mut self) {
+    pub fn release(&mut self) {
         self.resource = None;
         let owned = self.secret.as_ref().is_some_and(|s| {
             s.metadata

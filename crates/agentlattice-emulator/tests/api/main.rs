@@ -8,5 +8,6 @@ mod auth;
 mod bad_input;
 mod concurrency;
 mod faults;
+mod fuzz;
 mod persistence;
 mod provisioning;

@@ -9,5 +9,6 @@ mod bad_input;
 mod common;
 mod concurrency;
 mod faults;
+mod fuzz;
 mod keys;
 mod persistence;
