@@ -10,6 +10,6 @@ mod decisions;
 mod fuzz;
 mod inputs;
 mod lifecycle;
-mod tenancy;
 mod properties;
+mod tenancy;
 pub(crate) mod world;
