@@ -386,7 +386,19 @@ where
 
 /// Every recorded fail point of `scenario`, crashed at one after the other.
 async fn crash_everywhere(scenario: Scenario, must_include: &[&str]) {
-    let seen = record(scenario).await;
+    // On a loaded machine a recording can include a reconcile retried for timing alone (a
+    // deletion reconciled twice): its second half then never recurs in the crash runs. Up to
+    // three recordings while one passes a point twice; the shortest is the path.
+    let mut seen = record(scenario).await;
+    for _ in 0..2 {
+        if occurrences(&seen).iter().all(|(_, n)| *n == 1) {
+            break;
+        }
+        let again = record(scenario).await;
+        if again.len() < seen.len() {
+            seen = again;
+        }
+    }
     for point in must_include {
         assert!(
             seen.iter().any(|p| p == point),

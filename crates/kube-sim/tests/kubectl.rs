@@ -120,10 +120,22 @@ async fn apply_crd_and_cr_with_validation_then_get_printer_columns() {
         .run(&["get", "latticeagents", "-n", "k-apply", "-o", "wide"])
         .await
         .success();
-    // No column of this CRD has priority > 0, so wide shows the same columns.
+    // The columns with priority > 0 (Rotating, Next rotation, Provisioner) only with -o wide.
     assert_eq!(
         header(&out),
-        ["NAME", "READY", "AGENT", "SECRET", "KEY", "AGE", "AGE"]
+        [
+            "NAME",
+            "READY",
+            "AGENT",
+            "SECRET",
+            "KEY",
+            "AGE",
+            "AGE",
+            "ROTATING",
+            "NEXT",
+            "ROTATION",
+            "PROVISIONER"
+        ]
     );
     assert_eq!(row(&out, "bot").len(), 2, "{out}");
     let out = k.run(&["get", "agentlattice", "-A"]).await.success();

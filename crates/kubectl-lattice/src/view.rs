@@ -52,8 +52,10 @@ pub struct AgentRow {
     /// When the LatticeAgent was created.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Timestamp>,
-    // EXTENSION POINT (provisioner): when LatticeAgent status gains the provisioner, add a
-    // `provisioner` field here, filled in `AgentRow::of`, and its column in `list_table`.
+    /// The provisioner that registered the agent (`default`, `LatticeProvisioner/<ns>/<name>`,
+    /// `ClusterLatticeProvisioner/<name>`), once registered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provisioner: Option<String>,
 }
 
 fn condition<'a>(a: &'a LatticeAgent, type_: &str) -> Option<&'a Condition> {
@@ -87,6 +89,7 @@ impl AgentRow {
                 .filter(|c| c.key != "Current")
                 .count(),
             created_at: a.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            provisioner: status.provisioner.clone(),
         }
     }
 
@@ -142,6 +145,7 @@ impl AgentRow {
                 .map(|t| time::relative(t, now))
                 .unwrap_or_default(),
             self.consumers_cell(),
+            self.provisioner.clone().unwrap_or_default(),
             opt_age(self.created_at),
         ]);
         cells
@@ -164,6 +168,7 @@ pub fn list_header(with_namespace: bool) -> Vec<&'static str> {
         "retiring",
         "next rotation",
         "consumers",
+        "provisioner",
         "age",
     ]);
     h
@@ -319,6 +324,12 @@ pub struct ShowView {
     pub events_unavailable: Option<String>,
     /// The workloads whose pods read the key, and whether they run with the current one.
     pub consumers: Vec<ConsumerView>,
+    /// The provisioner that registered the agent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provisioner: Option<String>,
+    /// The id of the service key that registered it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_key_id: Option<String>,
 }
 
 /// A workload whose pods read the key (docs/workloads.md §2).
@@ -499,6 +510,8 @@ impl ShowView {
             conditions,
             events,
             events_unavailable,
+            provisioner: status.provisioner.clone(),
+            service_key_id: status.service_key_id.clone(),
             consumers: status
                 .consumers
                 .iter()
@@ -556,6 +569,12 @@ pub fn show_text(v: &ShowView, now: Timestamp) -> String {
         "Secret",
         &or_none(v.secret.clone().unwrap_or_default()),
     );
+    let provisioner = match (&v.provisioner, &v.service_key_id) {
+        (Some(p), Some(k)) => format!("{p} (service key {k})"),
+        (Some(p), None) => p.clone(),
+        (None, _) => "not registered yet".to_owned(),
+    };
+    field(&mut out, "Provisioner", &provisioner);
     let r = &v.rotation;
     let schedule = match (&r.interval, r.next_rotation) {
         (Some(i), Some(next)) => format!("every {i}, next {}", time::relative(next, now)),
@@ -689,6 +708,8 @@ mod tests {
                     "lastUsedAt": "2026-11-23T09:58:00Z",
                     "revokeAfter": "2026-11-23T10:05:00Z", "revokeBy": "2026-11-24T09:55:00Z"}],
                 "nextRotationTime": "2026-12-23T09:00:00Z",
+                "provisioner": "default",
+                "serviceKeyId": "svc-1",
                 "lastRotationTime": "2026-11-23T09:55:00Z",
                 "consumers": [
                     {"kind": "Deployment", "name": "web", "reads": "Environment",
@@ -732,6 +753,7 @@ mod tests {
                 "1",
                 "in 29d",
                 "2 (1 lagging)",
+                "default",
                 "60m",
             ]
         );
@@ -743,7 +765,7 @@ mod tests {
         assert_eq!(
             text.lines().nth(1),
             Some(
-                "deploy-bot   —       —       —     —         —           —          —               —           60m"
+                "deploy-bot   —       —       —     —         —           —          —               —           —             60m"
             )
         );
         let json = serde_json::to_value(AgentRow::of(&agent())).unwrap();
@@ -770,6 +792,7 @@ mod tests {
         for needle in [
             "Agent:            payments-deploy-bot (id 5b0e1f7e-0000-4000-8000-000000000001)",
             "Rotation:         every 720h, next in 29d",
+            "Provisioner:      default (service key svc-1)",
             "  active     Abcd1234   5m ago    —                —           —            —              —",
             "  retiring   Efgh5678   —         5m ago           2m ago      4m59s ago    in 5m          in 23h",
             "  Rotating: True (WaitingForOldKeyUnused), since 5m ago",

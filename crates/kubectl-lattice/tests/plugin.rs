@@ -186,10 +186,10 @@ async fn list_and_show_print_golden_tables() {
         "list",
         &mask(&list.stdout, &names),
         "
-NAME | AGENT | READY | KEY | KEY AGE | LAST USED | RETIRING | NEXT ROTATION | CONSUMERS | AGE
-deploy-bot | plugin-list-deploy-bot | True | <deploy-bot-key> | <t> | — | — | in <t> | 1 | <t>
-reporter | plugin-list-reporter | True | <reporter-key> | <t> | — | 1 | — | — | <t>
-taken | — | False (SecretConflict) | — | — | — | — | — | — | <t>",
+NAME | AGENT | READY | KEY | KEY AGE | LAST USED | RETIRING | NEXT ROTATION | CONSUMERS | PROVISIONER | AGE
+deploy-bot | plugin-list-deploy-bot | True | <deploy-bot-key> | <t> | — | — | in <t> | 1 | default | <t>
+reporter | plugin-list-reporter | True | <reporter-key> | <t> | — | 1 | — | — | default | <t>
+taken | — | False (SecretConflict) | — | — | — | — | — | — | — | <t>",
     );
 
     let rotating = plugin(&kc, &ns, &["list", "--rotating"]).await.ok();
@@ -197,16 +197,16 @@ taken | — | False (SecretConflict) | — | — | — | — | — | — | <t>",
         "list --rotating",
         &mask(&rotating.stdout, &names),
         "
-NAME | AGENT | READY | KEY | KEY AGE | LAST USED | RETIRING | NEXT ROTATION | CONSUMERS | AGE
-reporter | plugin-list-reporter | True | <reporter-key> | <t> | — | 1 | — | — | <t>",
+NAME | AGENT | READY | KEY | KEY AGE | LAST USED | RETIRING | NEXT ROTATION | CONSUMERS | PROVISIONER | AGE
+reporter | plugin-list-reporter | True | <reporter-key> | <t> | — | 1 | — | — | default | <t>",
     );
     let not_ready = plugin(&kc, &ns, &["list", "--not-ready"]).await.ok();
     assert_golden(
         "list --not-ready",
         &mask(&not_ready.stdout, &names),
         "
-NAME | AGENT | READY | KEY | KEY AGE | LAST USED | RETIRING | NEXT ROTATION | CONSUMERS | AGE
-taken | — | False (SecretConflict) | — | — | — | — | — | — | <t>",
+NAME | AGENT | READY | KEY | KEY AGE | LAST USED | RETIRING | NEXT ROTATION | CONSUMERS | PROVISIONER | AGE
+taken | — | False (SecretConflict) | — | — | — | — | — | — | — | <t>",
     );
     let both = plugin(&kc, &ns, &["list", "--not-ready", "--rotating"])
         .await
@@ -263,6 +263,7 @@ Created: | <time> (<t> ago)
 Agent: | plugin-list-deploy-bot (id <uuid>)
 Capabilities: | deploy.staging, rollback.staging
 Secret: | deploy-bot-agent-key
+Provisioner: | default (service key <uuid>)
 Rotation: | every <t>, next in <t>
 Grace period: | <t> unused (at most <t>) before an old key is revoked
 Last rotation: | —
@@ -922,7 +923,10 @@ LatticeAgents (namespace lattice-system): 3
   Ready | True | AgentReady | 2
   Synced | False | SecretConflict | 1
   Synced | True | Synced | 2
-  Rotating | False | Idle | 3",
+  Rotating | False | Idle | 3
+  PROVISIONER | COUNT
+  default | 2
+  not registered | 1",
     );
     let json = plugin(&kc, &w.ns, &["status", "-o", "json"]).await.ok();
     let v: serde_json::Value = serde_json::from_str(&json.stdout).expect("JSON");

@@ -87,8 +87,9 @@ pub struct AgentCounts {
     pub without_status: usize,
     /// Counts by condition, Ready first.
     pub conditions: Vec<ConditionCount>,
-    // EXTENSION POINT (provisioners): when provisioners land, add their counts here (e.g.
-    // LatticeAgents by provisioner and its health), filled in `counts` and printed in `text`.
+    /// How many LatticeAgents each provisioner registered (`not registered` for the others).
+    /// Provisioners' own health: `kubectl get lprov,clprov -A`.
+    pub by_provisioner: BTreeMap<String, usize>,
 }
 
 /// `status` as data.
@@ -193,7 +194,12 @@ pub fn operator_pod(pod: &Pod, holder: Option<&str>) -> OperatorPod {
 pub fn counts(agents: &[lattice_operator::crd::LatticeAgent], scope: String) -> AgentCounts {
     let mut by: BTreeMap<(usize, String, String, String), usize> = BTreeMap::new();
     let mut without_status = 0;
+    let mut by_provisioner: BTreeMap<String, usize> = BTreeMap::new();
     for a in agents {
+        let provisioner = a.status.as_ref().and_then(|s| s.provisioner.clone());
+        *by_provisioner
+            .entry(provisioner.unwrap_or_else(|| "not registered".to_owned()))
+            .or_default() += 1;
         let conditions = a
             .status
             .as_ref()
@@ -226,6 +232,7 @@ pub fn counts(agents: &[lattice_operator::crd::LatticeAgent], scope: String) -> 
                 count,
             })
             .collect(),
+        by_provisioner,
     }
 }
 
@@ -292,6 +299,13 @@ pub fn text(v: &StatusView, now: Timestamp) -> String {
                     c.reason.clone(),
                     c.count.to_string(),
                 ]);
+            }
+            out.push_str(&t.render("  "));
+        }
+        if !a.by_provisioner.is_empty() {
+            let mut t = Table::new(["provisioner", "count"]);
+            for (p, n) in &a.by_provisioner {
+                t.row([p.clone(), n.to_string()]);
             }
             out.push_str(&t.render("  "));
         }
