@@ -91,6 +91,9 @@ pub struct Provisioners {
     agent_stores: Mutex<Vec<Store<Guarded>>>,
     /// How many provisioner caches have listed once, of [`Provisioners::caches`].
     synced: tokio::sync::watch::Sender<usize>,
+    /// Until when reconciles wait for the caches: [`SYNC_WAIT`] after the start, once for the
+    /// process, not per reconcile.
+    sync_deadline: tokio::time::Instant,
     /// The provisioner caches: one per namespace scope, and the cluster one.
     caches: usize,
     /// How often a Ready provisioner's key is checked again.
@@ -148,6 +151,7 @@ impl Provisioners {
             seen: Mutex::new(HashMap::new()),
             agent_stores: Mutex::new(Vec::new()),
             synced: tokio::sync::watch::channel(0).0,
+            sync_deadline: tokio::time::Instant::now() + SYNC_WAIT,
             caches,
             recheck,
             retry,
@@ -226,11 +230,14 @@ impl Provisioners {
     /// start does not report an existing provisioner as not found (a Warning event and a
     /// `Ready` flip on every agent at each restart). At most [`SYNC_WAIT`]: without the CRDs or
     /// the RBAC to list them the caches never sync, and the agents naming a provisioner are then
-    /// refused with `ProvisionerNotFound` rather than held forever.
+    /// refused with `ProvisionerNotFound` rather than held forever. The wait ends
+    /// [`SYNC_WAIT`] after the start for every reconcile, not [`SYNC_WAIT`] per reconcile: an
+    /// upgrade with `helm upgrade` does not install new CRDs (Helm installs `crds/` only at
+    /// install), and 10,000 LatticeAgents waiting 10 s each, 16 at a time, would take 100 minutes.
     async fn wait_synced(&self) {
         let mut rx = self.synced.subscribe();
         let caches = self.caches;
-        let _ = tokio::time::timeout(SYNC_WAIT, rx.wait_for(|n| *n >= caches)).await;
+        let _ = tokio::time::timeout_at(self.sync_deadline, rx.wait_for(|n| *n >= caches)).await;
     }
 
     /// A cache listed for the first time (`done` makes it count once).
