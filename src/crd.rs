@@ -383,25 +383,50 @@ pub(crate) fn date_time_schema(_: &mut schemars::SchemaGenerator) -> schemars::S
 
 /// The CustomResourceDefinition, post-processed from the derive (see the module docs).
 pub fn crd() -> CustomResourceDefinition {
-    let mut crd = LatticeAgent::crd();
-    // `helm uninstall` must never delete the CRD (that would delete every LatticeAgent, and with
-    // them their Secrets, while their agents stay alive at AgentLattice). Helm already leaves
-    // CRDs of a chart's `crds/` alone; this also covers a CRD that was templated or adopted.
+    finish_crd(LatticeAgent::crd(), printer_columns, refine_schema)
+}
+
+/// What the derive cannot say, for each of the operator's CRDs: kept by `helm uninstall` (deleting
+/// a CRD deletes every object of it — LatticeAgents with their Secrets while their agents stay
+/// alive at AgentLattice, provisioners with the link to the agents they registered; Helm already
+/// leaves a chart's `crds/` alone, this also covers a CRD that was templated or adopted), and each
+/// version's printer columns and schema refinements.
+fn finish_crd(
+    mut crd: CustomResourceDefinition,
+    columns: fn() -> Vec<CustomResourceColumnDefinition>,
+    refine: fn(&mut JSONSchemaProps),
+) -> CustomResourceDefinition {
     crd.metadata.annotations = Some(BTreeMap::from([(
         "helm.sh/resource-policy".to_owned(),
         "keep".to_owned(),
     )]));
     for version in &mut crd.spec.versions {
-        version.additional_printer_columns = Some(printer_columns());
+        version.additional_printer_columns = Some(columns());
         if let Some(root) = version
             .schema
             .as_mut()
             .and_then(|s| s.open_api_v3_schema.as_mut())
         {
-            refine_schema(root);
+            refine(root);
         }
     }
     crd
+}
+
+/// A printer column `kubectl get` always shows.
+fn column(
+    name: &str,
+    type_: &str,
+    path: &str,
+    description: &str,
+) -> CustomResourceColumnDefinition {
+    CustomResourceColumnDefinition {
+        name: name.to_owned(),
+        type_: type_.to_owned(),
+        json_path: path.to_owned(),
+        description: Some(description.to_owned()),
+        ..Default::default()
+    }
 }
 
 /// [`crd()`] as YAML with every mapping's keys sorted, so the output does not depend on serde_json
@@ -449,14 +474,6 @@ fn sorted(value: serde_json::Value) -> serde_json::Value {
 }
 
 fn printer_columns() -> Vec<CustomResourceColumnDefinition> {
-    let column =
-        |name: &str, type_: &str, path: &str, description: &str| CustomResourceColumnDefinition {
-            name: name.to_owned(),
-            type_: type_.to_owned(),
-            json_path: path.to_owned(),
-            description: Some(description.to_owned()),
-            ..Default::default()
-        };
     vec![
         column(
             "Ready",

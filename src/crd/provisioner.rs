@@ -21,7 +21,10 @@ use kube::{CustomResource, CustomResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{CAPABILITY_MAX, DNS_SUBDOMAIN_MAX, DNS_SUBDOMAIN_PATTERN, prop, strip_nullable};
+use super::{
+    CAPABILITY_MAX, DNS_SUBDOMAIN_MAX, DNS_SUBDOMAIN_PATTERN, column, finish_crd, prop,
+    strip_nullable,
+};
 
 /// The label that marks a Secret as holding a service key a provisioner may use.
 pub const SERVICE_KEY_LABEL: &str = "agentlattice.io/service-key";
@@ -238,80 +241,45 @@ pub const CLUSTER_PROVISIONER_CRD_FILE_NAME: &str =
 
 /// The `LatticeProvisioner` CRD, post-processed like the LatticeAgent's.
 pub fn provisioner_crd() -> CustomResourceDefinition {
-    finish(LatticeProvisioner::crd())
+    finish_crd(LatticeProvisioner::crd(), printer_columns, refine)
 }
 
 /// The `ClusterLatticeProvisioner` CRD, post-processed like the LatticeAgent's.
 pub fn cluster_provisioner_crd() -> CustomResourceDefinition {
-    finish(ClusterLatticeProvisioner::crd())
-}
-
-fn finish(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
-    // Kept by `helm uninstall` for the same reason as the LatticeAgent CRD: deleting it would
-    // delete every provisioner, and the agents they registered would be left without one.
-    crd.metadata.annotations = Some(std::collections::BTreeMap::from([(
-        "helm.sh/resource-policy".to_owned(),
-        "keep".to_owned(),
-    )]));
-    for version in &mut crd.spec.versions {
-        version.additional_printer_columns = Some(printer_columns());
-        if let Some(root) = version
-            .schema
-            .as_mut()
-            .and_then(|s| s.open_api_v3_schema.as_mut())
-        {
-            refine(root);
-        }
-    }
-    crd
+    finish_crd(ClusterLatticeProvisioner::crd(), printer_columns, refine)
 }
 
 fn printer_columns() -> Vec<CustomResourceColumnDefinition> {
-    let column = |name: &str, type_: &str, path: &str, description: &str, priority: i32| {
-        CustomResourceColumnDefinition {
-            name: name.to_owned(),
-            type_: type_.to_owned(),
-            json_path: path.to_owned(),
-            description: Some(description.to_owned()),
-            priority: (priority > 0).then_some(priority),
-            ..Default::default()
-        }
-    };
     vec![
         column(
             "Ready",
             "string",
             ".status.conditions[?(@.type==\"Ready\")].status",
             "Whether the service key is present, marked and accepted by AgentLattice",
-            0,
         ),
         column(
             "Agents",
             "integer",
             ".status.agents",
             "How many LatticeAgents this provisioner registered",
-            0,
         ),
         column(
             "Key age",
             "date",
             ".status.serviceKeyCreated",
             "When the service key was written to its Secret",
-            0,
         ),
         column(
             "Suspended",
             "boolean",
             ".spec.suspend",
             "Whether the provisioner halts its agents",
-            0,
         ),
         column(
             "Age",
             "date",
             ".metadata.creationTimestamp",
             "When the provisioner was created",
-            0,
         ),
     ]
 }
