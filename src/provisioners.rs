@@ -388,6 +388,44 @@ impl Provisioners {
         i64::try_from(n).unwrap_or(i64::MAX)
     }
 
+    /// The watch of one provisioner kind: its cache, and what it observes of each object
+    /// (`object` reads one as the planner sees it).
+    async fn watch<K>(
+        self: Arc<Self>,
+        api: Api<K>,
+        writer: reflector::store::Writer<K>,
+        object: fn(&K, &str) -> Object,
+        kind: &'static str,
+    ) where
+        K: kube::Resource<DynamicType = ()>
+            + Clone
+            + std::fmt::Debug
+            + serde::de::DeserializeOwned
+            + Send
+            + Sync
+            + 'static,
+    {
+        let done = std::sync::atomic::AtomicBool::new(false);
+        watcher(api, watcher::Config::default())
+            .default_backoff()
+            .reflect(writer)
+            .for_each(|event| {
+                match event {
+                    Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => {
+                        self.observed(object(&p, &self.default_base_url));
+                    }
+                    Ok(watcher::Event::Delete(p)) => {
+                        self.gone(object(&p, &self.default_base_url).id);
+                    }
+                    Ok(watcher::Event::InitDone) => self.cache_synced(&done),
+                    Ok(watcher::Event::Init) => {}
+                    Err(e) => tracing::debug!(error = %e, kind, "provisioner watch (retrying)"),
+                }
+                std::future::ready(())
+            })
+            .await;
+    }
+
     /// Runs the watches (provisioners of both kinds, marked Secrets) and the checker until the
     /// future is dropped.
     pub async fn run(self: Arc<Self>) {
@@ -411,29 +449,12 @@ impl Provisioners {
                     ),
                     None => (Api::all(self.client.clone()), Api::all(self.client.clone())),
                 };
-            let me = Arc::clone(&self);
-            let done = std::sync::atomic::AtomicBool::new(false);
-            tasks.push(Box::pin(
-                watcher(provisioners, watcher::Config::default())
-                    .default_backoff()
-                    .reflect(writer)
-                    .for_each(move |event| {
-                        match event {
-                            Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => {
-                                me.observed(namespaced_object(&p, &me.default_base_url));
-                            }
-                            Ok(watcher::Event::Delete(p)) => {
-                                me.gone(namespaced_object(&p, &me.default_base_url).id);
-                            }
-                            Ok(watcher::Event::InitDone) => me.cache_synced(&done),
-                            Ok(watcher::Event::Init) => {}
-                            Err(e) => {
-                                tracing::debug!(error = %e, "LatticeProvisioner watch (retrying)");
-                            }
-                        }
-                        std::future::ready(())
-                    }),
-            ));
+            tasks.push(Box::pin(Arc::clone(&self).watch(
+                provisioners,
+                writer,
+                namespaced_object,
+                "LatticeProvisioner",
+            )));
             // The marked Secrets: a key replaced in place is used from the next call on.
             let me = Arc::clone(&self);
             tasks.push(Box::pin(
@@ -453,32 +474,12 @@ impl Provisioners {
                     }),
             ));
         }
-        let me = Arc::clone(&self);
-        let done = std::sync::atomic::AtomicBool::new(false);
-        tasks.push(Box::pin(
-            watcher(
-                Api::<ClusterLatticeProvisioner>::all(self.client.clone()),
-                watcher::Config::default(),
-            )
-            .default_backoff()
-            .reflect(cw)
-            .for_each(move |event| {
-                match event {
-                    Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => {
-                        me.observed(cluster_object(&p, &me.default_base_url));
-                    }
-                    Ok(watcher::Event::Delete(p)) => {
-                        me.gone(cluster_object(&p, &me.default_base_url).id);
-                    }
-                    Ok(watcher::Event::InitDone) => me.cache_synced(&done),
-                    Ok(watcher::Event::Init) => {}
-                    Err(e) => {
-                        tracing::debug!(error = %e, "ClusterLatticeProvisioner watch (retrying)");
-                    }
-                }
-                std::future::ready(())
-            }),
-        ));
+        tasks.push(Box::pin(Arc::clone(&self).watch(
+            Api::<ClusterLatticeProvisioner>::all(self.client.clone()),
+            cw,
+            cluster_object,
+            "ClusterLatticeProvisioner",
+        )));
         tasks.push(Box::pin(Arc::clone(&self).checker()));
         futures::future::join_all(tasks).await;
     }
