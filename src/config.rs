@@ -194,6 +194,9 @@ impl OperatorArgs {
     pub fn settings(&self, base_url: &str) -> Settings {
         Settings {
             base_url: base_url.to_owned(),
+            // The default provisioner (the flags' service key) is AgentLattice; an Alter
+            // provisioner replaces it per agent.
+            backend: crate::plan::BackendKind::AgentLattice,
             cluster_name: self.cluster_name.clone(),
             resync_interval: self.resync_interval,
             service_key_retry: self.service_key_retry,

@@ -20,9 +20,10 @@ use serde::{Deserialize, Serialize};
 mod provisioner;
 
 pub use provisioner::{
-    AgentNamePolicy, CAPABILITY_RULE_PATTERN, CLUSTER_PROVISIONER_CRD_FILE_NAME,
-    ClusterLatticeProvisioner, ClusterLatticeProvisionerSpec, ClusterServiceKeySecretRef,
-    DEFAULT_SERVICE_KEY_FIELD, LatticeProvisioner, LatticeProvisionerSpec, NamespaceRule,
+    ALTER_APP_KEY_FIELD, AgentNamePolicy, AlterBackend, CAPABILITY_RULE_PATTERN,
+    CLUSTER_PROVISIONER_CRD_FILE_NAME, ClusterLatticeProvisioner, ClusterLatticeProvisionerSpec,
+    ClusterServiceKeySecretRef, DEFAULT_SERVICE_KEY_FIELD, FIXED_BACKEND_MESSAGE,
+    FIXED_BACKEND_RULE, LatticeProvisioner, LatticeProvisionerSpec, NamespaceRule,
     PROVISIONER_CRD_FILE_NAME, ProvisionerKind, ProvisionerPolicy, ProvisionerStatus,
     SERVICE_KEY_LABEL, SERVICE_KEY_LABEL_VALUE, ServiceKeySecretRef, cluster_provisioner_crd,
     provisioner_crd,

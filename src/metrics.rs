@@ -8,6 +8,9 @@
 //! | `lattice_agentlattice_requests_total` | counter | `operation`, `status` (`201`, `429`, `timeout`, …) |
 //! | `lattice_agentlattice_request_duration_seconds` | histogram | `operation`, `status` |
 //! | `lattice_agentlattice_throttle_wait_seconds_total` | counter | `operation` |
+//! | `lattice_alter_requests_total` | counter | `operation`, `status` (Alter provisioners) |
+//! | `lattice_alter_request_duration_seconds` | histogram | `operation`, `status` |
+//! | `lattice_alter_throttle_wait_seconds_total` | counter | `operation` |
 //! | `lattice_keys_rotated_total` | counter | |
 //! | `lattice_revocations_total` | counter | `kind` = `key`, `agent` |
 //! | `lattice_agents_managed` | gauge | |
@@ -169,6 +172,12 @@ pub struct Metrics {
     calls: Family<CallLabels, Counter>,
     call_duration: HistogramFamily<CallLabels>,
     throttle_wait: Family<OperationLabel, Counter<f64>>,
+    /// The same three for Alter (its operations have their own names, some equal to
+    /// AgentLattice's: one family per backend keeps them apart without a new label on the
+    /// existing series).
+    alter_calls: Family<CallLabels, Counter>,
+    alter_call_duration: HistogramFamily<CallLabels>,
+    alter_throttle_wait: Family<OperationLabel, Counter<f64>>,
     keys_rotated: Counter,
     revocations: Family<KindLabel, Counter>,
     agents_managed: Gauge,
@@ -229,6 +238,25 @@ impl Metrics {
             "Time spent waiting at the client's rate limit or Retry-After gate",
             throttle_wait.clone(),
         );
+        let alter_calls = Family::<CallLabels, Counter>::default();
+        registry.register(
+            "alter_requests",
+            "Alter HTTP attempts by operation and status code",
+            alter_calls.clone(),
+        );
+        let alter_call_duration: HistogramFamily<CallLabels> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "alter_request_duration_seconds",
+            "Latency of Alter HTTP attempts by operation and status code",
+            alter_call_duration.clone(),
+        );
+        let alter_throttle_wait = Family::<OperationLabel, Counter<f64>>::default();
+        registry.register(
+            "alter_throttle_wait_seconds",
+            "Time spent waiting at the Alter client's rate limit or Retry-After gate",
+            alter_throttle_wait.clone(),
+        );
         let keys_rotated = Counter::default();
         registry.register(
             "keys_rotated",
@@ -277,6 +305,9 @@ impl Metrics {
             calls,
             call_duration,
             throttle_wait,
+            alter_calls,
+            alter_call_duration,
+            alter_throttle_wait,
             keys_rotated,
             revocations,
             agents_managed,
@@ -387,6 +418,11 @@ impl Metrics {
             .set(i64::try_from(rotations_waiting).unwrap_or(i64::MAX));
     }
 
+    /// The observer to give the Alter client.
+    pub fn alter_observer(self: &Arc<Self>) -> Arc<dyn alter::CallObserver> {
+        Arc::new(AlterObserver(Arc::clone(self)))
+    }
+
     /// The observer to give the AgentLattice client.
     pub fn call_observer(self: &Arc<Self>) -> Arc<dyn CallObserver> {
         Arc::new(Observer(Arc::clone(self)))
@@ -394,6 +430,32 @@ impl Metrics {
 }
 
 struct Observer(Arc<Metrics>);
+
+/// The observer of the Alter client: the `lattice_alter_*` families.
+struct AlterObserver(Arc<Metrics>);
+
+impl alter::CallObserver for AlterObserver {
+    fn on_attempt(&self, attempt: &alter::Attempt<'_>) {
+        let labels = CallLabels {
+            operation: attempt.operation.as_str(),
+            status: attempt.outcome.label().into_owned(),
+        };
+        self.0.alter_calls.get_or_create(&labels).inc();
+        self.0
+            .alter_call_duration
+            .get_or_create(&labels)
+            .observe(attempt.duration.as_secs_f64());
+    }
+
+    fn on_throttle_wait(&self, operation: alter::Operation, waited: Duration) {
+        self.0
+            .alter_throttle_wait
+            .get_or_create(&OperationLabel {
+                operation: operation.as_str(),
+            })
+            .inc_by(waited.as_secs_f64());
+    }
+}
 
 impl CallObserver for Observer {
     fn on_attempt(&self, attempt: &Attempt<'_>) {

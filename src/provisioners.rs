@@ -1,6 +1,7 @@
 //! Provisioners at run time (docs/tenancy.md): the caches of `LatticeProvisioner` and
-//! `ClusterLatticeProvisioner`, one AgentLattice backend per provisioner (its own service key,
-//! read from its marked Secret when needed, and its own base URL), the resolution of a
+//! `ClusterLatticeProvisioner`, one backend per provisioner — AgentLattice, or Alter for a
+//! provisioner with `spec.alter` (docs/alter.md) — with its own key (read from its marked Secret
+//! when needed) and its own base URL, the resolution of a
 //! LatticeAgent's `spec.provisionerRef` into what the pure policy check needs
 //! ([`crate::plan::policy`]), and the provisioner controller: it checks each key with
 //! AgentLattice, writes the provisioner's status, and wakes the LatticeAgents that name a
@@ -31,18 +32,84 @@ use crate::crd::{
     ClusterLatticeProvisioner, LatticeAgent, LatticeProvisioner, ProvisionerPolicy,
     ProvisionerStatus, SERVICE_KEY_LABEL, SERVICE_KEY_LABEL_VALUE,
 };
+use crate::plan::BackendKind;
 use crate::plan::policy::{self, Policy, ProvisionerId, ProvisionerView, Readiness, Resolution};
 use crate::plan::{ErrorClass, conditions};
 use crate::remote::{
-    AgentLattice, Backend, RemoteError, RemoteResult, ServiceKeyProvider, ServiceKeySource,
+    AgentLattice, Alter, AppKeyProvider, Backend, RemoteError, RemoteResult, ServiceKeyProvider,
+    ServiceKeySource,
 };
 
-/// Where a provisioner's backend reads its key and which URL it calls: a change rebuilds it.
+/// Where a provisioner's backend reads its key, which URL it calls, and for Alter which app:
+/// a change rebuilds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Source {
     secret: SecretRef,
     field: String,
     base_url: String,
+    /// The Alter app, for an Alter provisioner.
+    alter_app: Option<String>,
+}
+
+impl Source {
+    fn backend(&self) -> BackendKind {
+        match self.alter_app {
+            Some(_) => BackendKind::Alter,
+            None => BackendKind::AgentLattice,
+        }
+    }
+}
+
+/// A provisioner's backend, whichever it is: what the reconciles call, and what the checker
+/// checks.
+#[derive(Clone, Debug)]
+enum Remote {
+    AgentLattice(Arc<AgentLattice>),
+    Alter(Arc<Alter>),
+}
+
+impl Remote {
+    fn backend(&self) -> Arc<dyn Backend> {
+        match self {
+            Remote::AgentLattice(b) => Arc::clone(b) as Arc<dyn Backend>,
+            Remote::Alter(b) => Arc::clone(b) as Arc<dyn Backend>,
+        }
+    }
+
+    /// Checks the key with the backend (see [`AgentLattice::check_service_key`] and
+    /// [`Alter::check_app_key`]).
+    async fn check(&self) -> RemoteResult<()> {
+        match self {
+            Remote::AgentLattice(b) => b.check_service_key().await,
+            Remote::Alter(b) => b.check_app_key().await,
+        }
+    }
+
+    fn key_info(&self) -> Option<(String, Timestamp)> {
+        match self {
+            Remote::AgentLattice(b) => b.provider().key_info(),
+            Remote::Alter(b) => b.provider().key_info(),
+        }
+    }
+
+    fn invalidate(&self) {
+        match self {
+            Remote::AgentLattice(b) => b.provider().invalidate(),
+            Remote::Alter(b) => b.provider().invalidate(),
+        }
+    }
+
+    /// What a Ready condition says of the key.
+    fn accepted(&self) -> &'static str {
+        match self {
+            Remote::AgentLattice(_) => {
+                "the service key is present, marked, and AgentLattice accepts it"
+            }
+            Remote::Alter(_) => {
+                "the app key is present, marked, belongs to the app, and Alter accepts it"
+            }
+        }
+    }
 }
 
 /// A provisioner object, whichever its kind.
@@ -70,18 +137,22 @@ const SYNC_WAIT: Duration = Duration::from_secs(10);
 /// Builds the AgentLattice client configuration for a base URL (timeouts, rate limit, metrics).
 pub type ConfigFor = Arc<dyn Fn(&str) -> ClientConfig + Send + Sync>;
 
+/// Builds the Alter client configuration for a base URL and an app id.
+pub type AlterConfigFor = Arc<dyn Fn(&str, &str) -> ::alter::ClientConfig + Send + Sync>;
+
 /// The provisioners: caches, backends, the checker (see the module docs).
 pub struct Provisioners {
     client: kube::Client,
     default: Arc<dyn Backend>,
     default_base_url: String,
     config_for: ConfigFor,
+    alter_config_for: AlterConfigFor,
     /// One cache per watched namespace (or one for the cluster), like the LatticeAgents'.
     namespaced: Vec<Store<LatticeProvisioner>>,
     namespaced_writers: Mutex<Vec<ScopedWriter>>,
     cluster: Store<ClusterLatticeProvisioner>,
     cluster_writer: Mutex<Option<reflector::store::Writer<ClusterLatticeProvisioner>>>,
-    backends: Mutex<HashMap<ProvisionerId, (Source, Arc<AgentLattice>)>>,
+    backends: Mutex<HashMap<ProvisionerId, (Source, Remote)>>,
     changes: broadcast::Sender<ProvisionerId>,
     /// The provisioners to check now: their spec or their Secret changed (not their status,
     /// which the checker writes itself: that would be a loop).
@@ -141,6 +212,9 @@ impl Provisioners {
             default,
             default_base_url: default_base_url.to_owned(),
             config_for,
+            alter_config_for: Arc::new(|base_url: &str, app_id: &str| {
+                ::alter::ClientConfig::new(base_url).app_id(app_id)
+            }),
             namespaced,
             namespaced_writers: Mutex::new(writers),
             cluster,
@@ -223,6 +297,7 @@ impl Provisioners {
             readiness: readiness(&object.status),
             suspended: object.suspended,
             base_url: object.source.base_url.clone(),
+            backend: object.source.backend(),
         })
     }
 
@@ -268,36 +343,57 @@ impl Provisioners {
             return Arc::clone(&self.default);
         }
         match self.object(id) {
-            Some(object) => self.agentlattice(id, &object.source),
+            Some(object) => self.remote(id, &object.source).backend(),
             None => Arc::new(Unavailable(format!("provisioner {id} does not exist"))),
         }
     }
 
-    fn agentlattice(&self, id: &ProvisionerId, source: &Source) -> Arc<AgentLattice> {
+    /// Builds the Alter clients' configuration with `config_for` (base URL, app id) instead of
+    /// the defaults (the operator's timeouts, rate limit and metrics).
+    pub fn with_alter_config(mut self, config_for: AlterConfigFor) -> Self {
+        self.alter_config_for = config_for;
+        self
+    }
+
+    fn remote(&self, id: &ProvisionerId, source: &Source) -> Remote {
         let Ok(mut backends) = self.backends.lock() else {
-            return Arc::new(self.build(source));
+            return self.build(source);
         };
         if let Some((s, b)) = backends.get(id)
             && s == source
         {
-            return Arc::clone(b);
+            return b.clone();
         }
-        let backend = Arc::new(self.build(source));
-        backends.insert(id.clone(), (source.clone(), Arc::clone(&backend)));
+        let backend = self.build(source);
+        backends.insert(id.clone(), (source.clone(), backend.clone()));
         backend
     }
 
-    fn build(&self, source: &Source) -> AgentLattice {
-        let provider = ServiceKeyProvider::new(
-            self.client.clone(),
-            ServiceKeySource {
-                secret: source.secret.clone(),
-                field: source.field.clone(),
-            },
-            (self.config_for)(&source.base_url),
-        )
-        .requiring_mark();
-        AgentLattice::new(Arc::new(provider))
+    fn build(&self, source: &Source) -> Remote {
+        let key_source = ServiceKeySource {
+            secret: source.secret.clone(),
+            field: source.field.clone(),
+        };
+        match &source.alter_app {
+            None => {
+                let provider = ServiceKeyProvider::new(
+                    self.client.clone(),
+                    key_source,
+                    (self.config_for)(&source.base_url),
+                )
+                .requiring_mark();
+                Remote::AgentLattice(Arc::new(AgentLattice::new(Arc::new(provider))))
+            }
+            Some(app_id) => {
+                let provider = AppKeyProvider::new(
+                    self.client.clone(),
+                    key_source,
+                    (self.alter_config_for)(&source.base_url, app_id),
+                )
+                .requiring_mark();
+                Remote::Alter(Arc::new(Alter::new(Arc::new(provider))))
+            }
+        }
     }
 
     /// The provisioners whose key lives in Secret `namespace/name`.
@@ -323,7 +419,7 @@ impl Provisioners {
             if let Ok(backends) = self.backends.lock()
                 && let Some((_, b)) = backends.get(&id)
             {
-                b.provider().invalidate();
+                b.invalidate();
             }
             let _ = self.to_check.send(id.clone());
             let _ = self.changes.send(id);
@@ -550,18 +646,14 @@ impl Provisioners {
     /// with its key is rejected).
     async fn check(&self, id: &ProvisionerId) -> Option<bool> {
         let object = self.object(id)?;
-        let backend = self.agentlattice(id, &object.source);
-        let result = backend.check_service_key().await;
+        let backend = self.remote(id, &object.source);
+        let result = backend.check().await;
         let now = Timestamp::now();
         let (ready, reason, message) = match &result {
-            Ok(()) => (
-                true,
-                "ServiceKeyAccepted",
-                "the service key is present, marked, and AgentLattice accepts it".to_owned(),
-            ),
+            Ok(()) => (true, "ServiceKeyAccepted", backend.accepted().to_owned()),
             Err(e) => (false, e.class.category(), e.message.clone()),
         };
-        let key_info = backend.provider().key_info();
+        let key_info = backend.key_info();
         let previous = &object.status;
         let condition = conditions::condition(
             &previous.conditions,
@@ -663,11 +755,12 @@ fn namespaced_object(p: &LatticeProvisioner, default_base_url: &str) -> Object {
                 name: p.spec.service_key_secret_ref.name.clone(),
             },
             field: p.spec.service_key_secret_ref.key.clone(),
-            base_url: p
-                .spec
-                .base_url
-                .clone()
-                .unwrap_or_else(|| default_base_url.to_owned()),
+            base_url: base_url(
+                p.spec.base_url.as_ref(),
+                p.spec.alter.as_ref(),
+                default_base_url,
+            ),
+            alter_app: p.spec.alter.as_ref().map(|a| a.app_id.clone()),
         },
         policy: p.spec.policy.clone(),
         suspended: p.spec.suspend,
@@ -686,16 +779,31 @@ fn cluster_object(p: &ClusterLatticeProvisioner, default_base_url: &str) -> Obje
                 name: p.spec.service_key_secret_ref.name.clone(),
             },
             field: p.spec.service_key_secret_ref.key.clone(),
-            base_url: p
-                .spec
-                .base_url
-                .clone()
-                .unwrap_or_else(|| default_base_url.to_owned()),
+            base_url: base_url(
+                p.spec.base_url.as_ref(),
+                p.spec.alter.as_ref(),
+                default_base_url,
+            ),
+            alter_app: p.spec.alter.as_ref().map(|a| a.app_id.clone()),
         },
         policy: p.spec.policy.clone(),
         suspended: p.spec.suspend,
         status: p.status.clone().unwrap_or_default(),
         namespaces: Some(p.spec.namespaces.clone()),
+    }
+}
+
+/// A provisioner's base URL: its own, else its backend's default (the operator's AgentLattice
+/// URL, or Alter's public API).
+fn base_url(
+    own: Option<&String>,
+    alter: Option<&crate::crd::AlterBackend>,
+    default_base_url: &str,
+) -> String {
+    match (own, alter) {
+        (Some(url), _) => url.clone(),
+        (None, Some(_)) => crate::remote::alter::DEFAULT_BASE_URL.to_owned(),
+        (None, None) => default_base_url.to_owned(),
     }
 }
 

@@ -96,19 +96,34 @@ pub fn operator(client: kube::Client, args: &RunArgs) -> Operator {
         let timeout = args.operator.al_timeout.unsigned_abs();
         let rate = agentlattice::RateLimit::new(args.operator.al_rate, args.operator.al_burst);
         let observer = metrics.call_observer();
-        Arc::new(crate::provisioners::Provisioners::new(
-            client.clone(),
-            Arc::clone(&remote) as Arc<dyn remote::Backend>,
-            &args.agentlattice_url,
-            Arc::new(move |base_url: &str| {
-                // Each provisioner has its own rate limit: one team's burst does not starve
-                // another's (AgentLattice limits per service key).
-                remote::client_config(base_url, timeout, Some(rate), Arc::clone(&observer))
+        Arc::new(
+            crate::provisioners::Provisioners::new(
+                client.clone(),
+                Arc::clone(&remote) as Arc<dyn remote::Backend>,
+                &args.agentlattice_url,
+                Arc::new(move |base_url: &str| {
+                    // Each provisioner has its own rate limit: one team's burst does not starve
+                    // another's (AgentLattice limits per service key).
+                    remote::client_config(base_url, timeout, Some(rate), Arc::clone(&observer))
+                }),
+                &args.operator.namespaces,
+                settings.resync_interval.unsigned_abs(),
+                settings.service_key_retry.unsigned_abs(),
+            )
+            .with_alter_config({
+                let observer = metrics.alter_observer();
+                let rate = ::alter::RateLimit::new(args.operator.al_rate, args.operator.al_burst);
+                Arc::new(move |base_url: &str, app_id: &str| {
+                    // The same timeout and per-provisioner rate limit as AgentLattice's clients.
+                    ::alter::ClientConfig::new(base_url)
+                        .app_id(app_id)
+                        .request_timeout(timeout)
+                        .rate_limit(Some(rate))
+                        .observer(Arc::clone(&observer))
+                        .user_agent(concat!("lattice-operator/", env!("CARGO_PKG_VERSION")))
+                })
             }),
-            &args.operator.namespaces,
-            settings.resync_interval.unsigned_abs(),
-            settings.service_key_retry.unsigned_abs(),
-        ))
+        )
     };
     let mut config = OperatorConfig::new(settings);
     config.namespaces = args.operator.namespaces.clone();

@@ -113,6 +113,7 @@ fn cluster(server: Arc<Mutex<Server>>, memory: Arc<Memory>) -> KubeCluster {
 fn desired(resource: &LatticeAgent, base_url: &str) -> DesiredSecret {
     DesiredSecret::new(
         SecretInputs {
+            fields: crate::secret::AGENTLATTICE_FIELDS,
             agent: resource,
             secret_name: "bot-agent-key",
             agent_name: "ns-bot",

@@ -14,7 +14,7 @@
 use jiff::Timestamp;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceColumnDefinition, CustomResourceDefinition, JSON, JSONSchemaProps,
-    JSONSchemaPropsOrArray,
+    JSONSchemaPropsOrArray, ValidationRule,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
 use kube::{CustomResource, CustomResourceExt};
@@ -62,9 +62,15 @@ pub const BASE_URL_PATTERN: &str = "^https?://[^\\s]+$";
 )]
 #[serde(rename_all = "camelCase")]
 pub struct LatticeProvisionerSpec {
-    /// AgentLattice base URL. Defaults to the operator's (`--agentlattice-url`).
+    /// Base URL of the backend. Defaults to the operator's (`--agentlattice-url`), or for an
+    /// Alter provisioner to Alter's public API (`https://backend.alterauth.com`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_url: Option<String>,
+    /// Register the agents with Alter's managed agents instead of AgentLattice
+    /// (docs/alter.md): the Secret then holds an Alter app key, and the agents' Secrets carry
+    /// `ALTER_API_KEY`, `ALTER_AGENT_ID` and `ALTER_BASE_URL`. Cannot be added or removed later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alter: Option<AlterBackend>,
     /// The Secret of this namespace holding the service key. It must be labelled
     /// `agentlattice.io/service-key: "true"`.
     pub service_key_secret_ref: ServiceKeySecretRef,
@@ -94,9 +100,15 @@ pub struct LatticeProvisionerSpec {
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterLatticeProvisionerSpec {
-    /// AgentLattice base URL. Defaults to the operator's (`--agentlattice-url`).
+    /// Base URL of the backend. Defaults to the operator's (`--agentlattice-url`), or for an
+    /// Alter provisioner to Alter's public API (`https://backend.alterauth.com`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_url: Option<String>,
+    /// Register the agents with Alter's managed agents instead of AgentLattice
+    /// (docs/alter.md): the Secret then holds an Alter app key, and the agents' Secrets carry
+    /// `ALTER_API_KEY`, `ALTER_AGENT_ID` and `ALTER_BASE_URL`. Cannot be added or removed later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alter: Option<AlterBackend>,
     /// The Secret holding the service key (with its namespace). It must be labelled
     /// `agentlattice.io/service-key: "true"`.
     pub service_key_secret_ref: ClusterServiceKeySecretRef,
@@ -113,13 +125,34 @@ pub struct ClusterLatticeProvisionerSpec {
     pub suspend: bool,
 }
 
+/// The Alter backend of a provisioner.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AlterBackend {
+    /// The Alter app the agents belong to (`alter agents --app`, `ALTER_APP_ID`). The app key
+    /// must belong to it: the operator checks (`POST /sdk/identity/resolve`) before the
+    /// provisioner is Ready.
+    pub app_id: String,
+}
+
+/// The CEL rule that keeps a provisioner on one backend: its agents live where they were
+/// registered.
+pub const FIXED_BACKEND_RULE: &str = "has(self.alter) == has(oldSelf.alter)";
+/// The message of [`FIXED_BACKEND_RULE`].
+pub const FIXED_BACKEND_MESSAGE: &str = "spec.alter cannot be added or removed: the agents of a \
+     provisioner live at the backend they were registered with; create another provisioner";
+/// The Secret data field of an Alter app key, by convention (the CLI's variable is
+/// `ALTER_API_KEY`; `serviceKeySecretRef.key` names it).
+pub const ALTER_APP_KEY_FIELD: &str = "ALTER_APP_KEY";
+
 /// A service key Secret in the provisioner's namespace.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceKeySecretRef {
     /// The Secret's name.
     pub name: String,
-    /// The data field holding the key (default `AL_SERVICE_KEY`).
+    /// The data field holding the key (default `AL_SERVICE_KEY`; for an Alter provisioner,
+    /// name the field holding the app key, e.g. `ALTER_APP_KEY`).
     #[serde(default = "default_field")]
     pub key: String,
 }
@@ -132,7 +165,8 @@ pub struct ClusterServiceKeySecretRef {
     pub namespace: String,
     /// The Secret's name.
     pub name: String,
-    /// The data field holding the key (default `AL_SERVICE_KEY`).
+    /// The data field holding the key (default `AL_SERVICE_KEY`; for an Alter provisioner,
+    /// name the field holding the app key, e.g. `ALTER_APP_KEY`).
     #[serde(default = "default_field")]
     pub key: String,
 }
@@ -275,6 +309,15 @@ fn printer_columns() -> Vec<CustomResourceColumnDefinition> {
             ".spec.suspend",
             "Whether the provisioner halts its agents",
         ),
+        CustomResourceColumnDefinition {
+            priority: Some(1),
+            ..column(
+                "Alter app",
+                "string",
+                ".spec.alter.appId",
+                "The Alter app of an Alter provisioner (empty: AgentLattice)",
+            )
+        },
         column(
             "Age",
             "date",
@@ -287,6 +330,19 @@ fn printer_columns() -> Vec<CustomResourceColumnDefinition> {
 fn refine(root: &mut JSONSchemaProps) {
     strip_nullable(root);
     if let Some(spec) = prop(root, "spec") {
+        spec.x_kubernetes_validations = Some(vec![ValidationRule {
+            rule: FIXED_BACKEND_RULE.to_owned(),
+            message: Some(FIXED_BACKEND_MESSAGE.to_owned()),
+            reason: Some("FieldValueForbidden".to_owned()),
+            ..Default::default()
+        }]);
+        if let Some(alter) = prop(spec, "alter")
+            && let Some(p) = prop(alter, "appId")
+        {
+            p.min_length = Some(1);
+            p.max_length = Some(64);
+            p.pattern = Some("^[A-Za-z0-9][A-Za-z0-9_-]*$".to_owned());
+        }
         if let Some(p) = prop(spec, "baseUrl") {
             p.pattern = Some(BASE_URL_PATTERN.to_owned());
             p.max_length = Some(2048);

@@ -417,6 +417,7 @@ impl<'a> Planner<'a> {
                 secret_name: &self.secret_name,
                 agent_name: &self.agent_name,
                 base_url: &self.observed.settings.base_url,
+                fields: self.observed.settings.backend.secret_fields(),
             },
             agent_id,
             record,

@@ -13,8 +13,12 @@ use crate::secret::SecretView;
 /// Operator settings the planner needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Settings {
-    /// The AgentLattice base URL (written to `AL_BASE_URL`).
+    /// The backend's base URL (written to the Secret's base URL field): the default
+    /// provisioner's, replaced by the agent's provisioner's when it has one.
     pub base_url: String,
+    /// The backend the agent lives at (the default provisioner's is AgentLattice), which names
+    /// the Secret's fields.
+    pub backend: BackendKind,
     /// Written to agent metadata as `k8s.cluster` when set.
     pub cluster_name: Option<String>,
     /// Drift reads are due this long after the last one; the longest requeue.
@@ -31,12 +35,55 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             base_url: "https://www.agentlattice.io".to_owned(),
+            backend: BackendKind::AgentLattice,
             cluster_name: None,
             resync_interval: SignedDuration::from_mins(10),
             service_key_retry: SignedDuration::from_mins(5),
             consumers: ConsumerSettings::default(),
             default_policy: super::policy::Policy::any_capability(),
         }
+    }
+}
+
+/// Which service an agent lives at: its provisioner's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum BackendKind {
+    /// AgentLattice (`/api/agents`), with a service key.
+    #[default]
+    AgentLattice,
+    /// Alter's managed agents (`/sdk/agents`), with an app key (docs/alter.md).
+    Alter,
+}
+
+impl BackendKind {
+    /// The backend's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::AgentLattice => "AgentLattice",
+            BackendKind::Alter => "Alter",
+        }
+    }
+
+    /// The names of the Secret's data fields for an agent at this backend.
+    pub fn secret_fields(self) -> crate::secret::SecretFields {
+        match self {
+            BackendKind::AgentLattice => crate::secret::AGENTLATTICE_FIELDS,
+            BackendKind::Alter => crate::secret::ALTER_FIELDS,
+        }
+    }
+}
+
+impl Settings {
+    /// These settings for an agent of `provisioner`: the Secret's base URL is the URL of the
+    /// provisioner the agent was registered with, and its fields are named as that
+    /// provisioner's backend names them.
+    pub fn for_provisioner(&self, provisioner: &super::policy::Resolution) -> Settings {
+        let mut settings = self.clone();
+        if let Some(view) = provisioner.view() {
+            settings.base_url = view.base_url.clone();
+            settings.backend = view.backend;
+        }
+        settings
     }
 }
 

@@ -35,9 +35,9 @@ pub use effect::{
     SecretWrite, Settled, Step, WritePurpose,
 };
 pub use facts::{
-    AgentStatus, AgentView, Consumer, ConsumerSettings, Failure, KeySource, KeyStatus, KeyView,
-    MintedKey, Observed, Outcome, Progress, RegisterOutcome, RemoteAgent, RemoteFacts, Rollout,
-    Settings, WorkloadKind,
+    AgentStatus, AgentView, BackendKind, Consumer, ConsumerSettings, Failure, KeySource, KeyStatus,
+    KeyView, MintedKey, Observed, Outcome, Progress, RegisterOutcome, RemoteAgent, RemoteFacts,
+    Rollout, Settings, WorkloadKind,
 };
 
 /// Agent metadata key: the namespace of the owning `LatticeAgent`.

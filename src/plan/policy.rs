@@ -151,8 +151,10 @@ pub struct ProvisionerView {
     pub readiness: Readiness,
     /// `spec.suspend`.
     pub suspended: bool,
-    /// The AgentLattice base URL it uses.
+    /// The base URL it uses.
     pub base_url: String,
+    /// The backend it talks to.
+    pub backend: super::BackendKind,
 }
 
 /// The provisioner a LatticeAgent names, or why there is none to use.
@@ -174,6 +176,7 @@ impl Resolution {
             readiness: Readiness::Unknown,
             suspended: false,
             base_url: base_url.to_owned(),
+            backend: super::BackendKind::AgentLattice,
         })
     }
 
@@ -440,6 +443,7 @@ mod tests {
             readiness: Readiness::Ready,
             suspended: false,
             base_url: "https://al.example".into(),
+            backend: crate::plan::BackendKind::AgentLattice,
         }
     }
 

@@ -10,8 +10,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use agentlattice::AgentKey;
-
 use crate::cluster::Cluster;
 use crate::crd::LatticeAgent;
 use crate::error::{Error, kube_message};
@@ -20,7 +18,7 @@ use crate::plan::{
     self, Effect, ErrorClass, Failure, KeyWrite, MintedKey, Observed, Outcome, Precondition,
     RegisterOutcome, SecretWrite, Settled, Step, WritePurpose,
 };
-use crate::remote::{Backend, RemoteError};
+use crate::remote::{Backend, IssuedKey, RemoteError};
 use crate::secret::{SecretView, key_digest};
 
 /// A fail point: called with `before:<Effect>` and `after:<Effect>` around every effect of every
@@ -66,7 +64,7 @@ enum Performed {
 impl Executor<'_> {
     /// Runs the plan loop from `observed` until the planner is done.
     pub async fn run(&self, mut observed: Observed) -> Result<Report, Error> {
-        let mut keys: HashMap<String, AgentKey> = HashMap::new();
+        let mut keys: HashMap<String, IssuedKey> = HashMap::new();
         let mut effects = Vec::new();
         for _ in 0..MAX_STEPS {
             // Each decision is made at the time it is made: a retiring key's grace period counts
@@ -128,7 +126,7 @@ impl Executor<'_> {
         &self,
         effect: &Effect,
         observed: &mut Observed,
-        keys: &mut HashMap<String, AgentKey>,
+        keys: &mut HashMap<String, IssuedKey>,
     ) -> Performed {
         let kind = effect.kind();
         let remote = |e: RemoteError| Failure {
@@ -253,7 +251,11 @@ impl Executor<'_> {
                     .patch_secret(&observed.resource, current, &patch)
                     .await
                     .map(|secret| {
-                        Outcome::Secret(SecretView::observe(&secret, uid_of(&observed.resource)))
+                        Outcome::Secret(SecretView::observe_with(
+                            &secret,
+                            uid_of(&observed.resource),
+                            observed.settings.backend.secret_fields(),
+                        ))
                     })
                     .map_err(|e| kube_failure(kind, &e))
             }
@@ -291,11 +293,12 @@ impl Executor<'_> {
         &self,
         write: &SecretWrite,
         observed: &mut Observed,
-        keys: &mut HashMap<String, AgentKey>,
+        keys: &mut HashMap<String, IssuedKey>,
     ) -> Performed {
         let kind = "WriteSecret";
         let owner = &observed.resource;
         let uid = uid_of(owner).to_owned();
+        let fields = write.desired.fields;
         let fresh_id = match &write.key {
             KeyWrite::Fresh { key_id } => Some(key_id.as_str()),
             KeyWrite::Keep => None,
@@ -333,7 +336,7 @@ impl Executor<'_> {
                                     secret = %write.desired.name,
                                     "the Secret exists but is not labelled as ours; read it"
                                 );
-                                observed.secret = SecretView::observe(&found, &uid);
+                                observed.secret = SecretView::observe_with(&found, &uid, fields);
                                 Performed::Replan
                             }
                             Ok(None) => Performed::Result(Err(Failure {
@@ -372,7 +375,9 @@ impl Executor<'_> {
                 if write.purpose == WritePurpose::Rotate {
                     self.metrics.key_rotated();
                 }
-                Ok(Outcome::Secret(SecretView::observe(&secret, &uid)))
+                Ok(Outcome::Secret(SecretView::observe_with(
+                    &secret, &uid, fields,
+                )))
             }
             Err(e) => Err(kube_failure(kind, &e)),
         })

@@ -60,20 +60,14 @@ async fn observe_agent(handed_over: &LatticeAgent, r: &Reconciler) -> Result<Obs
         )?
     };
 
-    let view = secret
-        .map(|s| SecretView::observe(&s, &uid))
-        .unwrap_or_default();
-    let mut observed = Observed::new(
-        jiff::Timestamp::now(),
-        ctx.settings.clone(),
-        agent.clone(),
-        view,
+    let default = crate::plan::policy::Resolution::default_provisioner(
+        ctx.settings.default_policy.clone(),
+        &ctx.settings.base_url,
     );
-    observed.older_claimant = r.claims.older_claimant(&agent);
-    observed.provisioner = match &ctx.provisioners {
+    let provisioner = match &ctx.provisioners {
         Some(p) => p.resolve(&agent, &ctx.settings.default_policy).await,
         None => match agent.spec.provisioner_ref.as_ref() {
-            None => observed.provisioner,
+            None => default,
             Some(reference) => crate::plan::policy::Resolution::NotFound(
                 crate::plan::policy::ProvisionerId::of(&namespace, Some(reference)),
                 // An operator built without `Operator::with_provisioners` (`run` always has
@@ -82,10 +76,13 @@ async fn observe_agent(handed_over: &LatticeAgent, r: &Reconciler) -> Result<Obs
             ),
         },
     };
-    // The Secret's AL_BASE_URL is the URL of the provisioner the agent was registered with.
-    if let Some(view) = observed.provisioner.view() {
-        observed.settings.base_url = view.base_url.clone();
-    }
+    let settings = ctx.settings.for_provisioner(&provisioner);
+    let view = secret
+        .map(|s| SecretView::observe_with(&s, &uid, settings.backend.secret_fields()))
+        .unwrap_or_default();
+    let mut observed = Observed::new(jiff::Timestamp::now(), settings, agent.clone(), view);
+    observed.older_claimant = r.claims.older_claimant(&agent);
+    observed.provisioner = provisioner;
     if ctx.settings.consumers.tracked {
         observed.consumers = r
             .workloads

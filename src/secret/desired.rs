@@ -8,8 +8,8 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
 use super::{
-    AGENT_ID_FIELD, AGENT_NAME_LABEL, API_KEY_FIELD, BASE_URL_FIELD, MANAGED_BY_LABEL,
-    MANAGED_BY_VALUE, ObservedSecret, Ownership, RECORD_ANNOTATIONS, SecretRecord,
+    AGENT_NAME_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, ObservedSecret, Ownership,
+    RECORD_ANNOTATIONS, SecretFields, SecretRecord,
 };
 
 use crate::crd::LatticeAgent;
@@ -40,9 +40,11 @@ pub struct DesiredSecret {
     pub labels: BTreeMap<String, String>,
     /// Template annotations plus the record (the record wins).
     pub annotations: BTreeMap<String, String>,
-    /// `AL_AGENT_ID`.
+    /// The backend's field names.
+    pub fields: SecretFields,
+    /// The agent id (`AL_AGENT_ID`, `ALTER_AGENT_ID`).
     pub agent_id: String,
-    /// `AL_BASE_URL`.
+    /// The base URL (`AL_BASE_URL`, `ALTER_BASE_URL`).
     pub base_url: String,
     /// The record encoded in `annotations`.
     pub record: SecretRecord,
@@ -57,8 +59,10 @@ pub struct SecretInputs<'a> {
     pub secret_name: &'a str,
     /// Agent name (a label value).
     pub agent_name: &'a str,
-    /// AgentLattice base URL.
+    /// The backend's base URL.
     pub base_url: &'a str,
+    /// The backend's field names.
+    pub fields: SecretFields,
 }
 
 impl DesiredSecret {
@@ -89,6 +93,7 @@ impl DesiredSecret {
             ),
             labels,
             annotations,
+            fields: inputs.fields,
             agent_id: agent_id.to_owned(),
             base_url: inputs.base_url.to_owned(),
             record,
@@ -108,13 +113,13 @@ impl DesiredSecret {
             },
             type_: Some("Opaque".to_owned()),
             data: Some(BTreeMap::from([
-                (API_KEY_FIELD.to_owned(), ByteString(api_key.to_vec())),
+                (self.fields.api_key.to_owned(), ByteString(api_key.to_vec())),
                 (
-                    AGENT_ID_FIELD.to_owned(),
+                    self.fields.agent_id.to_owned(),
                     ByteString(self.agent_id.clone().into_bytes()),
                 ),
                 (
-                    BASE_URL_FIELD.to_owned(),
+                    self.fields.base_url.to_owned(),
                     ByteString(self.base_url.clone().into_bytes()),
                 ),
             ])),
@@ -161,10 +166,16 @@ impl DesiredSecret {
         let b64 =
             |bytes: &[u8]| serde_json::to_value(ByteString(bytes.to_vec())).unwrap_or_default();
         let mut data = serde_json::Map::new();
-        data.insert(AGENT_ID_FIELD.to_owned(), b64(self.agent_id.as_bytes()));
-        data.insert(BASE_URL_FIELD.to_owned(), b64(self.base_url.as_bytes()));
+        data.insert(
+            self.fields.agent_id.to_owned(),
+            b64(self.agent_id.as_bytes()),
+        );
+        data.insert(
+            self.fields.base_url.to_owned(),
+            b64(self.base_url.as_bytes()),
+        );
         if let Some(key) = api_key {
-            data.insert(API_KEY_FIELD.to_owned(), b64(key));
+            data.insert(self.fields.api_key.to_owned(), b64(key));
         }
         serde_json::json!({"metadata": metadata, "data": data})
     }
@@ -174,10 +185,10 @@ impl DesiredSecret {
     pub fn drift(&self, current: &ObservedSecret) -> Vec<&'static str> {
         let mut out = Vec::new();
         if current.agent_id.as_deref() != Some(self.agent_id.as_str()) {
-            out.push(AGENT_ID_FIELD);
+            out.push(self.fields.agent_id);
         }
         if current.base_url.as_deref() != Some(self.base_url.as_str()) {
-            out.push(BASE_URL_FIELD);
+            out.push(self.fields.base_url);
         }
         if self
             .labels

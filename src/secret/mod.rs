@@ -17,12 +17,48 @@
 
 use sha2::{Digest, Sha256};
 
-/// Data field holding the agent key.
+/// Data field holding the agent key (AgentLattice).
 pub const API_KEY_FIELD: &str = "AL_API_KEY";
-/// Data field holding the agent id.
+/// Data field holding the agent id (AgentLattice).
 pub const AGENT_ID_FIELD: &str = "AL_AGENT_ID";
 /// Data field holding the AgentLattice base URL.
 pub const BASE_URL_FIELD: &str = "AL_BASE_URL";
+
+/// The names of a Secret's three data fields, which depend on the backend the agent lives at:
+/// each backend's SDK finds its own names in the environment (docs/alter.md "The workload's
+/// Secret" says why Alter's are what they are).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SecretFields {
+    /// The agent key.
+    pub api_key: &'static str,
+    /// The agent id.
+    pub agent_id: &'static str,
+    /// The backend's base URL.
+    pub base_url: &'static str,
+}
+
+/// AgentLattice's: `AL_API_KEY`, `AL_AGENT_ID`, `AL_BASE_URL`.
+pub const AGENTLATTICE_FIELDS: SecretFields = SecretFields {
+    api_key: API_KEY_FIELD,
+    agent_id: AGENT_ID_FIELD,
+    base_url: BASE_URL_FIELD,
+};
+
+/// Alter's: `ALTER_API_KEY`, `ALTER_AGENT_ID`, and `ALTER_BASE_URL` (the one variable the Alter
+/// SDK reads from the environment itself).
+pub const ALTER_FIELDS: SecretFields = SecretFields {
+    api_key: "ALTER_API_KEY",
+    agent_id: "ALTER_AGENT_ID",
+    base_url: "ALTER_BASE_URL",
+};
+
+/// Every backend's field names.
+pub const ALL_FIELDS: [SecretFields; 2] = [AGENTLATTICE_FIELDS, ALTER_FIELDS];
+
+/// Whether `field` holds an agent key under some backend's names.
+pub fn is_api_key_field(field: &str) -> bool {
+    ALL_FIELDS.iter().any(|f| f.api_key == field)
+}
 
 /// Label on every Secret the operator writes (its Secret watch selects on it).
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";

@@ -79,6 +79,7 @@ fn desired(record: SecretRecord) -> DesiredSecret {
     let agent = agent();
     DesiredSecret::new(
         SecretInputs {
+            fields: super::AGENTLATTICE_FIELDS,
             agent: &agent,
             secret_name: "deploy-bot-agent-key",
             agent_name: "payments-deploy-bot",

@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
 use super::{
-    AGENT_ID_FIELD, API_KEY_FIELD, BASE_URL_FIELD, DIGEST_MARK, DecodedRecord, SecretRecord,
+    AGENTLATTICE_FIELDS, ALL_FIELDS, DIGEST_MARK, DecodedRecord, SecretFields, SecretRecord,
     key_digest,
 };
 
@@ -57,20 +57,28 @@ pub struct ObservedSecret {
     pub labels: BTreeMap<String, String>,
     /// Annotations.
     pub annotations: BTreeMap<String, String>,
-    /// [`key_digest`] of `AL_API_KEY`, if present.
+    /// The field names it was read with (the backend's).
+    pub fields: SecretFields,
+    /// [`key_digest`] of the key field (`AL_API_KEY`, `ALTER_API_KEY`), if present.
     pub key_digest: Option<String>,
-    /// `AL_AGENT_ID`, if present and UTF-8.
+    /// The agent id field, if present and UTF-8.
     pub agent_id: Option<String>,
-    /// `AL_BASE_URL`, if present and UTF-8.
+    /// The base URL field, if present and UTF-8.
     pub base_url: Option<String>,
     /// The record read from the annotations.
     pub decoded: DecodedRecord,
 }
 
 impl SecretView {
-    /// The view of `secret` for the `LatticeAgent` with uid `owner_uid`. Accepts the Secret either
-    /// as the API server returns it or in [`cache_form`].
+    /// The view of `secret` for the `LatticeAgent` with uid `owner_uid` whose agent lives at
+    /// AgentLattice (`AL_*` fields); see [`SecretView::observe_with`].
     pub fn observe(secret: &Secret, owner_uid: &str) -> SecretView {
+        SecretView::observe_with(secret, owner_uid, AGENTLATTICE_FIELDS)
+    }
+
+    /// The view of `secret` for the `LatticeAgent` with uid `owner_uid`, reading the backend's
+    /// `fields`. Accepts the Secret either as the API server returns it or in [`cache_form`].
+    pub fn observe_with(secret: &Secret, owner_uid: &str, fields: SecretFields) -> SecretView {
         let meta = &secret.metadata;
         let owner_references = meta.owner_references.clone().unwrap_or_default();
         let ownership = match owner_references.iter().find(|r| r.controller == Some(true)) {
@@ -88,7 +96,7 @@ impl SecretView {
                 .map(str::to_owned)
         };
         let key_digest =
-            data.and_then(|d| d.get(API_KEY_FIELD)).map(|v| {
+            data.and_then(|d| d.get(fields.api_key)).map(|v| {
                 match std::str::from_utf8(&v.0)
                     .ok()
                     .and_then(|s| s.strip_prefix(DIGEST_MARK))
@@ -107,9 +115,10 @@ impl SecretView {
             labels: meta.labels.clone().unwrap_or_default(),
             decoded: SecretRecord::from_annotations(&annotations),
             annotations,
+            fields,
             key_digest,
-            agent_id: text(AGENT_ID_FIELD),
-            base_url: text(BASE_URL_FIELD),
+            agent_id: text(fields.agent_id),
+            base_url: text(fields.base_url),
         }))
     }
 
@@ -130,11 +139,11 @@ impl ObservedSecret {
         let mut data = BTreeMap::new();
         if let Some(digest) = &self.key_digest {
             let marked = format!("{DIGEST_MARK}{digest}").into_bytes();
-            data.insert(API_KEY_FIELD.to_owned(), ByteString(marked));
+            data.insert(self.fields.api_key.to_owned(), ByteString(marked));
         }
         for (field, value) in [
-            (AGENT_ID_FIELD, &self.agent_id),
-            (BASE_URL_FIELD, &self.base_url),
+            (self.fields.agent_id, &self.agent_id),
+            (self.fields.base_url, &self.base_url),
         ] {
             if let Some(v) = value {
                 data.insert(field.to_owned(), ByteString(v.clone().into_bytes()));
@@ -168,9 +177,11 @@ impl ObservedSecret {
     }
 }
 
-/// The form in which the operator caches a Secret: `AL_API_KEY` replaced by its digest, every data
-/// field other than `AL_AGENT_ID` and `AL_BASE_URL` dropped (an adopted Secret may hold other
-/// secrets), `stringData` dropped. A heap dump of the cache holds no key.
+/// The form in which the operator caches a Secret: the key field (`AL_API_KEY`, or a backend's
+/// other name for it) replaced by its digest, every data field other than the agent id and base
+/// URL fields dropped (an adopted Secret may hold other secrets), `stringData` dropped. A heap
+/// dump of the cache holds no key. The cache serves every backend, so it keeps every backend's
+/// field names.
 pub fn cache_form(mut secret: Secret) -> Secret {
     if let Some(data) = secret.data.take() {
         let kept: BTreeMap<String, ByteString> = data
@@ -188,8 +199,8 @@ pub fn cache_form(mut secret: Secret) -> Secret {
 
 /// A data field as [`cache_form`] keeps it (`None`: dropped).
 fn cached_value<'a>(field: &str, value: &'a [u8]) -> Option<Cow<'a, [u8]>> {
-    match field {
-        API_KEY_FIELD => match std::str::from_utf8(value)
+    if ALL_FIELDS.iter().any(|f| f.api_key == field) {
+        return match std::str::from_utf8(value)
             .ok()
             .filter(|s| s.starts_with(DIGEST_MARK))
         {
@@ -197,10 +208,12 @@ fn cached_value<'a>(field: &str, value: &'a [u8]) -> Option<Cow<'a, [u8]>> {
             None => Some(Cow::Owned(
                 format!("{DIGEST_MARK}{}", key_digest(value)).into_bytes(),
             )),
-        },
-        AGENT_ID_FIELD | BASE_URL_FIELD => Some(Cow::Borrowed(value)),
-        _ => None,
+        };
     }
+    ALL_FIELDS
+        .iter()
+        .any(|f| f.agent_id == field || f.base_url == field)
+        .then_some(Cow::Borrowed(value))
 }
 
 /// A hash of what a Secret holds that the operator reads or writes — name, type, labels,

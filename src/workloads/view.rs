@@ -10,7 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::{KUBECTL_RESTARTED_AT_ANNOTATION, RESTARTED_AT_ANNOTATION, RESTARTED_FOR_ANNOTATION};
 use crate::plan::{Consumer, KeySource, Rollout, WorkloadKind};
-use crate::secret::API_KEY_FIELD;
+use crate::secret::is_api_key_field;
 
 /// A workload, as far as consumers of agent keys go.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -167,7 +167,8 @@ fn view(
     }
 }
 
-/// The Secrets whose `AL_API_KEY` the pods of `spec` read, and how. A Secret read in several
+/// The Secrets whose agent key (`AL_API_KEY`, or Alter's `ALTER_API_KEY`) the pods of `spec`
+/// read, and how. A Secret read in several
 /// ways counts as the one that needs a restart: environment, then a file through `subPath`,
 /// then a file. Init containers read at start only, like the environment.
 pub fn key_uses(spec: &PodSpec) -> Vec<(String, KeySource)> {
@@ -206,7 +207,7 @@ pub fn key_uses(spec: &PodSpec) -> Vec<(String, KeySource)> {
                 .value_from
                 .as_ref()
                 .and_then(|v| v.secret_key_ref.as_ref())
-                && r.key == API_KEY_FIELD
+                && is_api_key_field(&r.key)
             {
                 note(&r.name, KeySource::Environment);
             }
@@ -245,7 +246,7 @@ fn rank(how: KeySource) -> u8 {
 /// Whether a Secret volume (or projection) with these `items` holds the key file: all keys
 /// when `items` is absent, else only if it lists the key.
 fn projects_key(items: Option<&[k8s_openapi::api::core::v1::KeyToPath]>) -> bool {
-    items.is_none_or(|items| items.iter().any(|i| i.key == API_KEY_FIELD))
+    items.is_none_or(|items| items.iter().any(|i| is_api_key_field(&i.key)))
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ fn team(capabilities: &[&str]) -> ProvisionerView {
         readiness: Readiness::Ready,
         suspended: false,
         base_url: BASE_URL.into(),
+        backend: crate::plan::BackendKind::AgentLattice,
     }
 }
 
@@ -264,4 +265,37 @@ fn a_suspended_provisioner_halts_even_an_agent_whose_spec_is_refused() {
         Some(("False".into(), "CapabilityNotAllowed".into()))
     );
     assert!(w.status().halted_by_provisioner);
+}
+
+#[test]
+fn an_alter_provisioners_agent_gets_the_alter_field_names_and_keeps_them() {
+    let mut w = with_team(&["*"]);
+    if let Some(Resolution::Resolved(view)) = w.provisioner.as_mut() {
+        view.backend = crate::plan::BackendKind::Alter;
+        view.base_url = "https://alter.example".into();
+    }
+    let run = w.run();
+    assert_eq!(run.kinds(), ["Register", "WriteSecret", "WriteStatus"]);
+    let data: Vec<String> = w
+        .secret
+        .as_ref()
+        .and_then(|s| s.data.as_ref())
+        .map(|d| d.keys().cloned().collect())
+        .unwrap_or_default();
+    assert_eq!(data, ["ALTER_AGENT_ID", "ALTER_API_KEY", "ALTER_BASE_URL"]);
+    assert_eq!(
+        w.secret_data("ALTER_BASE_URL").as_deref(),
+        Some("https://alter.example")
+    );
+    assert!(w.secret_key().is_some());
+    // Read back with Alter's names, the Secret is complete: nothing to repair, no new key.
+    let run = w.run();
+    assert_eq!(run.kinds(), Vec::<&str>::new());
+    // Read with AgentLattice's names it would not be (the test fails if the planner ignored the
+    // backend): the key field would be missing and a new key minted.
+    let mut wrong = w.clone();
+    if let Some(Resolution::Resolved(view)) = wrong.provisioner.as_mut() {
+        view.backend = crate::plan::BackendKind::AgentLattice;
+    }
+    assert_ne!(wrong.run().kinds(), Vec::<&str>::new());
 }

@@ -10,6 +10,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::crd::{LatticeAgent, LatticeAgentStatus};
+use crate::plan::policy::Resolution;
 use crate::plan::{
     AgentStatus, AgentView, Consumer, Effect, ErrorClass, Event, Failure, KeySource, KeyStatus,
     KeyView, KeyWrite, MintedKey, Observed, Outcome, Precondition, RegisterOutcome, Rollout,
@@ -40,6 +41,7 @@ pub fn hours(n: i64) -> SignedDuration {
 pub fn settings() -> Settings {
     Settings {
         base_url: BASE_URL.into(),
+        backend: crate::plan::BackendKind::AgentLattice,
         cluster_name: None,
         resync_interval: mins(10),
         service_key_retry: mins(5),
@@ -325,12 +327,12 @@ impl World {
 
     /// The agent id the Secret says.
     pub fn secret_agent_id(&self) -> Option<String> {
-        self.secret_data(secret::AGENT_ID_FIELD)
+        self.secret_data(self.fields().agent_id)
     }
 
     /// The key in the Secret (what the workload reads).
     pub fn secret_key(&self) -> Option<String> {
-        self.secret_data(secret::API_KEY_FIELD)
+        self.secret_data(self.fields().api_key)
     }
 
     pub fn secret_data(&self, field: &str) -> Option<String> {
@@ -374,18 +376,28 @@ impl World {
 
     /// The state at the start of a reconcile, as the executor builds it.
     pub fn observe(&self) -> Observed {
-        let secret = match &self.secret {
-            Some(s) => SecretView::observe(&cache_form(s.clone()), UID),
-            None => SecretView::Absent,
-        };
-        let mut o = Observed::new(self.now, self.settings.clone(), self.res().clone(), secret);
+        let provisioner = self.provisioner.clone().unwrap_or_else(|| {
+            Resolution::default_provisioner(
+                self.settings.default_policy.clone(),
+                &self.settings.base_url,
+            )
+        });
+        let settings = self.settings.for_provisioner(&provisioner);
+        let secret = self.secret_view_with(settings.backend.secret_fields());
+        let mut o = Observed::new(self.now, settings, self.res().clone(), secret);
         o.last_remote_check = self.last_remote_check;
         o.older_claimant = self.older_claimant.clone();
         o.consumers = self.consumers.clone();
-        if let Some(p) = &self.provisioner {
-            o.provisioner = p.clone();
-        }
+        o.provisioner = provisioner;
         o
+    }
+
+    /// The fields of the backend the agent lives at.
+    pub fn fields(&self) -> secret::SecretFields {
+        match &self.provisioner {
+            Some(p) => self.settings.for_provisioner(p).backend.secret_fields(),
+            None => self.settings.backend.secret_fields(),
+        }
     }
 
     /// The first step of a reconcile.
@@ -759,9 +771,11 @@ impl World {
                         if current.metadata.resource_version != *resource_version {
                             return Self::fail(kind, ErrorClass::Transient);
                         }
-                        let SecretView::Present(view) =
-                            SecretView::observe(&cache_form(current.clone()), UID)
-                        else {
+                        let SecretView::Present(view) = SecretView::observe_with(
+                            &cache_form(current.clone()),
+                            UID,
+                            self.fields(),
+                        ) else {
                             return Self::fail(kind, ErrorClass::Transient);
                         };
                         let patch = write
@@ -834,8 +848,12 @@ impl World {
     }
 
     fn secret_view(&self) -> SecretView {
+        self.secret_view_with(self.fields())
+    }
+
+    fn secret_view_with(&self, fields: secret::SecretFields) -> SecretView {
         match &self.secret {
-            Some(s) => SecretView::observe(&cache_form(s.clone()), UID),
+            Some(s) => SecretView::observe_with(&cache_form(s.clone()), UID, fields),
             None => SecretView::Absent,
         }
     }

@@ -4,7 +4,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use agentlattice::AgentKey;
 use futures::future::BoxFuture;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
@@ -68,7 +67,7 @@ impl Backend for FakeRemote {
                         sha256: String::new(),
                     },
                 },
-                key: Some(AgentKey::new(PLAINTEXT).expect("test key")),
+                key: Some(crate::remote::IssuedKey::new(PLAINTEXT)),
             })
         })
     }

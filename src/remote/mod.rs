@@ -25,6 +25,10 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, watcher};
 use tokio::sync::watch;
 
+pub mod alter;
+
+pub use alter::{Alter, AppKeyProvider};
+
 use crate::config::SecretRef;
 use crate::metrics::Metrics;
 use crate::plan::{
@@ -44,6 +48,42 @@ pub struct RemoteError {
 /// Result of a [`Backend`] call.
 pub type RemoteResult<T> = Result<T, RemoteError>;
 
+/// An agent key just issued by a backend (by a registration or a mint), on its way to the
+/// Secret — whichever backend issued it. Prints as `IssuedKey(<redacted>)` and zeroes itself on
+/// drop, like the clients' own key types it is made from.
+pub struct IssuedKey(zeroize::Zeroizing<String>);
+
+impl IssuedKey {
+    /// Wraps a plaintext key.
+    pub fn new(key: impl Into<String>) -> Self {
+        IssuedKey(zeroize::Zeroizing::new(key.into()))
+    }
+
+    /// The plaintext, for the Secret write only.
+    pub fn expose_secret(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for IssuedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IssuedKey(<redacted>)")
+    }
+}
+
+impl From<AgentKey> for IssuedKey {
+    fn from(key: AgentKey) -> Self {
+        // `key` zeroes its own copy when dropped at the end of this function.
+        IssuedKey::new(key.expose_secret())
+    }
+}
+
+impl From<::alter::AgentKey> for IssuedKey {
+    fn from(key: ::alter::AgentKey) -> Self {
+        IssuedKey::new(key.expose_secret())
+    }
+}
+
 /// A registration's answer: what the planner records, and the key when there is one.
 #[derive(Debug)]
 pub struct Registration {
@@ -51,7 +91,7 @@ pub struct Registration {
     /// executor fills in from `key`).
     pub outcome: RegisterOutcome,
     /// The one-time key of a `Created` registration.
-    pub key: Option<AgentKey>,
+    pub key: Option<IssuedKey>,
 }
 
 /// A freshly minted key.
@@ -64,7 +104,7 @@ pub struct Minted {
     /// Creation time.
     pub created_at: Timestamp,
     /// The one-time plaintext.
-    pub key: AgentKey,
+    pub key: IssuedKey,
 }
 
 /// The AgentLattice provisioning API, in the planner's terms.
@@ -250,22 +290,95 @@ pub struct ServiceKeySource {
     pub field: String,
 }
 
-struct Cached {
-    resource_version: Option<String>,
-    client: ProvisionerClient,
+/// A provisioning credential as one backend takes it: how its Secret value becomes a client, and
+/// what of it may be shown. [`ServiceKeyCredential`] (AgentLattice's `al_svc_…`) and
+/// [`alter::AppKeyCredential`] (Alter's app key) implement it; [`CredentialProvider`] does the
+/// rest (reading, marking, caching, watching) once for both.
+pub trait Credential: Send + Sync + 'static {
+    /// The backend's client configuration.
+    type Config: Send + Sync;
+    /// The client a key builds.
+    type Client: Clone + Send + Sync + 'static;
+    /// What the credential is called in messages ("service key", "app key").
+    const WHAT: &'static str;
+    /// The part of the key `status.serviceKeyPrefix` shows: 8 characters after the scheme,
+    /// never more.
+    fn public_prefix(key: &str) -> String;
+    /// A client for `key` (already trimmed), sharing `first`'s transport (connection pool, rate
+    /// limit, `Retry-After` gate) when there is one.
+    fn client(
+        config: &Self::Config,
+        key: String,
+        first: Option<&Self::Client>,
+    ) -> Result<Self::Client, CredentialError>;
 }
 
-/// Reads the service key Secret when a call needs it, caches the client built from it (with the
-/// Secret's resourceVersion), and drops the cache when the Secret changes (see
-/// [`ServiceKeyProvider::watch`]) or AgentLattice rejects the key.
-pub struct ServiceKeyProvider {
+/// Why a credential did not become a client. Messages never contain the key.
+#[derive(Debug)]
+pub enum CredentialError {
+    /// The value is not a key of this kind.
+    Key(String),
+    /// The client configuration is unusable.
+    Config(String),
+}
+
+/// The 8 characters after `scheme` (none when the key does not start with it).
+pub fn prefix_after(key: &str, scheme: &str) -> String {
+    key.strip_prefix(scheme)
+        .unwrap_or_default()
+        .chars()
+        .take(8)
+        .collect()
+}
+
+/// AgentLattice's service key (`al_svc_…`) and [`ProvisionerClient`].
+#[derive(Debug)]
+pub enum ServiceKeyCredential {}
+
+impl Credential for ServiceKeyCredential {
+    type Config = ClientConfig;
+    type Client = ProvisionerClient;
+    const WHAT: &'static str = "service key";
+
+    fn public_prefix(key: &str) -> String {
+        prefix_after(key, "al_svc_")
+    }
+
+    fn client(
+        config: &ClientConfig,
+        key: String,
+        first: Option<&ProvisionerClient>,
+    ) -> Result<ProvisionerClient, CredentialError> {
+        let key = ServiceKey::new(key).map_err(|e| CredentialError::Key(e.to_string()))?;
+        let config_error =
+            |e: agentlattice::Error| CredentialError::Config(format!("AgentLattice client: {e}"));
+        match first {
+            Some(t) => t.with_service_key(key).map_err(config_error),
+            None => ProvisionerClient::new(config, key).map_err(config_error),
+        }
+    }
+}
+
+/// The AgentLattice service key provider (the default provisioner's and each AgentLattice
+/// provisioner's).
+pub type ServiceKeyProvider = CredentialProvider<ServiceKeyCredential>;
+
+struct Cached<C> {
+    resource_version: Option<String>,
+    client: C,
+}
+
+/// Reads a provisioning credential's Secret when a call needs it, caches the client built from it
+/// (with the Secret's resourceVersion), and drops the cache when the Secret changes (see
+/// [`CredentialProvider::watch`]) or the backend rejects the key.
+pub struct CredentialProvider<K: Credential> {
     api: Api<Secret>,
     source: ServiceKeySource,
-    config: ClientConfig,
-    cached: Mutex<Option<Cached>>,
+    config: K::Config,
+    cached: Mutex<Option<Cached<K::Client>>>,
     /// The first client built: later ones share its transport (pool, rate limit, `Retry-After`
-    /// gate) through `with_service_key`.
-    transport: Mutex<Option<ProvisionerClient>>,
+    /// gate).
+    transport: Mutex<Option<K::Client>>,
     changes: watch::Sender<u64>,
     /// Where `lattice_service_key_age_seconds` goes, if anywhere.
     metrics: Option<Arc<Metrics>>,
@@ -278,20 +391,21 @@ pub struct ServiceKeyProvider {
     key_info: Mutex<Option<(String, Timestamp)>>,
 }
 
-impl std::fmt::Debug for ServiceKeyProvider {
+impl<K: Credential> std::fmt::Debug for CredentialProvider<K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServiceKeyProvider")
+        f.debug_struct("CredentialProvider")
+            .field("kind", &K::WHAT)
             .field("secret", &self.source.secret.to_string())
             .field("field", &self.source.field)
             .finish_non_exhaustive()
     }
 }
 
-impl ServiceKeyProvider {
+impl<K: Credential> CredentialProvider<K> {
     /// A provider reading `source` through `client`.
-    pub fn new(client: kube::Client, source: ServiceKeySource, config: ClientConfig) -> Self {
+    pub fn new(client: kube::Client, source: ServiceKeySource, config: K::Config) -> Self {
         let api = Api::namespaced(client, &source.secret.namespace);
-        ServiceKeyProvider {
+        CredentialProvider {
             api,
             source,
             config,
@@ -319,8 +433,8 @@ impl ServiceKeyProvider {
         &self.source
     }
 
-    /// The public prefix of the key read last (8 characters after `al_svc_`, never the key) and
-    /// when it was written to its Secret.
+    /// The public prefix of the key read last ([`Credential::public_prefix`], never the key)
+    /// and when it was written to its Secret.
     pub fn key_info(&self) -> Option<(String, Timestamp)> {
         self.key_info.lock().ok().and_then(|k| k.clone())
     }
@@ -362,12 +476,12 @@ impl ServiceKeyProvider {
     fn missing(&self, what: &str) -> RemoteError {
         RemoteError {
             class: ErrorClass::ServiceKeyMissing,
-            message: format!("service key Secret {}: {what}", self.source.secret),
+            message: format!("{} Secret {}: {what}", K::WHAT, self.source.secret),
         }
     }
 
-    /// A client with the current service key.
-    pub async fn client(&self) -> RemoteResult<ProvisionerClient> {
+    /// A client with the current key.
+    pub async fn client(&self) -> RemoteResult<K::Client> {
         if let Some(c) = self
             .cached
             .lock()
@@ -386,7 +500,8 @@ impl ServiceKeyProvider {
                 return Err(RemoteError {
                     class: ErrorClass::Transient,
                     message: format!(
-                        "reading service key Secret {}: {}",
+                        "reading {} Secret {}: {}",
+                        K::WHAT,
                         self.source.secret,
                         crate::error::kube_message(&e)
                     ),
@@ -405,8 +520,8 @@ impl ServiceKeyProvider {
                 zeroize::Zeroize::zeroize(&mut value.0);
             }
             return Err(self.missing(&format!(
-                "is not marked as a service key (label {}: \"{}\"); the operator reads only \
-                 marked Secrets for provisioners",
+                "is not marked as a provisioning key (label {}: \"{}\"); the operator reads \
+                 only marked Secrets for provisioners",
                 crate::crd::SERVICE_KEY_LABEL,
                 crate::crd::SERVICE_KEY_LABEL_VALUE
             )));
@@ -418,26 +533,21 @@ impl ServiceKeyProvider {
             return Err(self.missing(&format!("has no field {}", self.source.field)));
         };
         // Zero every value we read, whatever happens next.
+        let first = self.transport.lock().ok().and_then(|t| t.clone());
         let parsed = std::str::from_utf8(&raw.0).ok().map(|s| {
             let trimmed = s.trim();
-            let prefix: String = trimmed
-                .strip_prefix("al_svc_")
-                .unwrap_or_default()
-                .chars()
-                .take(8)
-                .collect();
             (
                 crate::secret::key_digest(trimmed.as_bytes()),
-                prefix,
-                ServiceKey::new(trimmed.to_owned()),
+                K::public_prefix(trimmed),
+                K::client(&self.config, trimmed.to_owned(), first.as_ref()),
             )
         });
         zeroize::Zeroize::zeroize(&mut raw.0);
         for value in data.values_mut() {
             zeroize::Zeroize::zeroize(&mut value.0);
         }
-        let key = match parsed {
-            Some((digest, prefix, Ok(key))) => {
+        let client = match parsed {
+            Some((digest, prefix, Ok(client))) => {
                 if let Ok(mut info) = self.key_info.lock() {
                     let changed = info.as_ref().is_none_or(|(p, _)| *p != prefix);
                     if changed {
@@ -446,16 +556,26 @@ impl ServiceKeyProvider {
                     }
                 }
                 self.note_key(digest, &meta);
-                key
+                client
             }
-            Some((_, _, Err(e))) => {
+            Some((_, _, Err(CredentialError::Key(e)))) => {
                 return Err(self.missing(&format!("field {}: {e}", self.source.field)));
+            }
+            Some((_, _, Err(CredentialError::Config(e)))) => {
+                return Err(RemoteError {
+                    class: ErrorClass::Invalid("config".into()),
+                    message: crate::redact::redact(&e),
+                });
             }
             None => {
                 return Err(self.missing(&format!("field {} is not UTF-8", self.source.field)));
             }
         };
-        let client = self.build(key)?;
+        if first.is_none()
+            && let Ok(mut transport) = self.transport.lock()
+        {
+            transport.get_or_insert_with(|| client.clone());
+        }
         if let Ok(mut cached) = self.cached.lock() {
             *cached = Some(Cached {
                 resource_version,
@@ -463,25 +583,6 @@ impl ServiceKeyProvider {
             });
         }
         Ok(client)
-    }
-
-    fn build(&self, key: ServiceKey) -> RemoteResult<ProvisionerClient> {
-        let invalid = |e: agentlattice::Error| RemoteError {
-            class: ErrorClass::Invalid("config".into()),
-            message: crate::redact::redact(&format!("AgentLattice client: {e}")),
-        };
-        let mut transport = self.transport.lock().map_err(|_| RemoteError {
-            class: ErrorClass::Transient,
-            message: "internal error: poisoned lock".into(),
-        })?;
-        match transport.as_ref() {
-            Some(t) => t.with_service_key(key).map_err(invalid),
-            None => {
-                let client = ProvisionerClient::new(&self.config, key).map_err(invalid)?;
-                *transport = Some(client.clone());
-                Ok(client)
-            }
-        }
     }
 
     /// Watches the service key Secret (metadata only, `fieldSelector metadata.name=<name>`, so
@@ -632,7 +733,7 @@ impl Backend for AgentLattice {
                                     ),
                                 },
                             },
-                            key: Some(key),
+                            key: Some(key.into()),
                         }),
                         _ => Ok(Registration {
                             outcome: RegisterOutcome::Replayed {
@@ -742,7 +843,7 @@ impl Backend for AgentLattice {
                 id: minted.key.key_id,
                 prefix: minted.key.key_prefix,
                 created_at: minted.key.created_at,
-                key: minted.api_key,
+                key: minted.api_key.into(),
             })
         })
     }
