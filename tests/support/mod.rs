@@ -203,6 +203,7 @@ impl World {
     pub fn settings(&self, options: &Options) -> Settings {
         Settings {
             base_url: self.emu.base_url(),
+            backend: lattice_operator::plan::BackendKind::AgentLattice,
             cluster_name: options.cluster_name.clone(),
             resync_interval: options.resync,
             service_key_retry: options.service_key_retry,
@@ -240,29 +241,41 @@ impl World {
         let service_key_changes = provider.subscribe();
         let remote = Arc::new(AgentLattice::new(Arc::clone(&provider)));
         let observer = metrics.call_observer();
-        let provisioners = Arc::new(lattice_operator::provisioners::Provisioners::new(
-            self.client.clone(),
-            Arc::clone(&remote) as Arc<dyn lattice_operator::remote::Backend>,
-            &self.emu.base_url(),
-            Arc::new(move |base_url: &str| {
-                remote::client_config(
-                    base_url,
-                    Duration::from_secs(5),
-                    None,
-                    Arc::clone(&observer),
-                )
-                .retry(
-                    agentlattice::RetryPolicy::new()
-                        .max_attempts(2)
-                        .base_delay(Duration::from_millis(50)),
-                )
-            }),
-            &std::iter::once(self.ns.clone())
-                .chain(options.namespaces.iter().cloned())
-                .collect::<Vec<_>>(),
-            options.resync.unsigned_abs(),
-            options.service_key_retry.unsigned_abs(),
-        ));
+        let provisioners = Arc::new(
+            lattice_operator::provisioners::Provisioners::new(
+                self.client.clone(),
+                Arc::clone(&remote) as Arc<dyn lattice_operator::remote::Backend>,
+                &self.emu.base_url(),
+                Arc::new(move |base_url: &str| {
+                    remote::client_config(
+                        base_url,
+                        Duration::from_secs(5),
+                        None,
+                        Arc::clone(&observer),
+                    )
+                    .retry(
+                        agentlattice::RetryPolicy::new()
+                            .max_attempts(2)
+                            .base_delay(Duration::from_millis(50)),
+                    )
+                }),
+                &std::iter::once(self.ns.clone())
+                    .chain(options.namespaces.iter().cloned())
+                    .collect::<Vec<_>>(),
+                options.resync.unsigned_abs(),
+                options.service_key_retry.unsigned_abs(),
+            )
+            .with_alter_config(Arc::new(|base_url: &str, app_id: &str| {
+                alter::ClientConfig::new(base_url)
+                    .app_id(app_id)
+                    .request_timeout(Duration::from_secs(5))
+                    .retry(
+                        alter::RetryPolicy::new()
+                            .max_attempts(2)
+                            .base_delay(Duration::from_millis(50)),
+                    )
+            })),
+        );
         let mut config = OperatorConfig::new(self.settings(&options));
         config.namespaces = std::iter::once(self.ns.clone())
             .chain(options.namespaces.iter().cloned())
