@@ -92,7 +92,7 @@ pub struct OperatorArgs {
 
     /// The capabilities the default provisioner (the service key of `--service-key-secret`, used
     /// by every LatticeAgent without `spec.provisionerRef`) may grant, comma-separated: exact
-    /// names, `prefix.*`, or `*` for any. `*` (the default, which keeps existing installs
+    /// names, `prefix.*`, `provider:*`, or `*` for any. `*` (the default, which keeps existing installs
     /// working) lets anyone who can create a LatticeAgent ask for any capability, and is logged
     /// as a warning at start-up; an empty value allows none (docs/tenancy.md).
     #[arg(long, env = "LATTICE_DEFAULT_ALLOWED_CAPABILITIES", value_delimiter = ',', default_value = "*", value_parser = parse_capability_rule)]
@@ -368,18 +368,22 @@ fn parse_capability_rule(s: &str) -> Result<String, String> {
         Ok(s.to_owned())
     } else {
         Err(format!(
-            "{s:?} is not a capability rule: an exact capability, `prefix.*` or `*`"
+            "{s:?} is not a capability rule: an exact capability, `prefix.*`, `provider:*` or `*`"
         ))
     }
 }
 
 /// [`crate::crd::CAPABILITY_RULE_PATTERN`] without a regex engine: `*`, or a capability
-/// (`^[a-z0-9]([a-z0-9._:-]*[a-z0-9])?$`, at most 128 characters) optionally followed by `.*`.
+/// (`^[a-z0-9]([a-z0-9._:-]*[a-z0-9])?$`, at most 128 characters) optionally followed by `.*` or
+/// `:*`.
 fn is_capability_rule(s: &str) -> bool {
     if s == "*" {
         return true;
     }
-    let body = s.strip_suffix(".*").unwrap_or(s);
+    let body = s
+        .strip_suffix(".*")
+        .or_else(|| s.strip_suffix(":*"))
+        .unwrap_or(s);
     let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
     let inner = |c: char| ok_char(c) || matches!(c, '.' | '_' | ':' | '-');
     !body.is_empty()

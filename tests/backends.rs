@@ -877,3 +877,75 @@ async fn dropped_answers(kind: Kind) {
     futures::future::join_all(runs).await;
     eprintln!("{label}: answers dropped once for each of {operations:?}");
 }
+
+// ----- the example and the CRD's rules ----------------------------------------------------------
+
+/// `examples/alter-provisioner.example.yaml` is accepted by the CRDs as written, and a
+/// provisioner cannot be moved between backends (its agents live where they were registered).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_alter_example_applies_and_a_provisioner_keeps_its_backend() {
+    let w = World::start("payments").await;
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples/alter-provisioner.example.yaml"),
+    )
+    .expect("the example");
+    let docs = lattice_operator::yaml::documents(&text).expect("YAML");
+    assert_eq!(docs.len(), 3);
+    w.secrets()
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(docs[0].clone()).expect("a Secret"),
+        )
+        .await
+        .expect("the Secret applies");
+    let provisioners: Api<LatticeProvisioner> = Api::namespaced(w.client.clone(), &w.ns);
+    let p: LatticeProvisioner = serde_json::from_value(docs[1].clone()).expect("a provisioner");
+    assert_eq!(
+        p.spec.alter.as_ref().map(|a| a.app_id.as_str()),
+        Some("3f9c1d2e-0000-4000-8000-000000000001")
+    );
+    provisioners
+        .create(&PostParams::default(), &p)
+        .await
+        .expect("the provisioner applies");
+    let agent: LatticeAgent = serde_json::from_value(docs[2].clone()).expect("a LatticeAgent");
+    w.agents()
+        .create(&PostParams::default(), &agent)
+        .await
+        .expect("the LatticeAgent applies");
+
+    // Removing spec.alter is refused by the CRD's CEL rule, with its message.
+    let refused = provisioners
+        .patch(
+            "alter",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"alter": null}})),
+        )
+        .await
+        .expect_err("spec.alter cannot be removed");
+    assert!(
+        refused
+            .to_string()
+            .contains("spec.alter cannot be added or removed"),
+        "{refused}"
+    );
+    // Another app id is allowed (the same backend; the operator checks the key against it).
+    provisioners
+        .patch(
+            "alter",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"alter": {"appId": "other-app"}}})),
+        )
+        .await
+        .expect("the app id may change");
+    // A capability rule for a provider's scopes is a valid policy rule; a bare provider is not.
+    let bad = provisioners
+        .patch(
+            "alter",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"policy": {"capabilities": ["github:"]}}})),
+        )
+        .await;
+    assert!(bad.is_err(), "a rule ending in ':' is refused");
+}

@@ -32,8 +32,9 @@ pub const SERVICE_KEY_LABEL: &str = "agentlattice.io/service-key";
 pub const SERVICE_KEY_LABEL_VALUE: &str = "true";
 /// Default data field of a provisioner's service key Secret.
 pub const DEFAULT_SERVICE_KEY_FIELD: &str = "AL_SERVICE_KEY";
-/// A capability pattern of a policy: an exact capability, `prefix.*` or `*`.
-pub const CAPABILITY_RULE_PATTERN: &str = "^(\\*|[a-z0-9]([a-z0-9._:-]*[a-z0-9])?(\\.\\*)?)$";
+/// A capability pattern of a policy: an exact capability, `prefix.*`, `provider:*` (an Alter
+/// provider's scopes) or `*`.
+pub const CAPABILITY_RULE_PATTERN: &str = "^(\\*|[a-z0-9]([a-z0-9._:-]*[a-z0-9])?([.:]\\*)?)$";
 /// An agent-name prefix: the start of an agent name (may end with `-`, `.` or `_`).
 pub const AGENT_NAME_PREFIX_PATTERN: &str = "^[a-z0-9][a-z0-9._-]*$";
 /// Maximum number of capability rules of a policy.
@@ -180,7 +181,8 @@ fn default_field() -> String {
 #[serde(rename_all = "camelCase")]
 pub struct ProvisionerPolicy {
     /// The capabilities an agent may hold: exact names, `prefix.*` (any capability starting with
-    /// `prefix.`) or `*` (any). Empty (the default): no capability at all.
+    /// `prefix.`), `provider:*` (any capability starting with `provider:`, an Alter provider's
+    /// scopes) or `*` (any). Empty (the default): no capability at all.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub capabilities: Vec<String>,
     /// The agent names it may register.

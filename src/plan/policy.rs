@@ -72,7 +72,7 @@ impl std::fmt::Display for ProvisionerId {
 /// What a provisioner allows.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Policy {
-    /// Capability rules: exact names, `prefix.*`, `*`. Empty: none.
+    /// Capability rules: exact names, `prefix.*`, `provider:*`, `*`. Empty: none.
     pub capabilities: Vec<String>,
     /// Agent names must begin with this; `None`: the default rule (see [`name_prefix`]).
     pub name_prefix: Option<String>,
@@ -101,13 +101,14 @@ impl Policy {
 }
 
 /// Whether `capability` matches `rule`: `*` matches all, `p.*` matches everything starting with
-/// `p.` (not `p` itself), anything else only itself.
+/// `p.` (not `p` itself), `p:*` everything starting with `p:` (an Alter provider's scopes,
+/// docs/alter.md), anything else only itself.
 pub fn capability_matches(rule: &str, capability: &str) -> bool {
     if rule == "*" {
         return true;
     }
     match rule.strip_suffix('*') {
-        Some(prefix) if prefix.ends_with('.') => {
+        Some(prefix) if prefix.ends_with('.') || prefix.ends_with(':') => {
             capability.len() > prefix.len() && capability.starts_with(prefix)
         }
         _ => rule == capability,
@@ -476,6 +477,10 @@ mod tests {
             ("deploy.staging", "deploy.production", false),
             ("deploy*", "deploy.staging", false),
             ("deploy*", "deploy*", true),
+            ("github:*", "github:repo:read", true),
+            ("github:*", "github:", false),
+            ("github:*", "github.repo", false),
+            ("github:*", "gitlab:repo", false),
         ];
         for (rule, capability, expected) in table {
             assert_eq!(
