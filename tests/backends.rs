@@ -949,3 +949,100 @@ async fn the_alter_example_applies_and_a_provisioner_keeps_its_backend() {
         .await;
     assert!(bad.is_err(), "a rule ending in ':' is refused");
 }
+
+// ----- Alter only: the provisioner's check, and what Alter refuses --------------------------------
+
+async fn provisioner_ready(w: &World, name: &str) -> (String, String, String) {
+    let api: Api<LatticeProvisioner> = Api::namespaced(w.client.clone(), &w.ns);
+    wait_until(&format!("provisioner {name} checked"), || async {
+        let p = api.get_opt(name).await.ok()??;
+        let c = p
+            .status
+            .as_ref()?
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")?
+            .clone();
+        Some((c.status, c.reason, c.message))
+    })
+    .await
+}
+
+/// The provisioner is Ready only with a key of its app; the key's public prefix is 8 characters
+/// after the scheme; another app's id makes it `ServiceKeyRejected`, naming both apps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alter_provisioner_checks_that_its_key_belongs_to_its_app() {
+    let (w, remote) = world(Kind::Alter, "alter-app", Options::default()).await;
+    let (status, reason, _) = provisioner_ready(&w, PROVISIONER).await;
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("True", "ServiceKeyAccepted")
+    );
+    let api: Api<LatticeProvisioner> = Api::namespaced(w.client.clone(), &w.ns);
+    let p = api.get(PROVISIONER).await.expect("provisioner");
+    let prefix = p.status.and_then(|s| s.service_key_prefix).expect("prefix");
+    assert_eq!(prefix.len(), 8);
+    assert!(
+        remote
+            .alter()
+            .app_key
+            .starts_with(&format!("alter_rk_{prefix}"))
+    );
+
+    api.patch(
+        PROVISIONER,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"alter": {"appId": "another-app"}}})),
+    )
+    .await
+    .expect("app id changed");
+    let (status, reason, message) = wait_until("the provisioner refuses the key", || async {
+        let r = provisioner_ready(&w, PROVISIONER).await;
+        (r.0 == "False").then_some(r)
+    })
+    .await;
+    assert_eq!(status, "False");
+    assert_eq!(reason, "ServiceKeyRejected");
+    assert!(
+        message.contains("another-app") && message.contains(&remote.alter().app_id),
+        "{message}"
+    );
+    assert!(!message.contains("alter_rk_"), "no key in the message");
+}
+
+/// What Alter would refuse is refused before any call, with what to change: a name with `.`,
+/// a capability without a provider.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_and_capabilities_alter_refuses_are_reported_without_a_call() {
+    let (w, remote) = world(Kind::Alter, "alter-refusals", Options::default()).await;
+    // (Within the provisioner's default name prefix, `<namespace>-`, so that only Alter's rule
+    // refuses it.)
+    w.create(&manifest(&format!("  agentName: {}-deploy.bot", w.ns)))
+        .await;
+    let a = w
+        .wait_condition(NAME, "Ready", "False", Some("InvalidRequest"))
+        .await;
+    let message = condition(&a, "Ready").expect("Ready").message.clone();
+    assert!(message.contains("spec.agentName"), "{message}");
+
+    w.create(
+        &manifest("")
+            .replace(&format!("name: {NAME}"), "name: plain-capabilities")
+            .replace(
+                "[\"github:repo:read\", \"github:deployments:write\"]",
+                "[deploy.staging]",
+            ),
+    )
+    .await;
+    let a = w
+        .wait_condition(
+            "plain-capabilities",
+            "Ready",
+            "False",
+            Some("InvalidRequest"),
+        )
+        .await;
+    let message = condition(&a, "Ready").expect("Ready").message.clone();
+    assert!(message.contains("<provider>:<scope>"), "{message}");
+    assert_eq!(remote.registrations(), 0, "nothing was sent");
+}

@@ -327,6 +327,28 @@ mod tests {
     }
 
     #[test]
+    fn alters_key_field_is_found_as_well() {
+        let spec = json!({
+            "containers": [{"name": "a",
+                "env": [
+                    {"name": "KEY", "valueFrom": {"secretKeyRef": {"name": "alter-env", "key": "ALTER_API_KEY"}}},
+                    {"name": "URL", "valueFrom": {"secretKeyRef": {"name": "alter-url", "key": "ALTER_BASE_URL"}}},
+                ],
+                "volumeMounts": [{"name": "f", "mountPath": "/k"}]}],
+            "volumes": [{"name": "f", "secret": {"secretName": "alter-file",
+                "items": [{"key": "ALTER_API_KEY", "path": "key"}]}}],
+        });
+        let v = WorkloadView::of_deployment(&deployment(pod(spec), json!({})));
+        assert_eq!(
+            v.uses,
+            [
+                ("alter-env".to_owned(), KeySource::Environment),
+                ("alter-file".to_owned(), KeySource::File),
+            ]
+        );
+    }
+
+    #[test]
     fn rollout_states_follow_kubectl_rollout_status() {
         let spec = json!({"containers": [{"name": "a"}]});
         let status = |observed: i64, updated: i64, replicas: i64, available: i64| {
