@@ -310,6 +310,9 @@ pub struct Report {
     pub resources: usize,
     /// LatticeAgents that do not parse, not checked (namespace/name).
     pub unparsed: Vec<String>,
+    /// LatticeAgents whose agent lives at Alter (their Secret carries Alter's field names),
+    /// not checked: `verify` reads AgentLattice only (namespace/name).
+    pub other_backend: Vec<String>,
     /// Live agents of the operator at AgentLattice.
     pub live_agents: usize,
     /// Texts looked through for keys.
@@ -339,6 +342,13 @@ impl fmt::Display for Report {
                 f,
                 "; not checked (do not parse): {}",
                 self.unparsed.join(", ")
+            )?;
+        }
+        if !self.other_backend.is_empty() {
+            write!(
+                f,
+                "; not checked (agents at Alter): {}",
+                self.other_backend.join(", ")
             )?;
         }
         if self.holds() {
@@ -474,6 +484,19 @@ pub fn check(o: &Observation, opts: &Options) -> Report {
             continue;
         }
         let name = key_of(r);
+        let secret_ref = format!(
+            "{}/{}",
+            r.metadata.namespace.as_deref().unwrap_or_default(),
+            secret_name(r)
+        );
+        if secrets
+            .get(&secret_ref)
+            .and_then(|s| s.data.as_ref())
+            .is_some_and(|d| d.contains_key(crate::secret::ALTER_FIELDS.api_key))
+        {
+            report.other_backend.push(name);
+            continue;
+        }
         report.ready.push(name.clone());
         let mine: Vec<&RemoteAgent> = live
             .iter()
@@ -495,11 +518,6 @@ pub fn check(o: &Observation, opts: &Options) -> Report {
                 live: agent.id.clone(),
             });
         }
-        let secret_ref = format!(
-            "{}/{}",
-            r.metadata.namespace.as_deref().unwrap_or_default(),
-            secret_name(r)
-        );
         let Some(secret) = secrets.get(&secret_ref) else {
             v.push(Violation::SecretMissing {
                 resource: name,

@@ -401,3 +401,24 @@ fn the_scope_limits_what_is_checked() {
     assert!(check(&o, &other_cluster).holds());
     assert!(!check(&o, &Options::default()).holds());
 }
+
+#[test]
+fn an_agent_at_alter_is_named_as_not_checked_rather_than_reported() {
+    let mut o = holds();
+    // Its agent is not at AgentLattice, and its Secret carries Alter's names.
+    o.remote.agents.clear();
+    o.whoami.clear();
+    let data = o.secrets[0].data.as_mut().expect("data");
+    let key = data.remove(API_KEY_FIELD).expect("key");
+    data.insert(crate::secret::ALTER_FIELDS.api_key.to_owned(), key);
+    let report = check(&o, &Options::default());
+    assert!(report.holds(), "{report}");
+    assert!(report.ready.is_empty());
+    assert_eq!(report.other_backend, ["payments/bot"]);
+    assert!(
+        report
+            .to_string()
+            .contains("not checked (agents at Alter): payments/bot"),
+        "{report}"
+    );
+}
