@@ -28,7 +28,7 @@ use jiff::SignedDuration;
 
 use super::{
     Backend, Credential, CredentialError, CredentialProvider, IssuedKey, Minted, Registration,
-    RemoteError, RemoteResult, prefix_after,
+    RemoteError, RemoteResult, class_of_answer, describe_answer, prefix_after,
 };
 use crate::plan::{
     AgentStatus, AgentView, ErrorClass, KeyStatus, KeyView, MintedKey, RegisterOutcome,
@@ -476,35 +476,13 @@ fn retry_after(e: &::alter::Error) -> Option<SignedDuration> {
         .and_then(|d| SignedDuration::try_from(d).ok())
 }
 
-/// Classifies an Alter client error for the error policy (design §5), as
-/// [`super::classify`] does AgentLattice's. Management calls only ever use the app key, so a 401
-/// or 403 means Alter rejected it (unknown, revoked, or short of a scope).
+/// Classifies an Alter client error for the error policy (design §5), as [`super::classify`]
+/// does AgentLattice's. A 429 is `rate_limit_exceeded` or `quota_exceeded` alike: wait for
+/// `Retry-After` (a quota denial is not retried sooner; the SDK clamps it to 31 days).
 pub fn classify(e: &::alter::Error) -> RemoteError {
     use ::alter::Error as E;
     let class = match e {
-        E::Api(api) => match (api.status, api.code.as_deref()) {
-            (401 | 403, _) => ErrorClass::ServiceKeyRejected,
-            (404, Some("key_not_found")) => ErrorClass::KeyNotFound,
-            // Alter answers `agent_not_found` for a revoked agent too.
-            (404, Some("agent_not_found")) => ErrorClass::AgentNotFound,
-            (404, code) => ErrorClass::Invalid(code.unwrap_or("not_found").to_owned()),
-            (409, Some("key_revoked")) => ErrorClass::KeyRevoked,
-            // A stale `expected_version`: the next attempt reads the agent again.
-            (409, Some("agent_concurrent_update")) => ErrorClass::Transient,
-            (409, code) => ErrorClass::Conflict(code.unwrap_or("conflict").to_owned()),
-            // `rate_limit_exceeded` and `quota_exceeded` alike: wait for `Retry-After` (a quota
-            // denial is not retried sooner; the SDK clamps it to 31 days).
-            (429, _) => ErrorClass::RateLimited {
-                retry_after: retry_after(e),
-            },
-            (400 | 413 | 415 | 422, code) => {
-                ErrorClass::Invalid(code.unwrap_or("validation").to_owned())
-            }
-            (500..=599, _) => ErrorClass::Unavailable {
-                retry_after: retry_after(e),
-            },
-            (_, code) => ErrorClass::Invalid(code.unwrap_or("unexpected_status").to_owned()),
-        },
+        E::Api(api) => class_of_answer(api.status, api.code.as_deref(), retry_after(e)),
         E::Throttled { .. } => ErrorClass::RateLimited {
             retry_after: retry_after(e),
         },
@@ -522,39 +500,28 @@ pub fn classify(e: &::alter::Error) -> RemoteError {
     }
 }
 
-/// A short, secret-free description: operation, status, code (and for a refused request the
-/// server's message, already scrubbed by the client; for a missing scope, which).
+/// A short, secret-free description: operation, status, code, the server's message for a refused
+/// request, and for a missing scope which.
 fn describe(e: &::alter::Error) -> String {
-    let operation = e
-        .operation()
-        .map(|o| o.as_str().to_owned())
-        .unwrap_or_else(|| "request".to_owned());
-    let text = match e.api() {
-        Some(api) => {
-            let mut s = format!("HTTP {}", api.status);
-            if let Some(code) = &api.code {
-                s.push(' ');
-                s.push_str(code);
-            }
-            if !api.missing_scopes.is_empty() {
-                s.push_str(&format!(
-                    " (the app key lacks {})",
-                    api.missing_scopes.join(", ")
-                ));
-            } else if matches!(api.status, 400 | 409 | 422)
-                && let Some(message) = &api.message
-            {
-                s.push_str(": ");
-                s.push_str(message);
-            }
-            s
+    let operation = e.operation().map(|o| o.as_str()).unwrap_or("request");
+    match e.api() {
+        Some(api) if !api.missing_scopes.is_empty() => {
+            describe_answer("Alter", operation, api.status, api.code.as_deref(), None)
+                + &format!(" (the app key lacks {})", api.missing_scopes.join(", "))
         }
-        None => match e {
-            ::alter::Error::AppMismatch { .. } => e.to_string(),
-            _ => e.category().to_owned(),
-        },
-    };
-    crate::redact::redact(&format!("Alter {operation}: {text}"))
+        Some(api) => describe_answer(
+            "Alter",
+            operation,
+            api.status,
+            api.code.as_deref(),
+            api.message.as_deref(),
+        ),
+        // The app ids are not secret; the key is not in this error.
+        None if matches!(e, ::alter::Error::AppMismatch { .. }) => {
+            crate::redact::redact(&format!("Alter {operation}: {e}"))
+        }
+        None => format!("Alter {operation}: {}", e.category()),
+    }
 }
 
 #[cfg(test)]

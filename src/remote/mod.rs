@@ -212,30 +212,63 @@ fn retry_after(e: &agentlattice::Error) -> Option<SignedDuration> {
         .and_then(|d| SignedDuration::try_from(d).ok())
 }
 
-/// Classifies a client error (design §5). Provisioning calls only ever use the service key, so a
-/// 401 or 403 means AgentLattice rejected it.
+/// The error policy's class of an HTTP answer (design §5), for both backends: provisioning
+/// calls only ever use the provisioning key, so a 401 or 403 means the backend rejected it.
+/// Codes only one backend sends: `agent_revoked` (409, AgentLattice), `agent_concurrent_update`
+/// (409, Alter: a stale `expected_version`; the next attempt reads again). Alter answers
+/// `agent_not_found` for a revoked agent too; both are "gone" to the planner.
+pub fn class_of_answer(
+    status: u16,
+    code: Option<&str>,
+    retry_after: Option<SignedDuration>,
+) -> ErrorClass {
+    match (status, code) {
+        (401 | 403, _) => ErrorClass::ServiceKeyRejected,
+        (404, Some("key_not_found")) => ErrorClass::KeyNotFound,
+        (404, Some("agent_not_found")) => ErrorClass::AgentNotFound,
+        (404, code) => ErrorClass::Invalid(code.unwrap_or("not_found").to_owned()),
+        (409, Some("agent_revoked")) => ErrorClass::AgentRevoked,
+        (409, Some("key_revoked")) => ErrorClass::KeyRevoked,
+        (409, Some("agent_concurrent_update")) => ErrorClass::Transient,
+        (409, code) => ErrorClass::Conflict(code.unwrap_or("conflict").to_owned()),
+        (429, _) => ErrorClass::RateLimited { retry_after },
+        (400 | 413 | 415 | 422, code) => {
+            ErrorClass::Invalid(code.unwrap_or("validation").to_owned())
+        }
+        (500..=599, _) => ErrorClass::Unavailable { retry_after },
+        (_, code) => ErrorClass::Invalid(code.unwrap_or("unexpected_status").to_owned()),
+    }
+}
+
+/// A short, secret-free description of a failed call, for both backends: `<backend>
+/// <operation>: HTTP <status> <code>`, and for a refused request (400, 409, 422) the server's
+/// message, which the clients have already scrubbed of anything shaped like a key.
+pub fn describe_answer(
+    backend: &str,
+    operation: &str,
+    status: u16,
+    code: Option<&str>,
+    message: Option<&str>,
+) -> String {
+    let mut s = format!("{backend} {operation}: HTTP {status}");
+    if let Some(code) = code {
+        s.push(' ');
+        s.push_str(code);
+    }
+    if matches!(status, 400 | 409 | 422)
+        && let Some(message) = message
+    {
+        s.push_str(": ");
+        s.push_str(message);
+    }
+    crate::redact::redact(&s)
+}
+
+/// Classifies an AgentLattice client error (design §5).
 pub fn classify(e: &agentlattice::Error) -> RemoteError {
     use agentlattice::Error as E;
     let class = match e {
-        E::Api(api) => match (api.status, api.code.as_deref()) {
-            (401 | 403, _) => ErrorClass::ServiceKeyRejected,
-            (404, Some("key_not_found")) => ErrorClass::KeyNotFound,
-            (404, Some("agent_not_found")) => ErrorClass::AgentNotFound,
-            (404, code) => ErrorClass::Invalid(code.unwrap_or("not_found").to_owned()),
-            (409, Some("agent_revoked")) => ErrorClass::AgentRevoked,
-            (409, Some("key_revoked")) => ErrorClass::KeyRevoked,
-            (409, code) => ErrorClass::Conflict(code.unwrap_or("conflict").to_owned()),
-            (429, _) => ErrorClass::RateLimited {
-                retry_after: retry_after(e),
-            },
-            (400 | 413 | 415 | 422, code) => {
-                ErrorClass::Invalid(code.unwrap_or("validation").to_owned())
-            }
-            (500..=599, _) => ErrorClass::Unavailable {
-                retry_after: retry_after(e),
-            },
-            (_, code) => ErrorClass::Invalid(code.unwrap_or("unexpected_status").to_owned()),
-        },
+        E::Api(api) => class_of_answer(api.status, api.code.as_deref(), retry_after(e)),
         E::Throttled { .. } => ErrorClass::RateLimited {
             retry_after: retry_after(e),
         },
@@ -253,30 +286,19 @@ pub fn classify(e: &agentlattice::Error) -> RemoteError {
 }
 
 /// A short, secret-free description: operation, status, code (and for validation errors the
-/// server's message, which the client has already scrubbed of anything shaped like a key).
+/// server's message).
 fn describe(e: &agentlattice::Error) -> String {
-    let operation = e
-        .operation()
-        .map(|o| o.as_str().to_owned())
-        .unwrap_or_else(|| "request".to_owned());
-    let text = match e.api() {
-        Some(api) => {
-            let mut s = format!("HTTP {}", api.status);
-            if let Some(code) = &api.code {
-                s.push(' ');
-                s.push_str(code);
-            }
-            if matches!(api.status, 400 | 409 | 422)
-                && let Some(message) = &api.message
-            {
-                s.push_str(": ");
-                s.push_str(message);
-            }
-            s
-        }
-        None => e.category().to_owned(),
-    };
-    crate::redact::redact(&format!("AgentLattice {operation}: {text}"))
+    let operation = e.operation().map(|o| o.as_str()).unwrap_or("request");
+    match e.api() {
+        Some(api) => describe_answer(
+            "AgentLattice",
+            operation,
+            api.status,
+            api.code.as_deref(),
+            api.message.as_deref(),
+        ),
+        None => crate::redact::redact(&format!("AgentLattice {operation}: {}", e.category())),
+    }
 }
 
 // ----- the service key --------------------------------------------------------------------------
