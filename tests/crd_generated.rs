@@ -64,7 +64,10 @@ fn provisioner_crds_have_the_promised_shape() {
             .iter()
             .map(|c| c["name"].as_str().unwrap_or_default())
             .collect();
-        assert_eq!(columns, ["Ready", "Agents", "Key age", "Suspended", "Age"]);
+        assert_eq!(
+            columns,
+            ["Ready", "Agents", "Key age", "Suspended", "Alter app", "Age"]
+        );
         let s = &version["schema"]["openAPIV3Schema"]["properties"]["spec"];
         let secret_ref = &s["properties"]["serviceKeySecretRef"];
         assert_eq!(

@@ -275,14 +275,17 @@ fn any_response_to_any_call_is_an_answer_or_an_error_without_keys() {
         // (which would wait out arbitrary Retry-After values).
         .retry(RetryPolicy::no_retries())
         .request_timeout(Duration::from_secs(10));
-    let (p, a) = rt.block_on(async {
+    // New clients for every case: a fuzzed 429 or 503 with `Retry-After` closes a client's
+    // shared gate, and the next case's call would wait it out (up to the policy's limit) and look
+    // hung — a property of the earlier case, not of this one's response.
+    let clients = || {
         (
             ProvisionerClient::new(&config, ServiceKey::new(SERVICE_KEY).expect("service key"))
                 .expect("provisioner client"),
             AgentClient::new(&config, AgentKey::new(AGENT_KEY).expect("agent key"))
                 .expect("agent client"),
         )
-    });
+    };
     let mut runner = TestRunner::new(Config {
         cases: cases(),
         failure_persistence: None,
@@ -291,6 +294,7 @@ fn any_response_to_any_call_is_an_answer_or_an_error_without_keys() {
     let result = runner.run(&reply(), |(reply, key, op)| {
         *current.lock().expect("reply lock") = Some(reply);
         let shown = rt.block_on(async {
+            let (p, a) = clients();
             // A bound, not a timing assertion: a call that never returns is the failure.
             tokio::time::timeout(Duration::from_secs(30), call(&p, &a, op)).await
         });
