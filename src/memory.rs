@@ -14,6 +14,7 @@
 //! | a reconcile reads the freshest object | observe | [`Memory::freshest_resource`], [`Memory::freshest_secret`] |
 //! | a reconcile starts and ends | observe, report | [`Memory::begin`], [`Memory::settled`], [`Memory::failed`] |
 //! | periodically | the operator's sweepers | [`Memory::take_due`], [`Memory::waiting_for_service_key`], [`Memory::sweep`] |
+//! | the service key changed | the service key wake-up | [`Memory::service_key_changed`] |
 //!
 //! It serves three concerns, each with one mechanism:
 //!
@@ -56,9 +57,18 @@
 //!   cache: one of the two always sees the other, so no overlay outlives a version the cache
 //!   holds (`a_write_asks_the_cache_under_the_lock`). Such an overlay would hide, until its TTL, a
 //!   later deletion of the object.
+//! - **Count the key change and mark the waiter under one lock.** A reconcile that fails for want
+//!   of a service key marks its resource as waiting when it settles; a change of the key wakes the
+//!   marked resources. A change that lands while the reconcile runs (after it began, before the
+//!   mark) would wake nobody, and the resource would wait for `--service-key-retry`.
+//!   [`Memory::service_key_changed`] counts the change and reads the marks under the memory's
+//!   lock, and [`Memory::settled`] sets the mark and compares the count with the one
+//!   [`Memory::begin`] saw under the same lock: either the wake-up finds the mark, or `settled`
+//!   answers that the key changed meanwhile and the reconcile is requeued at once
+//!   (`a_key_change_during_a_reconcile_is_never_lost`).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -144,6 +154,8 @@ struct Entry {
     failures: u32,
     /// `(namespace, name)` while the last reconcile failed for want of a working service key.
     waiting_for_service_key: Option<(Box<str>, Box<str>)>,
+    /// The count of service key changes when the current reconcile began.
+    key_changes_at_begin: u64,
     /// When the next reconcile is due although nothing changed, with the resource's namespace and
     /// name (the resync sweeper starts it, design §6).
     due: Option<(Instant, Box<str>, Box<str>)>,
@@ -181,6 +193,9 @@ pub struct Memory {
     managed: AtomicUsize,
     /// How many entries have `rotating` set.
     rotating: AtomicUsize,
+    /// How many times the service key changed (changed under the `objects` lock; see the
+    /// ordering rules).
+    key_changes: AtomicU64,
 }
 
 impl Memory {
@@ -416,15 +431,23 @@ impl Memory {
     /// A reconcile of `uid` starts: it replaces the one that was due, if any. Returns when this
     /// process last read (or registered) the agent.
     pub fn begin(&self, uid: &str) -> Option<Timestamp> {
+        let key_changes = &self.key_changes;
         self.with(uid, |e| {
             e.due = None;
+            e.key_changes_at_begin = key_changes.load(Ordering::SeqCst);
             e.last_remote_check
         })
     }
 
     /// A reconcile of `uid` ended (successfully, or with a failure the planner reported).
-    pub fn settled(&self, uid: &str, s: Settlement) {
+    /// Returns `true` when it waits for the service key but the key changed since it began: the
+    /// change's wake-up may have come before this mark, so the caller requeues at once rather
+    /// than wait for the next change (see the ordering rules).
+    pub fn settled(&self, uid: &str, s: Settlement) -> bool {
+        let key_changes = &self.key_changes;
         self.with(uid, |e| {
+            let changed_meanwhile = s.waiting_for_service_key.is_some()
+                && key_changes.load(Ordering::SeqCst) != e.key_changes_at_begin;
             if let Some(at) = s.remote_checked_at {
                 e.last_remote_check = Some(at);
             }
@@ -437,7 +460,20 @@ impl Memory {
                 e.failures = 0;
                 e.due = due.map(|at| (at, s.namespace.into(), s.name.into()));
             }
-        });
+            changed_meanwhile
+        })
+    }
+
+    /// The service key changed: counts the change and returns the resources waiting for it, to
+    /// reconcile now — both under the memory's lock (see the ordering rules).
+    pub fn service_key_changed(&self) -> Vec<(String, String)> {
+        let objects = self.lock();
+        self.key_changes.fetch_add(1, Ordering::SeqCst);
+        objects
+            .values()
+            .filter_map(|e| e.waiting_for_service_key.as_ref())
+            .map(|(ns, name)| (ns.to_string(), name.to_string()))
+            .collect()
     }
 
     /// A reconcile of `uid` failed: the number of consecutive failures, this one included.

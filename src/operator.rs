@@ -528,7 +528,7 @@ fn waiting_for_service_key(
     .flat_map(move |()| {
         let refs: Vec<ObjectRef<Guarded>> = ctx
             .memory
-            .waiting_for_service_key()
+            .service_key_changed()
             .into_iter()
             .filter(|(ns, _)| namespace.as_deref().is_none_or(|n| n == ns))
             .map(|(ns, name)| ObjectRef::new(&name).within(&ns))

@@ -66,7 +66,14 @@ fn provisioner_crds_have_the_promised_shape() {
             .collect();
         assert_eq!(
             columns,
-            ["Ready", "Agents", "Key age", "Suspended", "Alter app", "Age"]
+            [
+                "Ready",
+                "Agents",
+                "Key age",
+                "Suspended",
+                "Alter app",
+                "Age"
+            ]
         );
         let s = &version["schema"]["openAPIV3Schema"]["properties"]["spec"];
         let secret_ref = &s["properties"]["serviceKeySecretRef"];

@@ -271,3 +271,40 @@ fn seen_content_starts_no_reconcile_whoever_wrote_it() {
     m.secret_listed("u", fingerprint(&edited));
     assert!(!m.secret_event("u", fingerprint(&edited)));
 }
+
+#[test]
+fn a_key_change_during_a_reconcile_is_never_lost() {
+    let waiting = || Settlement {
+        waiting_for_service_key: Some(("payments".into(), "bot".into())),
+        namespace: "payments".into(),
+        name: "bot".into(),
+        ..Default::default()
+    };
+    // The change lands while the reconcile runs, before its mark: the wake-up finds nobody, so
+    // `settled` must say the key changed meanwhile.
+    let m = Memory::default();
+    m.begin("u1");
+    assert!(m.service_key_changed().is_empty());
+    assert!(
+        m.settled("u1", waiting()),
+        "the change during the reconcile is reported"
+    );
+    // The change lands after the mark: the wake-up finds the resource, `settled` said nothing.
+    let m = Memory::default();
+    m.begin("u1");
+    assert!(!m.settled("u1", waiting()));
+    assert_eq!(
+        m.service_key_changed(),
+        [("payments".to_owned(), "bot".to_owned())]
+    );
+    // A change before the reconcile began is not "meanwhile" (the reconcile read the new key).
+    let m = Memory::default();
+    m.service_key_changed();
+    m.begin("u1");
+    assert!(!m.settled("u1", waiting()));
+    // Nor is a change during a reconcile that does not wait for the key.
+    let m = Memory::default();
+    m.begin("u1");
+    m.service_key_changed();
+    assert!(!m.settled("u1", Settlement::default()));
+}

@@ -147,7 +147,7 @@ fn settle(r: &Reconciler, report: Report) -> Result<Action> {
             .min()
             .filter(|_| !deleting),
     );
-    ctx.memory.settled(
+    let key_changed_meanwhile = ctx.memory.settled(
         uid,
         Settlement {
             remote_checked_at: settled.remote_checked.then_some(report.observed.now),
@@ -172,7 +172,13 @@ fn settle(r: &Reconciler, report: Report) -> Result<Action> {
             effect: f.effect,
             class: f.class,
             message: f.message,
-            requeue: settled.requeue,
+            // The key changed while this reconcile ran without the key: try again at once (the
+            // change's wake-up may have missed this resource, see `Memory::settled`).
+            requeue: if key_changed_meanwhile {
+                Requeue::After(jiff::SignedDuration::from_secs(1))
+            } else {
+                settled.requeue
+            },
         }),
         // The cleanup is not finished and nothing failed: not yet (the planner always names a
         // failure when it cannot finish; the resync comes back in any case).
