@@ -348,7 +348,9 @@ impl Rollout {
         let s = d.status.clone().unwrap_or_default();
         let ready = s.ready_replicas.unwrap_or(0);
         Rollout {
-            updated: s.updated_replicas.unwrap_or(0),
+            updated: observed(s.observed_generation, d.metadata.generation)
+                .then_some(s.updated_replicas.unwrap_or(0))
+                .unwrap_or(0),
             ready,
             desired,
             done: s.observed_generation >= d.metadata.generation
@@ -363,7 +365,9 @@ impl Rollout {
         let st = s.status.clone().unwrap_or_default();
         let ready = st.ready_replicas.unwrap_or(0);
         Rollout {
-            updated: st.updated_replicas.unwrap_or(0),
+            updated: observed(st.observed_generation, s.metadata.generation)
+                .then_some(st.updated_replicas.unwrap_or(0))
+                .unwrap_or(0),
             ready,
             desired,
             done: st.observed_generation >= s.metadata.generation
@@ -377,7 +381,9 @@ impl Rollout {
         let s = d.status.clone().unwrap_or_default();
         let desired = s.desired_number_scheduled;
         Rollout {
-            updated: s.updated_number_scheduled.unwrap_or(0),
+            updated: observed(s.observed_generation, d.metadata.generation)
+                .then_some(s.updated_number_scheduled.unwrap_or(0))
+                .unwrap_or(0),
             ready: s.number_ready,
             desired,
             done: s.observed_generation >= d.metadata.generation
@@ -385,6 +391,13 @@ impl Rollout {
                 && s.number_ready == desired,
         }
     }
+}
+
+/// Whether a workload's status describes its current spec. Until it does, its updated count is
+/// the previous template's (right after a restart it still says "2 of 2 updated"): it counts as
+/// none updated, as `kubectl rollout status` waits for the spec update to be observed.
+fn observed(observed_generation: Option<i64>, generation: Option<i64>) -> bool {
+    observed_generation >= generation
 }
 
 /// The workload's rollout as its status tells it.
@@ -810,8 +823,11 @@ mod tests {
         assert!(!Rollout::deployment(&status(2, 3, 3, 2)).done);
         // Not every new pod is Ready.
         assert!(!Rollout::deployment(&status(2, 2, 1, 2)).done);
-        // The controller has not seen the new template yet.
+        // The controller has not seen the new template yet: and none of the pods runs it as far
+        // as the status knows (its count is the previous template's).
         assert!(!Rollout::deployment(&status(2, 2, 2, 1)).done);
+        assert_eq!(Rollout::deployment(&status(2, 2, 2, 1)).updated, 0);
+        assert_eq!(Rollout::deployment(&status(1, 3, 2, 2)).updated, 1);
     }
 
     #[test]
