@@ -1046,3 +1046,67 @@ async fn names_and_capabilities_alter_refuses_are_reported_without_a_call() {
     assert!(message.contains("<provider>:<scope>"), "{message}");
     assert_eq!(remote.registrations(), 0, "nothing was sent");
 }
+
+// ----- rotation gated on last use -----------------------------------------------------------------
+
+both!(a_used_old_key_is_kept_until_unused);
+/// After a rotation, an old key still in use (a pod not yet restarted) is deprecated, not
+/// revoked, and status says why; once its use stops it is revoked after the grace period —
+/// the key's `last_used_at` at the backend is what the operator reads.
+async fn a_used_old_key_is_kept_until_unused(kind: Kind) {
+    let (w, remote) = world(kind, "last-use", Options::default()).await;
+    w.create(&manifest(
+        "  rotation: {gracePeriod: 2s, maxGracePeriod: 60s}",
+    ))
+    .await;
+    let (_, first, agent) = check_settled(&w, &remote, "registered").await;
+    let old_key = key_in(&remote, &first).expect("key");
+    let old_id = annotations(&first)[KEY_ID_ANNOTATION].clone();
+    let remote = Arc::new(remote);
+
+    // A pod that keeps the key it started with, calling every 200 ms.
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(AtomicUsize::new(0));
+    let lagging = {
+        let (remote, stop, failures, key) = (
+            Arc::clone(&remote),
+            Arc::clone(&stop),
+            Arc::clone(&failures),
+            old_key.clone(),
+        );
+        tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                if remote.authenticates_as(&key).await.is_none() {
+                    failures.fetch_add(1, Ordering::SeqCst);
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+    w.annotate(NAME, ROTATE_ANNOTATION, "r1").await;
+    w.wait_condition(NAME, "Rotating", "True", Some("WaitingForOldKeyUnused"))
+        .await;
+    let a = remote.agent(&agent.id).expect("agent");
+    assert!(
+        a.live_keys.contains(&old_id),
+        "the old key in use is kept (deprecated, not revoked)"
+    );
+    stop.store(true, Ordering::SeqCst);
+    lagging.await.expect("the lagging pod stops");
+    assert_eq!(
+        failures.load(Ordering::SeqCst),
+        0,
+        "the old key worked while in use"
+    );
+    wait_until("the old key is revoked once unused", || async {
+        (!remote.agent(&agent.id)?.live_keys.contains(&old_id)).then_some(())
+    })
+    .await;
+    let (a, _, _) = check_settled(&w, &remote, "retired").await;
+    let rotating = condition(&a, "Rotating").expect("Rotating");
+    assert_eq!(
+        (rotating.status.as_str(), rotating.reason.as_str()),
+        ("False", "Idle")
+    );
+    assert_eq!(remote.authenticates_as(&old_key).await, None);
+}
