@@ -443,6 +443,45 @@ fn dev_stays_up_and_kubectl_annotate_rotates_the_key() {
         "revoked after the restart"
     );
 
+    // The invariant checker, pointed at this session as dev says: it holds.
+    let hint = lines.wait_for("check the invariant:");
+    let token_file = hint
+        .split_once("$(cat ")
+        .and_then(|(_, rest)| rest.split_once(')'))
+        .map(|(path, _)| path.to_owned())
+        .expect("the token file in the hint");
+    let emulator_url = hint
+        .split_once("--emulator-url ")
+        .map(|(_, url)| url.trim().to_owned())
+        .expect("the emulator URL in the hint");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&token_file)
+            .expect("the token file")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "owner-only");
+    }
+    let token = std::fs::read_to_string(&token_file).expect("the token");
+    let verify = Command::new(BIN)
+        .args(["verify", "--kubeconfig", &kubeconfig, "--emulator-url"])
+        .arg(&emulator_url)
+        .env("LATTICE_VERIFY_EMULATOR_TOKEN", token.trim())
+        .env_remove("KUBECONFIG")
+        .output()
+        .expect("verify runs");
+    let report = String::from_utf8_lossy(&verify.stdout);
+    assert!(
+        verify.status.success() && report.contains("the invariant holds"),
+        "{report}\n{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    assert!(
+        !out_contains_token(&report, &token),
+        "verify never prints the token"
+    );
+
     // SIGTERM: a graceful stop.
     let term = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -456,4 +495,10 @@ fn dev_stays_up_and_kubectl_annotate_rotates_the_key() {
     assert!(out.contains("stopped."), "{out}");
     assert_no_key_material(&out);
     assert_no_key_material(&err);
+}
+
+/// Whether `text` contains `token` (trimmed).
+fn out_contains_token(text: &str, token: &str) -> bool {
+    let token = token.trim();
+    !token.is_empty() && text.contains(token)
 }

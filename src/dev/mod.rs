@@ -60,6 +60,24 @@ pub const SERVICE_KEY_SECRET: &str = "agentlattice-service-key";
 pub const SERVICE_KEY_FIELD: &str = "AL_SERVICE_KEY";
 /// Label of the emulator service key `dev` creates.
 const SERVICE_KEY_LABEL: &str = "lattice-operator-dev";
+/// The file under the state directory holding the emulator's admin token (owner-only).
+const ADMIN_TOKEN_FILE: &str = "agentlattice-emulator-admin-token";
+
+/// Writes `bytes` to `path`, readable and writable by the owner only (created that way, so there
+/// is no moment when others may read it).
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    Ok(())
+}
+
 /// The emulator's state file under the state directory.
 const STATE_FILE: &str = "agentlattice-emulator.json";
 /// kube-sim's state file under the state directory.
@@ -163,6 +181,16 @@ impl Env {
             state_file.display(),
             before.agents.len(),
             before.live_agents().count()
+        ));
+        // The emulator's admin token, for `lattice-operator verify` against this session: in a
+        // file only its owner can read (printed nowhere), named by the hint below.
+        let token_file = absolute(&args.state_dir.join(ADMIN_TOKEN_FILE));
+        write_private(&token_file, emu.admin_token().as_bytes())?;
+        say(format!(
+            "   check the invariant: LATTICE_VERIFY_EMULATOR_TOKEN=\"$(cat {})\" lattice-operator verify --kubeconfig {} --emulator-url {}",
+            token_file.display(),
+            kubeconfig.display(),
+            emu.base_url()
         ));
         for old in before
             .service_keys
