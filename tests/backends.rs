@@ -766,13 +766,23 @@ async fn check_run(w: &World, remote: &Remote, scenario: Scenario, what: &str) {
 /// time: each ends with the invariant and no second agent.
 async fn crash_everywhere(kind: Kind, scenario: Scenario) {
     let label = format!("{kind:?}-{scenario:?}").to_lowercase();
-    let recording = Points::default();
-    let (w, remote) = run(kind, scenario, &format!("{label}-rec"), &recording).await;
-    check_run(&w, &remote, scenario, "recording run").await;
-    drop((w, remote));
-    let seen = recording.seen.lock().map(|s| s.clone()).unwrap_or_default();
+    // The shortest of up to three recordings: under load a reconcile may run once more (a
+    // requeue, a late watch event) and pass a read's fail point again; the later occurrences
+    // of such a point may not come in a crash run.
+    let mut seen: Option<Vec<String>> = None;
+    for attempt in 0..3 {
+        let recording = Points::default();
+        let (w, remote) = run(kind, scenario, &format!("{label}-rec{attempt}"), &recording).await;
+        check_run(&w, &remote, scenario, "recording run").await;
+        drop((w, remote));
+        let this = recording.seen.lock().map(|s| s.clone()).unwrap_or_default();
+        if seen.as_ref().is_none_or(|s| this.len() < s.len()) {
+            seen = Some(this);
+        }
+    }
     let mut count: BTreeMap<String, usize> = BTreeMap::new();
     let points: Vec<(String, usize)> = seen
+        .unwrap_or_default()
         .into_iter()
         .map(|p| {
             let n = count.entry(p.clone()).or_default();
@@ -784,36 +794,37 @@ async fn crash_everywhere(kind: Kind, scenario: Scenario) {
         points.len() >= 4,
         "the scenario passes fail points: {points:?}"
     );
-    let mut fired = 0;
+    let mut fired: BTreeMap<String, usize> = BTreeMap::new();
     for chunk in points.chunks(8) {
         let runs = chunk.iter().enumerate().map(|(i, (point, n))| {
             let label = label.clone();
             let (point, n) = (point.clone(), *n);
             async move {
                 let points = Points::crashing(&point, n);
-                let tag = format!("{label}-{i}-{}", point.replace(':', "-").to_lowercase());
+                let tag = format!("{label}-{i}-{n}-{}", point.replace(':', "-").to_lowercase());
                 let (w, remote) = run(kind, scenario, &tag, &points).await;
                 let what = format!("{kind:?} {scenario:?}: crash at {point} #{n}");
                 check_run(&w, &remote, scenario, &what).await;
-                points.fired.load(Ordering::SeqCst)
+                (point, points.fired.load(Ordering::SeqCst))
             }
         });
-        fired += futures::future::join_all(runs)
-            .await
-            .into_iter()
-            .filter(|f| *f)
-            .count();
+        for (point, did) in futures::future::join_all(runs).await {
+            *fired.entry(point).or_default() += usize::from(did);
+        }
     }
+    let crashed: usize = fired.values().sum();
     eprintln!(
-        "{label}: crashed at {fired} of {} fail points",
+        "{label}: crashed at {crashed} of {} fail point occurrences",
         points.len()
     );
-    // Timing decides whether a late occurrence of a read comes again; most points must fire.
-    assert!(
-        fired * 4 >= points.len() * 3,
-        "{fired} of {} crash points fired",
-        points.len()
-    );
+    // Every fail point of the scenario was crashed at (timing decides whether a late occurrence
+    // of a read comes again, so not necessarily every occurrence).
+    let missed: Vec<&String> = fired
+        .iter()
+        .filter(|(_, n)| **n == 0)
+        .map(|(p, _)| p)
+        .collect();
+    assert!(missed.is_empty(), "never crashed at {missed:?}");
 }
 
 both!(crash_registering);
