@@ -222,7 +222,7 @@ fn main() -> ExitCode {
         Ok(o) => o,
         Err(e) => {
             eprintln!(
-                "{e}\nusage: cargo bench --bench operator -- create|scale|workloads|all|ready|memory|deploysh|storm|steady|proof [--agents N[,N...]] [--latency-ms MS] [--latencies MS,MS] [--concurrency C] [--al-rate R] [--al-burst B] [--log RUST_LOG] [--log-dir DIR] [--wrap CMD] [--operator BINARY] [--operator-arg ARG]... [--out DIR] [--resync DURATION] [--intervals K] [--grace DURATION]"
+                "{e}\nusage: cargo bench --bench operator -- create|scale|workloads|all|ready|memory|deploysh|storm|steady|proof|plots [--agents N[,N...]] [--latency-ms MS] [--latencies MS,MS] [--concurrency C] [--al-rate R] [--al-burst B] [--log RUST_LOG] [--log-dir DIR] [--wrap CMD] [--operator BINARY] [--operator-arg ARG]... [--out DIR] [--resync DURATION] [--intervals K] [--grace DURATION]"
             );
             return ExitCode::FAILURE;
         }
@@ -253,6 +253,7 @@ fn main() -> ExitCode {
             "deploysh" => proof::deploysh(&options).await,
             "storm" => proof::storm(&options).await,
             "steady" => proof::steady(&options).await,
+            "plots" => proof::plots(&options),
             "proof" => {
                 proof::ready(&options).await?;
                 proof::memory(&options).await?;
@@ -261,7 +262,7 @@ fn main() -> ExitCode {
                 proof::steady(&options).await
             }
             other => Err(format!(
-                "unknown scenario {other} (create, scale, workloads, all, ready, memory, deploysh, storm, steady, proof)"
+                "unknown scenario {other} (create, scale, workloads, all, ready, memory, deploysh, storm, steady, proof, plots)"
             )),
         }
     });

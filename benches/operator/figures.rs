@@ -185,6 +185,16 @@ fn short(v: f64) -> String {
     format!("{s}{unit}")
 }
 
+/// Strong colours that stay apart on white (blue, red, green, orange, purple, black).
+const COLORS: [RGBColor; 6] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(255, 127, 14),
+    RGBColor(148, 103, 189),
+    RGBColor(0, 0, 0),
+];
+
 macro_rules! draw {
     ($root:expr, $title:expr, $x:expr, $y:expr, $xr:expr, $yr:expr, $series:expr) => {{
         let mut chart = ChartBuilder::on(&$root)
@@ -203,7 +213,7 @@ macro_rules! draw {
             .draw()
             .map_err(err)?;
         for (i, s) in $series.iter().enumerate() {
-            let color = Palette99::pick(i).to_rgba();
+            let color = COLORS[i % COLORS.len()].to_rgba();
             let style = color.stroke_width(2);
             if s.dashed {
                 chart
@@ -211,6 +221,13 @@ macro_rules! draw {
                     .map_err(err)?
                     .label(s.name.as_str())
                     .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+                chart
+                    .draw_series(
+                        s.points
+                            .iter()
+                            .map(|p| Cross::new(*p, 4, color.stroke_width(1))),
+                    )
+                    .map_err(err)?;
             } else {
                 chart
                     .draw_series(LineSeries::new(s.points.clone(), style))

@@ -57,6 +57,94 @@ fn sum(m: &BTreeMap<String, u64>) -> u64 {
     m.values().sum()
 }
 
+/// The columns of each scenario's table.
+const READY_COLUMNS: &[&str] = &[
+    "agents",
+    "latency_ms",
+    "concurrency",
+    "ready_s",
+    "bound_s",
+    "ratio",
+    "create_s",
+    "al_calls_per_agent",
+    "k8s_writes_per_agent",
+    "operator_cpu_s",
+    "operator_rss_mib",
+    "load_start",
+    "load_end",
+    "when",
+];
+const MEMORY_COLUMNS: &[&str] = &[
+    "agents",
+    "operator",
+    "empty_rss_mib",
+    "created_rss_mib",
+    "created_anon_mib",
+    "created_hwm_mib",
+    "created_bytes_per_agent",
+    "restarted_rss_mib",
+    "restarted_anon_mib",
+    "restarted_hwm_mib",
+    "restarted_bytes_per_agent",
+    "restart_synced_s",
+    "restart_idle_s",
+    "restart_k8s_writes",
+    "restart_al_writes",
+    "restart_al_calls",
+    "load",
+    "when",
+];
+const DEPLOYSH_COLUMNS: &[&str] = &[
+    "agents",
+    "way",
+    "run",
+    "time_s",
+    "live_agents",
+    "secrets",
+    "orphan_agents",
+    "keys_without_secret",
+    "unusable_secrets",
+    "verify_violations",
+    "load",
+    "when",
+];
+const STORM_TIMELINE_COLUMNS: &[&str] = &[
+    "t_s",
+    "new_key_written",
+    "old_key_revoked",
+    "pods_on_new_key",
+    "auth_failures",
+    "restarts",
+];
+const STORM_COLUMNS: &[&str] = &[
+    "rotations",
+    "env_pods",
+    "file_pods",
+    "grace",
+    "requested_s",
+    "all_new_keys_written_s",
+    "all_old_keys_revoked_s",
+    "restarts",
+    "auth_failures",
+    "other_errors",
+    "successful_calls",
+    "load",
+    "when",
+];
+const STEADY_COLUMNS: &[&str] = &[
+    "interval",
+    "agents",
+    "resync",
+    "k8s_writes",
+    "k8s_reads",
+    "al_calls",
+    "al_writes",
+    "reconciles",
+    "rss_mib",
+    "load",
+    "when",
+];
+
 // ----- ready -------------------------------------------------------------------------------------
 
 pub async fn ready(o: &Options) -> Result<(), String> {
@@ -65,27 +153,7 @@ pub async fn ready(o: &Options) -> Result<(), String> {
         .clone()
         .unwrap_or_else(|| vec![100, 1000, 10_000, 100_000]);
     let latencies = o.latencies.clone().unwrap_or_else(|| vec![0, 20]);
-    let mut table = Table::open(
-        &o.out,
-        "ready",
-        &[
-            "agents",
-            "latency_ms",
-            "concurrency",
-            "ready_s",
-            "bound_s",
-            "ratio",
-            "create_s",
-            "al_calls_per_agent",
-            "k8s_writes_per_agent",
-            "operator_cpu_s",
-            "operator_rss_mib",
-            "load_start",
-            "load_end",
-            "when",
-        ],
-        3,
-    )?;
+    let mut table = Table::open(&o.out, "ready", READY_COLUMNS, 3)?;
     for &latency in &latencies {
         for &n in &sizes {
             let o = Options {
@@ -146,29 +214,7 @@ pub async fn ready(o: &Options) -> Result<(), String> {
             op.stop().await?;
         }
     }
-    let mut series = Vec::new();
-    for latency in table.values("latency_ms") {
-        let filter = Some(("latency_ms", latency.as_str()));
-        series.push(Series::measured(
-            format!("measured, {latency} ms"),
-            table.points("agents", "ready_s", filter),
-        ));
-        let bound = table.points("agents", "bound_s", filter);
-        if bound.iter().any(|(_, y)| *y > 0.0) {
-            series.push(Series::reference(
-                format!("bound N × {latency} ms / concurrency"),
-                bound,
-            ));
-        }
-    }
-    chart(
-        &o.out.join("ready.svg"),
-        "Time until all LatticeAgents are Ready",
-        "LatticeAgents created at once (N)",
-        "seconds",
-        true,
-        &series,
-    )
+    plot_ready(&o.out, &table)
 }
 
 // ----- memory ------------------------------------------------------------------------------------
@@ -188,31 +234,7 @@ pub async fn memory(o: &Options) -> Result<(), String> {
         "== memory: {sizes:?} agents (created in steps), AgentLattice latency {latency} ms, operator {}",
         o.operator.display()
     );
-    let mut table = Table::open(
-        &o.out,
-        "memory",
-        &[
-            "agents",
-            "operator",
-            "empty_rss_mib",
-            "created_rss_mib",
-            "created_anon_mib",
-            "created_hwm_mib",
-            "created_bytes_per_agent",
-            "restarted_rss_mib",
-            "restarted_anon_mib",
-            "restarted_hwm_mib",
-            "restarted_bytes_per_agent",
-            "restart_synced_s",
-            "restart_idle_s",
-            "restart_k8s_writes",
-            "restart_al_writes",
-            "restart_al_calls",
-            "load",
-            "when",
-        ],
-        2,
-    )?;
+    let mut table = Table::open(&o.out, "memory", MEMORY_COLUMNS, 2)?;
     let build = if o.operator == Path::new(super::BIN) {
         "dev".to_owned()
     } else {
@@ -308,30 +330,7 @@ pub async fn memory(o: &Options) -> Result<(), String> {
         ])?;
     }
     op.stop().await?;
-    let mut series = Vec::new();
-    for build in table.values("operator") {
-        let f = Some(("operator", build.as_str()));
-        series.push(Series::measured(
-            format!("{build} build, after creating"),
-            table.points("agents", "created_rss_mib", f),
-        ));
-        series.push(Series::measured(
-            format!("{build} build, after a restart"),
-            table.points("agents", "restarted_rss_mib", f),
-        ));
-    }
-    series.push(Series::reference(
-        "targets (64 MiB at 10k, 256 MiB at 100k)",
-        vec![(10_000.0, 64.0), (100_000.0, 256.0)],
-    ));
-    chart(
-        &o.out.join("memory.svg"),
-        "Operator RSS by number of agents",
-        "LatticeAgents (Ready)",
-        "VmRSS, MiB",
-        true,
-        &series,
-    )
+    plot_memory(&o.out, &table)
 }
 
 // ----- deploy.sh ---------------------------------------------------------------------------------
@@ -537,25 +536,7 @@ pub async fn deploysh(o: &Options) -> Result<(), String> {
         latency_ms: latency,
         ..o.clone()
     };
-    let mut table = Table::open(
-        &o.out,
-        "deploysh",
-        &[
-            "agents",
-            "way",
-            "run",
-            "time_s",
-            "live_agents",
-            "secrets",
-            "orphan_agents",
-            "keys_without_secret",
-            "unusable_secrets",
-            "verify_violations",
-            "load",
-            "when",
-        ],
-        3,
-    )?;
+    let mut table = Table::open(&o.out, "deploysh", DEPLOYSH_COLUMNS, 3)?;
     for &n in &sizes {
         let half = (n as u64).div_ceil(2);
         println!(
@@ -684,27 +665,7 @@ pub async fn deploysh(o: &Options) -> Result<(), String> {
             op.stop().await?;
         }
     }
-    let mut series = Vec::new();
-    for (way, label) in [("deploysh", "deploy.sh loop"), ("operator", "operator")] {
-        let complete: Vec<(f64, f64)> = table
-            .rows
-            .iter()
-            .filter(|r| r[1] == way && r[2] == "complete")
-            .filter_map(|r| Some((r[0].parse().ok()?, r[3].parse().ok()?)))
-            .collect();
-        series.push(Series::measured(
-            format!("{label}: time for N agents"),
-            complete,
-        ));
-    }
-    chart(
-        &o.out.join("deploysh.svg"),
-        "deploy.sh loop vs operator: time to N agents with their Secrets",
-        "agents (N)",
-        "seconds",
-        true,
-        &series,
-    )
+    plot_deploysh(&o.out, &table)
 }
 
 // ----- storm -------------------------------------------------------------------------------------
@@ -869,19 +830,7 @@ pub async fn storm(o: &Options) -> Result<(), String> {
         .map_err(err)?;
     let annotated = t0.elapsed();
     println!("  {n} rotations requested in {annotated:.2?}");
-    let mut timeline = Table::open(
-        &o.out,
-        "storm-timeline",
-        &[
-            "t_s",
-            "new_key_written",
-            "old_key_revoked",
-            "pods_on_new_key",
-            "auth_failures",
-            "restarts",
-        ],
-        1,
-    )?;
+    let mut timeline = Table::open(&o.out, "storm-timeline", STORM_TIMELINE_COLUMNS, 1)?;
     timeline.clear();
     let mut rotated_at = None;
     let mut revoked_at = None;
@@ -963,26 +912,7 @@ pub async fn storm(o: &Options) -> Result<(), String> {
     let other: u64 = counters.values().map(|p| p.other_errors).sum();
     let calls: u64 = counters.values().map(|p| p.whoami_ok + p.actions_ok).sum();
     let by_source = |s: &str| counters.values().filter(|c| c.source == s).count();
-    let mut summary = Table::open(
-        &o.out,
-        "storm",
-        &[
-            "rotations",
-            "env_pods",
-            "file_pods",
-            "grace",
-            "requested_s",
-            "all_new_keys_written_s",
-            "all_old_keys_revoked_s",
-            "restarts",
-            "auth_failures",
-            "other_errors",
-            "successful_calls",
-            "load",
-            "when",
-        ],
-        1,
-    )?;
+    let mut summary = Table::open(&o.out, "storm", STORM_COLUMNS, 1)?;
     let opt = |d: Option<Duration>| d.map(secs).unwrap_or_else(|| "-".to_owned());
     println!(
         "  all new keys written after {}, all old keys revoked after {} s; restarts {restarts}; authentication failures {failures} (target 0: {}); other errors {other}; {calls} successful calls (pods seen, replaced ones included: {} reading the environment, {} a file)",
@@ -1008,39 +938,7 @@ pub async fn storm(o: &Options) -> Result<(), String> {
         now_utc(),
     ])?;
     op.stop().await?;
-    let series = vec![
-        Series::measured(
-            "new key written (status)",
-            timeline.points("t_s", "new_key_written", None),
-        ),
-        Series::measured(
-            "pods authenticating with the new key",
-            timeline.points("t_s", "pods_on_new_key", None),
-        ),
-        Series::measured(
-            "old key revoked",
-            timeline.points("t_s", "old_key_revoked", None),
-        ),
-        Series::measured(
-            "restarts (Deployments)",
-            timeline.points("t_s", "restarts", None),
-        ),
-        Series::measured(
-            "authentication failures",
-            timeline.points("t_s", "auth_failures", None),
-        ),
-    ];
-    chart(
-        &o.out.join("storm.svg"),
-        &format!(
-            "{n} simultaneous rotations under load (grace period {})",
-            o.grace
-        ),
-        "seconds after the rotations were requested",
-        "identities / pods",
-        false,
-        &series,
-    )
+    plot_storm(&o.out, &timeline, n, &o.grace)
 }
 
 // ----- steady ------------------------------------------------------------------------------------
@@ -1071,24 +969,7 @@ pub async fn steady(o: &Options) -> Result<(), String> {
     // cycle (one drift read per interval at a per-resource point).
     let settle = resync.saturating_sub(start.elapsed()) + Duration::from_secs(5);
     tokio::time::sleep(settle).await;
-    let mut table = Table::open(
-        &o.out,
-        "steady",
-        &[
-            "interval",
-            "agents",
-            "resync",
-            "k8s_writes",
-            "k8s_reads",
-            "al_calls",
-            "al_writes",
-            "reconciles",
-            "rss_mib",
-            "load",
-            "when",
-        ],
-        1,
-    )?;
+    let mut table = Table::open(&o.out, "steady", STEADY_COLUMNS, 1)?;
     table.clear();
     for i in 1..=o.intervals {
         world.sim.clear_audit_log();
@@ -1140,6 +1021,137 @@ pub async fn steady(o: &Options) -> Result<(), String> {
         if total_writes == 0 { "met" } else { "MISSED" }
     );
     op.stop().await?;
+    plot_steady(&o.out, &table, n, &o.resync)
+}
+
+/// `30s`, `2m`, `1h`.
+fn humantime(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().map_err(|_| format!("bad duration {s}"))?;
+    match unit {
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(format!("bad duration {s} (30s, 2m, 1h)")),
+    }
+}
+
+// ----- plots -------------------------------------------------------------------------------------
+
+fn plot_ready(dir: &Path, table: &Table) -> Result<(), String> {
+    let mut series = Vec::new();
+    for latency in table.values("latency_ms") {
+        let filter = Some(("latency_ms", latency.as_str()));
+        series.push(Series::measured(
+            format!("measured, {latency} ms"),
+            table.points("agents", "ready_s", filter),
+        ));
+        let bound = table.points("agents", "bound_s", filter);
+        if bound.iter().any(|(_, y)| *y > 0.0) {
+            series.push(Series::reference(
+                format!("bound N × {latency} ms / concurrency"),
+                bound,
+            ));
+        }
+    }
+    chart(
+        &dir.join("ready.svg"),
+        "Time until all LatticeAgents are Ready",
+        "LatticeAgents created at once (N)",
+        "seconds",
+        true,
+        &series,
+    )
+}
+
+fn plot_memory(dir: &Path, table: &Table) -> Result<(), String> {
+    let mut series = Vec::new();
+    for build in table.values("operator") {
+        let f = Some(("operator", build.as_str()));
+        series.push(Series::measured(
+            format!("{build} build, after creating"),
+            table.points("agents", "created_rss_mib", f),
+        ));
+        series.push(Series::measured(
+            format!("{build} build, after a restart"),
+            table.points("agents", "restarted_rss_mib", f),
+        ));
+    }
+    series.push(Series::reference(
+        "targets (64 MiB at 10k, 256 MiB at 100k)",
+        vec![(10_000.0, 64.0), (100_000.0, 256.0)],
+    ));
+    chart(
+        &dir.join("memory.svg"),
+        "Operator RSS by number of agents",
+        "LatticeAgents (Ready)",
+        "VmRSS, MiB",
+        true,
+        &series,
+    )
+}
+
+fn plot_deploysh(dir: &Path, table: &Table) -> Result<(), String> {
+    let mut series = Vec::new();
+    for (way, label) in [("deploysh", "deploy.sh loop"), ("operator", "operator")] {
+        let complete: Vec<(f64, f64)> = table
+            .rows
+            .iter()
+            .filter(|r| r[1] == way && r[2] == "complete")
+            .filter_map(|r| Some((r[0].parse().ok()?, r[3].parse().ok()?)))
+            .collect();
+        series.push(Series::measured(
+            format!("{label}: time for N agents"),
+            complete,
+        ));
+    }
+    chart(
+        &dir.join("deploysh.svg"),
+        "deploy.sh loop vs operator: time to N agents with their Secrets",
+        "agents (N)",
+        "seconds",
+        true,
+        &series,
+    )
+}
+
+fn plot_storm(dir: &Path, timeline: &Table, n: usize, grace: &str) -> Result<(), String> {
+    let series = vec![
+        Series::measured(
+            "new key written (status)",
+            timeline.points("t_s", "new_key_written", None),
+        ),
+        Series::measured(
+            "pods authenticating with the new key",
+            timeline.points("t_s", "pods_on_new_key", None),
+        ),
+        Series::measured(
+            "old key revoked",
+            timeline.points("t_s", "old_key_revoked", None),
+        ),
+        Series::measured(
+            "restarts (Deployments)",
+            timeline.points("t_s", "restarts", None),
+        ),
+        Series::measured(
+            "authentication failures",
+            timeline.points("t_s", "auth_failures", None),
+        ),
+    ];
+    chart(
+        &dir.join("storm.svg"),
+        &format!(
+            "{n} simultaneous rotations while every pod calls AgentLattice (grace period {})",
+            grace
+        ),
+        "seconds after the rotations were requested",
+        "identities / pods",
+        false,
+        &series,
+    )
+}
+
+fn plot_steady(dir: &Path, table: &Table, n: usize, resync: &str) -> Result<(), String> {
     let series = vec![
         Series::measured(
             "Kubernetes writes",
@@ -1156,11 +1168,8 @@ pub async fn steady(o: &Options) -> Result<(), String> {
         Series::measured("reconciles", table.points("interval", "reconciles", None)),
     ];
     chart(
-        &o.out.join("steady.svg"),
-        &format!(
-            "Steady state, {n} agents: per resync interval ({})",
-            o.resync
-        ),
+        &dir.join("steady.svg"),
+        &format!("Steady state, {n} agents: per resync interval ({})", resync),
         "resync interval",
         "count in the interval",
         false,
@@ -1168,14 +1177,21 @@ pub async fn steady(o: &Options) -> Result<(), String> {
     )
 }
 
-/// `30s`, `2m`, `1h`.
-fn humantime(s: &str) -> Result<Duration, String> {
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num.parse().map_err(|_| format!("bad duration {s}"))?;
-    match unit {
-        "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        "h" => Ok(Duration::from_secs(n * 3600)),
-        _ => Err(format!("bad duration {s} (30s, 2m, 1h)")),
+/// Redraws every plot from the tables in `--out` (after a change of the plots' style: no
+/// measurement).
+pub fn plots(o: &Options) -> Result<(), String> {
+    let dir = &o.out;
+    plot_ready(dir, &Table::open(dir, "ready", READY_COLUMNS, 3)?)?;
+    plot_memory(dir, &Table::open(dir, "memory", MEMORY_COLUMNS, 2)?)?;
+    plot_deploysh(dir, &Table::open(dir, "deploysh", DEPLOYSH_COLUMNS, 3)?)?;
+    let storm = Table::open(dir, "storm", STORM_COLUMNS, 1)?;
+    if let Some(row) = storm.rows.last() {
+        let timeline = Table::open(dir, "storm-timeline", STORM_TIMELINE_COLUMNS, 1)?;
+        plot_storm(dir, &timeline, row[0].parse().map_err(err)?, &row[3])?;
     }
+    let steady = Table::open(dir, "steady", STEADY_COLUMNS, 1)?;
+    if let Some(row) = steady.rows.last() {
+        plot_steady(dir, &steady, row[1].parse().map_err(err)?, &row[2])?;
+    }
+    Ok(())
 }
