@@ -21,8 +21,8 @@ pub struct Table {
 }
 
 impl Table {
-    /// Reads `<dir>/<name>.tsv` if it has this header (rows of another header are an older
-    /// format: dropped when the table is saved).
+    /// Reads `<dir>/<name>.tsv`. Rows written under another header (an older version of the
+    /// scenario) keep the columns both have; a column they lack is `-`.
     pub fn open(dir: &Path, name: &str, header: &[&str], key: usize) -> Result<Table, String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let path = dir.join(format!("{name}.tsv"));
@@ -30,15 +30,22 @@ impl Table {
         let mut rows = Vec::new();
         if let Ok(text) = std::fs::read_to_string(&path) {
             let mut lines = text.lines();
-            if lines
-                .next()
-                .is_some_and(|h| h.split('\t').eq(header.iter()))
-            {
-                rows = lines
-                    .filter(|l| !l.trim().is_empty())
-                    .map(|l| l.split('\t').map(str::to_owned).collect())
-                    .collect();
-            }
+            let old: Vec<&str> = lines.next().unwrap_or_default().split('\t').collect();
+            rows = lines
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| {
+                    let cells: Vec<&str> = l.split('\t').collect();
+                    header
+                        .iter()
+                        .map(|h| {
+                            old.iter()
+                                .position(|o| o == h)
+                                .and_then(|i| cells.get(i))
+                                .map_or_else(|| "-".to_owned(), |c| c.to_string())
+                        })
+                        .collect()
+                })
+                .collect();
         }
         Ok(Table {
             path,

@@ -91,6 +91,8 @@ const MEMORY_COLUMNS: &[&str] = &[
     "restart_k8s_writes",
     "restart_al_writes",
     "restart_al_calls",
+    "restart_operator_cpu_s",
+    "restart_bench_cpu_s",
     "load",
     "when",
 ];
@@ -294,13 +296,17 @@ pub async fn memory(o: &Options) -> Result<(), String> {
 
         world.sim.clear_audit_log();
         let (al0, alw0, _) = world.al_counts();
+        let bench_cpu0 = super::cpu_of("/proc/self/stat");
         let start = Instant::now();
         op = OperatorProcess::start(
             &world,
             &o,
             &o.log_file(&world, &format!("operator-memory-{}.log", step + 1))?,
         )?;
+        // CPU until the caches are synced: the operator's (listing, decoding, filling its
+        // stores) against this process's (kube-sim serving the lists, the emulator).
         let synced = op.wait_ready().await?;
+        let (op_cpu, bench_cpu) = (op.cpu(), super::cpu_of("/proc/self/stat") - bench_cpu0);
         let idle = wait_idle(&op, &world, n as u64, start, Quiet::Writes).await?;
         let (al1, alw1, _) = world.al_counts();
         let k8s = sum(&world.k8s_writes());
@@ -310,6 +316,9 @@ pub async fn memory(o: &Options) -> Result<(), String> {
             alw1 - alw0,
             al1 - al0,
             per_agent(b.rss)
+        );
+        println!(
+            "  CPU until the caches were synced: operator {op_cpu:.2?}, kube-sim + emulator + this benchmark {bench_cpu:.2?}"
         );
         let target = match n {
             10_000 => Some(64.0),
@@ -343,6 +352,8 @@ pub async fn memory(o: &Options) -> Result<(), String> {
             k8s.to_string(),
             (alw1 - alw0).to_string(),
             (al1 - al0).to_string(),
+            secs(op_cpu),
+            secs(bench_cpu),
             format!("{:.2}", load()),
             now_utc(),
         ])?;
