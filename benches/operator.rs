@@ -6,7 +6,16 @@
 //! cargo bench --bench operator -- scale    [--agents 10000] [--latency-ms 20] ...
 //! cargo bench --bench operator -- workloads [--agents 10000]
 //! cargo bench --bench operator -- all
+//! # the proof round (issue 16; `operator/proof.rs`), each also with `--agents N[,N...]`:
+//! cargo bench --bench operator -- ready    [--latencies 0,20]      # N = 100 … 100,000
+//! cargo bench --bench operator -- memory   [--operator BINARY]     # 1,000 … 100,000, restart
+//! cargo bench --bench operator -- deploysh                         # the seed's loop vs the operator
+//! cargo bench --bench operator -- storm    [--grace 30s]           # 1,000 rotations, pods calling
+//! cargo bench --bench operator -- steady   [--resync 60s] [--intervals 3]
 //! ```
+//!
+//! The proof round's scenarios record their figures in `docs/benchmarks/<scenario>.tsv` and plot
+//! them to `docs/benchmarks/<scenario>.svg` (`--out DIR` elsewhere, e.g. for a quick small run).
 //!
 //! Set-up, for every scenario: kube-sim (TLS) and the AgentLattice emulator run in this process
 //! (with `--latency-ms` added to every emulator route); the operator is the real release binary,
@@ -44,6 +53,17 @@ use kube_sim::KubeSim;
 use lattice_operator::cluster::install_crd;
 use lattice_operator::crd::LatticeAgent;
 
+// In a directory of their own: `benches/*.rs` would each be a benchmark target.
+#[path = "operator/figures.rs"]
+mod figures;
+#[path = "operator/proof.rs"]
+mod proof;
+// The workload simulator of the integration tests, shared rather than copied: the rotation storm
+// runs the same applications the tests do.
+#[path = "../tests/support/workloads.rs"]
+#[allow(dead_code)]
+mod workloads;
+
 // kube-sim and the emulator run in this process, on the operator's two cores: with glibc's
 // allocator they spent a fifth of their CPU in malloc/free (a `perf` profile of `create`), time the
 // operator then waits for. A real API server has its own machines; jemalloc keeps this stand-in
@@ -75,6 +95,13 @@ const GIVE_UP: Duration = Duration::from_secs(30 * 60);
 struct Options {
     scenario: String,
     agents: Option<usize>,
+    /// `--agents` given as a list (`--agents 100,1000`): the sizes of `ready`, `memory` and
+    /// `deploysh`.
+    sizes: Option<Vec<usize>>,
+    /// Emulator latency in ms; each scenario has its default.
+    latency: Option<u64>,
+    /// `--latencies 0,20`: the latencies of `ready`.
+    latencies: Option<Vec<u64>>,
     latency_ms: u64,
     concurrency: u16,
     al_rate: f64,
@@ -89,6 +116,16 @@ struct Options {
     wrap: Option<String>,
     /// The operator binary (default: the one `cargo bench` built, with the `dev` feature).
     operator: PathBuf,
+    /// More arguments for `lattice-operator run` (`--operator-arg --resync-interval=30s`).
+    operator_args: Vec<String>,
+    /// Where the proof round's scenarios write their tables and plots.
+    out: PathBuf,
+    /// `steady`: the operator's resync interval.
+    resync: String,
+    /// `steady`: how many resync intervals to count.
+    intervals: u32,
+    /// `storm`: the rotation grace period set on every identity.
+    grace: String,
 }
 
 impl Options {
@@ -118,15 +155,51 @@ fn parse_args() -> Result<Options, String> {
         log_dir: None,
         wrap: None,
         operator: PathBuf::from(BIN),
+        operator_args: Vec::new(),
+        out: Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/benchmarks"),
+        resync: "60s".to_owned(),
+        intervals: 3,
+        grace: "30s".to_owned(),
+        sizes: None,
+        latency: None,
+        latencies: None,
     };
+    fn list<T: std::str::FromStr>(v: &str) -> Result<Vec<T>, String>
+    where
+        T::Err: std::fmt::Display,
+    {
+        v.split(',')
+            .map(|x| {
+                x.trim()
+                    .replace('_', "")
+                    .parse::<T>()
+                    .map_err(|e| format!("{x}: {e}"))
+            })
+            .collect()
+    }
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
         match a.as_str() {
             // cargo bench passes --bench to harness-less benchmarks.
             "--bench" => {}
-            "--agents" => o.agents = Some(value(&a)?.parse().map_err(|e| format!("{e}"))?),
-            "--latency-ms" => o.latency_ms = value(&a)?.parse().map_err(|e| format!("{e}"))?,
+            "--agents" => {
+                let sizes: Vec<usize> = list(&value(&a)?)?;
+                o.agents = sizes.first().copied();
+                o.sizes = Some(sizes);
+            }
+            "--latency-ms" => {
+                let ms = value(&a)?.parse().map_err(|e| format!("{e}"))?;
+                o.latency_ms = ms;
+                o.latency = Some(ms);
+                o.latencies = Some(vec![ms]);
+            }
+            "--latencies" => o.latencies = Some(list(&value(&a)?)?),
+            "--operator-arg" => o.operator_args.push(value(&a)?),
+            "--out" => o.out = PathBuf::from(value(&a)?),
+            "--resync" => o.resync = value(&a)?,
+            "--intervals" => o.intervals = value(&a)?.parse().map_err(|e| format!("{e}"))?,
+            "--grace" => o.grace = value(&a)?,
             "--concurrency" => o.concurrency = value(&a)?.parse().map_err(|e| format!("{e}"))?,
             "--al-rate" => o.al_rate = value(&a)?.parse().map_err(|e| format!("{e}"))?,
             "--al-burst" => o.al_burst = value(&a)?.parse().map_err(|e| format!("{e}"))?,
@@ -149,7 +222,7 @@ fn main() -> ExitCode {
         Ok(o) => o,
         Err(e) => {
             eprintln!(
-                "{e}\nusage: cargo bench --bench operator -- create|scale|workloads|all [--agents N] [--latency-ms MS] [--concurrency C] [--al-rate R] [--al-burst B] [--log RUST_LOG] [--log-dir DIR] [--wrap CMD] [--operator BINARY]"
+                "{e}\nusage: cargo bench --bench operator -- create|scale|workloads|all|ready|memory|deploysh|storm|steady|proof|plots [--agents N[,N...]] [--latency-ms MS] [--latencies MS,MS] [--concurrency C] [--al-rate R] [--al-burst B] [--log RUST_LOG] [--log-dir DIR] [--wrap CMD] [--operator BINARY] [--operator-arg ARG]... [--out DIR] [--resync DURATION] [--intervals K] [--grace DURATION]"
             );
             return ExitCode::FAILURE;
         }
@@ -175,8 +248,21 @@ fn main() -> ExitCode {
                 create(&options, options.agents.unwrap_or(1000)).await?;
                 scale(&options, options.agents.unwrap_or(10_000)).await
             }
+            "ready" => proof::ready(&options).await,
+            "memory" => proof::memory(&options).await,
+            "deploysh" => proof::deploysh(&options).await,
+            "storm" => proof::storm(&options).await,
+            "steady" => proof::steady(&options).await,
+            "plots" => proof::plots(&options),
+            "proof" => {
+                proof::ready(&options).await?;
+                proof::memory(&options).await?;
+                proof::deploysh(&options).await?;
+                proof::storm(&options).await?;
+                proof::steady(&options).await
+            }
             other => Err(format!(
-                "unknown scenario {other} (create, scale, workloads, all)"
+                "unknown scenario {other} (create, scale, workloads, all, ready, memory, deploysh, storm, steady, proof, plots)"
             )),
         }
     });
@@ -202,9 +288,14 @@ struct World {
 
 impl World {
     async fn start(latency_ms: u64) -> Result<World, String> {
+        World::start_with(latency_ms, KubeSim::builder()).await
+    }
+
+    /// With a kube-sim built from `sim` (e.g. with pod timings).
+    async fn start_with(latency_ms: u64, sim: kube_sim::KubeSimBuilder) -> Result<World, String> {
         let dir = std::env::temp_dir().join(format!("lattice-bench-{}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(err)?;
-        let sim = KubeSim::builder()
+        let sim = sim
             .kubeconfig_path(dir.join("kubeconfig"))
             .history(1_000_000)
             .start()
@@ -356,6 +447,7 @@ impl OperatorProcess {
                 "--al-burst",
                 &o.al_burst.to_string(),
             ])
+            .args(&o.operator_args)
             .env("KUBECONFIG", world.sim.kubeconfig_path())
             .env("RUST_LOG", &o.log)
             .stdin(Stdio::null())
@@ -430,6 +522,12 @@ impl OperatorProcess {
         }
     }
 
+    /// SIGKILL (a crash: no shutdown), and reap it.
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// SIGTERM, then wait for the exit.
     async fn stop(mut self) -> Result<Duration, String> {
         let start = Instant::now();
@@ -499,9 +597,17 @@ fn agent(i: usize) -> Result<LatticeAgent, String> {
 
 /// Creates `n` LatticeAgents, 64 requests in flight; returns how long that took.
 async fn create_agents(client: &kube::Client, n: usize) -> Result<Duration, String> {
+    create_agents_range(client, 0..n).await
+}
+
+/// Creates the LatticeAgents numbered `range`, 64 requests in flight.
+async fn create_agents_range(
+    client: &kube::Client,
+    range: std::ops::Range<usize>,
+) -> Result<Duration, String> {
     let api: Api<LatticeAgent> = Api::namespaced(client.clone(), NS);
     let start = Instant::now();
-    let agents: Vec<LatticeAgent> = (0..n).map(agent).collect::<Result<_, _>>()?;
+    let agents: Vec<LatticeAgent> = range.map(agent).collect::<Result<_, _>>()?;
     futures::stream::iter(agents)
         .map(|a| {
             let api = api.clone();
