@@ -34,3 +34,102 @@ async fn chaos_two_replicas_with_leader_election() {
     };
     chaos_runner::run(case, Bounds::from_env(80, Duration::from_secs(40))).await;
 }
+
+/// The checks are not vacuous: on a settled world they pass, and each thing a chaos run must not
+/// leave behind — an agent revoked behind the model's back, a resource not in the state its spec
+/// asks for, a key in a log line, a panic — is reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checks_report_what_a_chaos_run_must_not_leave() {
+    use chaos_runner::checks::violations;
+    use chaos_runner::ops::{Actor, Model, Op};
+    use chaos_runner::process::{Fleet, ProcessConfig};
+
+    let mut world = support::World::start("chaos-checks").await;
+    let log_dir = std::env::temp_dir().join(format!("lattice-chaos-checks-{}", std::process::id()));
+    std::fs::create_dir_all(&log_dir).expect("a log directory");
+    let mut fleet = Fleet::new(
+        ProcessConfig {
+            kubeconfig: world.sim.kubeconfig_path().to_path_buf(),
+            emulator_url: world.emu.base_url(),
+            namespace: world.ns.clone(),
+            service_key_secret: support::SERVICE_KEY_SECRET.into(),
+            lease: None,
+            resync: "5s".into(),
+            log_dir: log_dir.clone(),
+        },
+        1,
+    );
+    fleet.start_missing().expect("the operator starts");
+    let mut actor = Actor {
+        world: &mut world,
+        model: Model::default(),
+    };
+    for name in ["first", "second"] {
+        let op = Op::Create {
+            name: name.into(),
+            capabilities: vec!["deploy.staging".into()],
+            suspend: false,
+            retain: false,
+        };
+        actor.apply(&op).await.expect("created");
+    }
+    let mut last = Vec::new();
+    for _ in 0..60 {
+        last = violations(actor.world, &actor.model, &fleet.logs)
+            .await
+            .expect("the checks read the world");
+        if last.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(last.is_empty(), "a settled world: {last:#?}");
+    fleet.stop_all().await;
+    assert!(
+        fleet.stats.unexpected.is_empty(),
+        "{:?}",
+        fleet.stats.unexpected
+    );
+
+    // Behind the model's back: the first agent revoked; the model expects the second suspended.
+    let first = actor.model.resources["first"].uid.clone();
+    let agent = actor
+        .world
+        .emu
+        .snapshot()
+        .agents
+        .into_iter()
+        .find(|a| a.is_live() && a.metadata.get("k8s.uid") == Some(&first))
+        .expect("first's agent");
+    actor
+        .world
+        .provisioner()
+        .revoke_agent(&agent.id)
+        .await
+        .expect("revoked");
+    if let Some(r) = actor.model.resources.get_mut("second") {
+        r.suspend = true;
+    }
+    // A key and a panic in a log.
+    let log = fleet.logs[0].clone();
+    let mut text = std::fs::read_to_string(&log).expect("the log");
+    text.push_str(&format!("token al_agent_{}\n", "Ab1".repeat(14)));
+    text.push_str("thread 'main' panicked at src/x.rs:1:1\n");
+    std::fs::write(&log, text).expect("log written");
+
+    let found = violations(actor.world, &actor.model, &fleet.logs)
+        .await
+        .expect("the checks read the world");
+    let has = |needle: &str| found.iter().any(|v| v.contains(needle));
+    assert!(
+        has("chaos-checks/first is Ready but has 0 live agents"),
+        "{found:#?}"
+    );
+    assert!(
+        has("second is Ready=True AgentReady, expected Ready=False Suspended"),
+        "{found:#?}"
+    );
+    assert!(has("verify: key material in"), "{found:#?}");
+    assert!(has("panicked at"), "{found:#?}");
+    let _ = std::fs::remove_dir_all(&log_dir);
+}
