@@ -133,3 +133,54 @@ async fn the_checks_report_what_a_chaos_run_must_not_leave() {
     assert!(has("panicked at"), "{found:#?}");
     let _ = std::fs::remove_dir_all(&log_dir);
 }
+
+/// Found by the chaos runner: the key a Secret holds, revoked at AgentLattice by someone else,
+/// was never noticed (nothing on the agent changes; the periodic drift read did not list keys),
+/// so the LatticeAgent stayed Ready with a key that no longer authenticates. Now the periodic
+/// read lists the keys and the lost-key path puts a new, working key in the Secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_key_revoked_outside_is_replaced_at_the_next_resync() {
+    use support::Options;
+
+    let mut w = support::World::start("chaos-revoked-key").await;
+    w.start_operator(Options {
+        resync: jiff::SignedDuration::from_secs(1),
+        spread_first_drift_read: false,
+        ..Options::default()
+    })
+    .await;
+    let (agent, secret) = w.ready(&support::bot("bot", "")).await;
+    let status = agent.status.expect("status");
+    let agent_id = status.agent_id.expect("agent id");
+    let key_id = status.active_key.expect("an active key").id;
+    w.provisioner()
+        .revoke_key(&agent_id, &key_id, true)
+        .await
+        .expect("the Secret's key revoked outside");
+    assert!(
+        w.whoami_with(&secret).await.is_err(),
+        "the revoked key still works"
+    );
+
+    support::wait_until("a new key in the Secret", || async {
+        let s = w.secret("bot-agent-key").await?;
+        let a = w.get("bot").await;
+        let active = a.status?.active_key?.id;
+        (active != key_id
+            && support::annotations(&s).get(lattice_operator::secret::KEY_ID_ANNOTATION)
+                == Some(&active))
+        .then_some(())
+    })
+    .await;
+    w.wait_settled("bot", true).await;
+    w.check_invariant("bot").await;
+    let secret = w.secret("bot-agent-key").await.expect("the Secret");
+    assert_eq!(
+        w.whoami_with(&secret)
+            .await
+            .expect("the new key works")
+            .config_id,
+        agent_id,
+        "the same agent, a new key"
+    );
+}
