@@ -19,6 +19,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
 use kube_sim::KubeSim;
 
+use crate::support::workloads::{WorkloadSim, WorkloadSimConfig};
 use crate::support::{SERVICE_KEY_SECRET, World};
 use ops::{Actor, Injector, Model, Rng};
 use process::{Fleet, ProcessConfig};
@@ -192,6 +193,17 @@ pub async fn run(case: Case, bounds: Bounds) {
         .create_workloads()
         .await
         .expect("the annotated Deployments are created");
+    // The Deployments' pods use their keys all along (reported, not asserted: compromised keys
+    // and keys revoked outside are meant to fail).
+    let apps = WorkloadSim::start(
+        actor.world.client.clone(),
+        &actor.world.emu.base_url(),
+        &actor.world.ns,
+        WorkloadSimConfig {
+            interval: Duration::from_millis(200),
+            ..WorkloadSimConfig::default()
+        },
+    );
 
     // The chaos phase.
     let started = Instant::now();
@@ -256,6 +268,7 @@ pub async fn run(case: Case, bounds: Bounds) {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let chaos_stats = fleet.stats.clone();
+    let pods = apps.stop().await;
 
     // A clean stop: every process exits 0; then the whole logs are checked once more.
     fleet.stop_all().await;
@@ -320,6 +333,16 @@ pub async fn run(case: Case, bounds: Bounds) {
             tally.takeovers, tally.lease_transitions
         );
     }
+    let _ = writeln!(
+        summary,
+        "  workload pods: {} seen, {} whoami and {} actions answered, {} refused 401/403, {} other \
+         errors",
+        pods.len(),
+        pods.values().map(|c| c.whoami_ok).sum::<u64>(),
+        pods.values().map(|c| c.actions_ok).sum::<u64>(),
+        pods.values().map(|c| c.auth_failures).sum::<u64>(),
+        pods.values().map(|c| c.other_errors).sum::<u64>(),
+    );
     let _ = writeln!(
         summary,
         "  resources:   {} created, {} deleted",
