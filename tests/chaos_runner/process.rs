@@ -133,6 +133,8 @@ impl Fleet {
             .env("KUBECONFIG", &c.kubeconfig)
             .env("POD_NAME", format!("chaos-{id}"))
             .env("RUST_LOG", "info")
+            // Plain text in the log files, for people reading them.
+            .env("NO_COLOR", "1")
             .env_remove("AL_BASE_URL")
             .env_remove("LATTICE_NAMESPACES")
             .env_remove("LATTICE_CLUSTER_NAME")
