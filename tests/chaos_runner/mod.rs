@@ -13,6 +13,8 @@ pub mod process;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
@@ -113,31 +115,25 @@ fn list(map: &BTreeMap<&'static str, u32>) -> String {
 
 /// Watches the Lease's holder; counts changes of holder (every process has its own identity, so
 /// a restarted process taking the Lease back counts too).
-fn count_takeovers(
-    world: &World,
-    ns: &str,
-) -> (
-    tokio::task::JoinHandle<()>,
-    std::sync::Arc<std::sync::Mutex<(Option<String>, u32)>>,
-) {
+fn count_takeovers(world: &World, ns: &str) -> (tokio::task::JoinHandle<()>, Arc<AtomicU32>) {
     let leases: Api<Lease> = Api::namespaced(world.client.clone(), ns);
-    let state = std::sync::Arc::new(std::sync::Mutex::new((None::<String>, 0u32)));
-    let s = std::sync::Arc::clone(&state);
+    let count = Arc::new(AtomicU32::new(0));
+    let counter = Arc::clone(&count);
     let task = tokio::spawn(async move {
+        let mut holder: Option<String> = None;
         loop {
-            if let Ok(Some(lease)) = leases.get_opt("lattice-operator").await {
-                let holder = lease.spec.and_then(|s| s.holder_identity);
-                if let (Some(h), Ok(mut st)) = (holder, s.lock()) {
-                    if st.0.as_ref().is_some_and(|prev| *prev != h) {
-                        st.1 += 1;
-                    }
-                    st.0 = Some(h);
+            if let Ok(Some(lease)) = leases.get_opt("lattice-operator").await
+                && let Some(h) = lease.spec.and_then(|s| s.holder_identity)
+            {
+                if holder.as_ref().is_some_and(|prev| *prev != h) {
+                    counter.fetch_add(1, Ordering::SeqCst);
                 }
+                holder = Some(h);
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     });
-    (task, state)
+    (task, count)
 }
 
 /// Runs one chaos case; panics with the seed and every violation when something is wrong.
@@ -273,9 +269,7 @@ pub async fn run(case: Case, bounds: Bounds) {
     // A clean stop: every process exits 0; then the whole logs are checked once more.
     fleet.stop_all().await;
     lease_task.abort();
-    if let Ok(st) = lease_state.lock() {
-        tally.takeovers = st.1;
-    }
+    tally.takeovers = lease_state.load(Ordering::SeqCst);
     if case.replicas > 1 {
         tally.lease_transitions =
             Api::<Lease>::namespaced(actor.world.client.clone(), &actor.world.ns)

@@ -53,6 +53,10 @@ impl Rng {
         &items[self.below(items.len() as u64) as usize]
     }
 
+    pub fn pick_str(&mut self, items: &[&'static str]) -> &'static str {
+        items[self.below(items.len() as u64) as usize]
+    }
+
     pub fn millis(&mut self, from: u64, to: u64) -> Duration {
         Duration::from_millis(from + self.below(to - from + 1))
     }
@@ -653,7 +657,7 @@ impl Fault {
 
 /// Draws the next fault.
 pub fn next_fault(rng: &mut Rng) -> Fault {
-    let route = *rng.pick(AL_ROUTES);
+    let route = rng.pick_str(AL_ROUTES);
     let count = 1 + rng.below(3) as u32;
     match rng.below(100) {
         0..=11 => Fault::AlFailBefore {
@@ -677,10 +681,10 @@ pub fn next_fault(rng: &mut Rng) -> Fault {
         49..=52 => Fault::AlLatencyOff,
         53..=61 => Fault::KubeDropWatches,
         62..=70 => Fault::KubeWatchGone {
-            resource: *rng.pick(&["latticeagents", "secrets", "deployments", "pods"]),
+            resource: rng.pick_str(&["latticeagents", "secrets", "deployments", "pods"]),
         },
         71..=91 => Fault::KubeWriteError {
-            verb: *rng.pick(&["create", "update", "patch", "delete"]),
+            verb: rng.pick_str(&["create", "update", "patch", "delete"]),
             resource: *rng.pick(&[
                 None,
                 Some("latticeagents"),
