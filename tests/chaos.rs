@@ -184,3 +184,60 @@ async fn a_secret_key_revoked_outside_is_replaced_at_the_next_resync() {
         "the same agent, a new key"
     );
 }
+
+/// Found by the chaos runner (seed 20261208, 12 minutes): a SIGTERM that came before the caches
+/// had listed left the process hanging until SIGKILL. The reconciles waited for the caches, and
+/// kube-runtime's graceful shutdown had stopped polling the watches that fill them while it
+/// waited for those reconciles. Now a reconcile that is still waiting for the caches ends at
+/// shutdown, and the process exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigterm_before_the_caches_have_listed_stops_the_process() {
+    use chaos_runner::process::{Fleet, ProcessConfig};
+    use kube_sim::Matcher;
+
+    let world = support::World::start("chaos-early-term").await;
+    // A LatticeAgent whose reconcile starts as soon as the LatticeAgents are listed, and a
+    // Secret list that takes 5 s: the caches cannot have listed when the SIGTERM comes.
+    world.create(&support::bot("early", "")).await;
+    world.sim.faults().set_latency(
+        Matcher::verb("list").resource("secrets"),
+        Duration::from_secs(5),
+    );
+    let log_dir = std::env::temp_dir().join(format!("lattice-chaos-early-{}", std::process::id()));
+    std::fs::create_dir_all(&log_dir).expect("a log directory");
+    let mut fleet = Fleet::new(
+        ProcessConfig {
+            kubeconfig: world.sim.kubeconfig_path().to_path_buf(),
+            emulator_url: world.emu.base_url(),
+            namespace: world.ns.clone(),
+            service_key_secret: support::SERVICE_KEY_SECRET.into(),
+            lease: None,
+            resync: "5s".into(),
+            log_dir: log_dir.clone(),
+        },
+        1,
+    );
+    fleet.start_missing().expect("the operator starts");
+    let log = fleet.logs[0].clone();
+    support::wait_until("the controllers run", || async {
+        std::fs::read_to_string(&log)
+            .is_ok_and(|t| t.contains("lattice-operator running"))
+            .then_some(())
+    })
+    .await;
+    // The LatticeAgent list is answered at once: its reconcile is waiting for the Secrets.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let text = std::fs::read_to_string(&log).expect("the log");
+    assert!(
+        !text.contains("caches synced"),
+        "the caches listed already:\n{text}"
+    );
+    fleet.stop_all().await;
+    assert!(
+        fleet.stats.unexpected.is_empty(),
+        "{:?}\n{}",
+        fleet.stats.unexpected,
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let _ = std::fs::remove_dir_all(&log_dir);
+}

@@ -9,11 +9,14 @@
 //! adds), so a restarted process counts as a new leader when it takes the Lease.
 
 use std::collections::BTreeMap;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::process::{Child, Command};
+
+const SIGTERM: i32 = 15;
 
 /// How long a SIGTERMed process may take to stop (running reconciles finish first).
 const TERM_GRACE: Duration = Duration::from_secs(30);
@@ -198,8 +201,13 @@ impl Fleet {
             Ok(Ok(status)) if status.success() => {}
             Ok(Ok(status)) => {
                 // Exit 1 after a lost Lease is allowed even here: the Lease may have been lost
-                // (kube-sim faults on Lease updates) just before the signal came.
-                if !(status.code() == Some(1) && lost_leadership(&log)) {
+                // (kube-sim faults on Lease updates) just before the signal came. So is the
+                // signal's default action on a process that has not logged a line yet: it had
+                // not installed its handler, and nothing had started.
+                let unstarted = status.signal() == Some(SIGTERM)
+                    && std::fs::metadata(&log).is_ok_and(|m| m.len() == 0);
+                let lost = status.code() == Some(1) && lost_leadership(&log);
+                if !(unstarted || lost) {
                     self.stats.unexpected.push(format!(
                         "{} exited with {status} after SIGTERM",
                         log.display()
