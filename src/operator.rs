@@ -223,6 +223,7 @@ impl Operator {
         let pending = Arc::new(AtomicUsize::new(usize::from(caches) * scopes.len()));
         let controllers = scopes.into_iter().map(|namespace| {
             let (tx, rx) = futures::channel::oneshot::channel::<()>();
+            let stopping = stop_rx.clone();
             let mut stop_rx = stop_rx.clone();
             let forward = async move {
                 let _ = stop_rx.wait_for(|s| *s).await;
@@ -234,6 +235,7 @@ impl Operator {
                 ControllerOptions {
                     concurrency: config.concurrency,
                     identities: config.workload_identities,
+                    stopping,
                 },
                 service_key_changes.clone(),
                 rx.map(|_| ()),
@@ -396,6 +398,7 @@ async fn run_controller(
         workloads,
         caches: caches_per_controller(&ctx.settings),
         synced,
+        stopping: options.stopping.clone(),
     });
     let mut controller = Controller::for_stream(agents, agent_reader.clone())
         .owns_stream(secrets)
@@ -427,12 +430,15 @@ async fn run_controller(
 }
 
 /// How one controller runs.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct ControllerOptions {
     /// Reconciles at once.
     concurrency: u16,
     /// Whether annotated workloads get identities.
     identities: bool,
+    /// Becomes `true` when the operator starts shutting down (reconciles still waiting for the
+    /// caches end then: `reconcile::caches_synced`).
+    stopping: watch::Receiver<bool>,
 }
 
 /// How many caches a controller lists before it reconciles: LatticeAgents and Secrets, and the

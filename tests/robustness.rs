@@ -563,14 +563,21 @@ async fn the_steady_state_is_quiet() {
         .collect();
     assert!(writes.is_empty(), "writes in the steady state: {writes:?}");
 
-    // At AgentLattice: only the drift read, at most one per resync per resource, and it happens.
+    // At AgentLattice: only the drift read (the agent and its keys), at most one per resync per
+    // resource, and it happens.
     let made = delta(&before, &requests(&w));
     let per_resource = window.as_secs() + 1;
     let reads = made.get("get_agent").copied().unwrap_or(0);
     assert_eq!(
         made.keys().collect::<Vec<_>>(),
-        vec!["get_agent"],
+        vec!["get_agent", "list_keys"],
         "only drift reads: {made:?}"
+    );
+    // (The window's edges may fall between the two reads of one reconcile.)
+    let listed = made.get("list_keys").copied().unwrap_or(0);
+    assert!(
+        listed.abs_diff(reads) <= names.len() as u64,
+        "the keys are listed with every periodic read: {made:?}"
     );
     assert!(
         reads >= names.len() as u64,
@@ -699,8 +706,8 @@ async fn a_restart_with_ready_resources_is_quiet() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     w.stop_operator().await;
 
-    // A new process, empty memory: it reads each agent once (its drift check is due) and
-    // writes nothing, anywhere.
+    // A new process, empty memory: it reads each agent and its keys once (its drift check is
+    // due) and writes nothing, anywhere.
     w.sim.clear_audit_log();
     let before = requests(&w);
     let audit_before = w.emu.audit().len();
@@ -711,8 +718,10 @@ async fn a_restart_with_ready_resources_is_quiet() {
         ..Default::default()
     })
     .await;
-    wait_until("each agent is read once", || async {
-        (w.emu.request_count("get_agent") >= before.get("get_agent").copied().unwrap_or(0) + 3)
+    wait_until("each agent and its keys are read once", || async {
+        (w.emu.request_count("get_agent") >= before.get("get_agent").copied().unwrap_or(0) + 3
+            && w.emu.request_count("list_keys")
+                >= before.get("list_keys").copied().unwrap_or(0) + 3)
             .then_some(())
     })
     .await;
@@ -720,8 +729,8 @@ async fn a_restart_with_ready_resources_is_quiet() {
     let made = delta(&before, &requests(&w));
     assert_eq!(
         made,
-        BTreeMap::from([("get_agent".to_owned(), 3)]),
-        "one drift read per resource"
+        BTreeMap::from([("get_agent".to_owned(), 3), ("list_keys".to_owned(), 3)]),
+        "one drift read (the agent and its keys) per resource"
     );
     assert_eq!(w.emu.audit().len(), audit_before, "no AgentLattice write");
     let writes: Vec<String> = w

@@ -519,6 +519,9 @@ impl<'a> Planner<'a> {
                 ),
             ));
         }
+        if self.key_check_due(&agent_id) {
+            return perform(Effect::FetchKeys { agent_id }, vec![]);
+        }
         if let Some(step) = self.agent_drift(&agent_id) {
             return step;
         }
@@ -698,18 +701,42 @@ impl<'a> Planner<'a> {
         if self.remote_agent(agent_id).is_some() || self.agent_gone(agent_id) {
             return false;
         }
-        let stale = match self.observed.last_remote_check {
-            None => true,
-            Some(at) => {
-                self.observed.now >= schedule::add(at, self.observed.settings.resync_interval)
-            }
-        };
-        stale
+        self.resync_due()
             || self.status.observed_generation != self.generation()
             || self.status.halted_by_provisioner != self.provisioner_halts()
             || self.pending(ROTATE_ANNOTATION)
             || self.pending(COMPROMISED_ANNOTATION)
             || self.pending(REREGISTER_ANNOTATION)
+    }
+
+    /// Whether a resync interval has passed since this process last read the agent.
+    fn resync_due(&self) -> bool {
+        match self.observed.last_remote_check {
+            None => true,
+            Some(at) => {
+                self.observed.now >= schedule::add(at, self.observed.settings.resync_interval)
+            }
+        }
+    }
+
+    /// Step 6, keys: the periodic drift read lists the agent's keys too. A key revoked outside
+    /// the cluster — the Secret's own key included — changes nothing on the agent (not even its
+    /// `version`), so without the list the operator would report Ready with a revoked key in the
+    /// Secret until the next rotation (found by the chaos runner, tests/chaos.rs). With the list,
+    /// `working_key` sees the revocation and the lost-key path mints a new key. Only the periodic
+    /// read lists: a read triggered by a spec or annotation change does not (those reconciles
+    /// list the keys anyway when they rotate), so this costs one call per agent per resync
+    /// interval, not one per change.
+    fn key_check_due(&self, agent_id: &str) -> bool {
+        matches!(self.remote_agent(agent_id), Some(RemoteAgent::Found(_)))
+            // Nothing learnt about its keys in this reconcile yet (a registration or a mint
+            // knows the key it made; a rotation lists the keys itself).
+            && !self.observed.remote.keys.contains_key(agent_id)
+            && !self.observed.remote.listed.contains(agent_id)
+            && self.resync_due()
+            && self
+                .record_is_for(agent_id)
+                .is_some_and(|r| r.record.key.is_some())
     }
 
     /// Step 6: capabilities, description, suspension.

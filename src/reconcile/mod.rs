@@ -113,14 +113,34 @@ pub struct Reconciler {
     pub caches: u8,
     /// How many of them have synced.
     pub synced: watch::Receiver<u8>,
+    /// Becomes `true` when the operator starts shutting down.
+    pub stopping: watch::Receiver<bool>,
+}
+
+/// Waits until the controller's caches have all listed: `false` when the operator starts
+/// shutting down first (or the caches' watches are gone).
+///
+/// A reconcile that waited for the caches alone deadlocked a shutdown that came before they
+/// synced: kube-runtime's graceful shutdown stops polling the controller's watch streams — which
+/// are what fills the caches — and then waits for the running reconciles, which waited for the
+/// caches. The process hung until SIGKILLed (found by the chaos runner, tests/chaos.rs).
+async fn caches_synced(r: &Reconciler) -> bool {
+    let mut synced = r.synced.clone();
+    let mut stopping = r.stopping.clone();
+    tokio::select! {
+        done = synced.wait_for(|n| *n >= r.caches) => done.is_ok(),
+        _ = stopping.wait_for(|s| *s) => false,
+    }
 }
 
 /// Reconciles one LatticeAgent: observe → plan and execute → report.
 pub async fn reconcile(obj: Arc<Guarded>, r: Arc<Reconciler>) -> Result<Action> {
     // Never act on caches that have not listed yet (a reconcile on an empty Secret cache would
-    // not see the durable record and act as if the Secret were gone). The sender only goes away
-    // at shutdown.
-    let _ = r.synced.clone().wait_for(|n| *n >= r.caches).await;
+    // not see the durable record and act as if the Secret were gone). Shutting down before they
+    // did, there is nothing to do and nothing to finish.
+    if !caches_synced(&r).await {
+        return Ok(Action::await_change());
+    }
     let span = tracing::info_span!("reconcile", namespace = %obj.namespace().unwrap_or_default(), name = %obj.name_any());
     let started = Instant::now();
     let ended = async {

@@ -856,11 +856,51 @@ fn steady_state_is_quiet_and_reads_once_per_resync() {
     let run = w.run();
     assert_eq!(
         run.kinds(),
-        ["FetchAgent"],
-        "one cheap read per resync, no write"
+        ["FetchAgent", "FetchKeys"],
+        "two cheap reads per resync (the agent and its keys), no write"
     );
     assert!(run.done().remote_checked);
     assert!(w.run().actions.is_empty());
+}
+
+/// Found by the chaos runner (tests/chaos.rs): the Secret's key revoked at AgentLattice by
+/// someone else changes nothing on the agent, so a drift read of the agent alone never noticed it
+/// and the resource stayed Ready with a dead key. The periodic read lists the keys; the lost-key
+/// path mints a new one, the same agent keeps going.
+#[test]
+fn a_secret_key_revoked_outside_is_replaced_at_the_next_resync() {
+    let mut w = World::registered();
+    let agent = w.status().agent_id.expect("registered");
+    let old = w.status().active_key.expect("a key").id;
+    let now = w.now;
+    for (k, _) in &mut w.al.agent_mut(&agent).keys {
+        if k.id == old {
+            k.status = KeyStatus::Revoked;
+            k.revoked_at = Some(now);
+        }
+    }
+    // Not before the resync is due: a change made outside is found at the next periodic read.
+    assert!(w.run().actions.is_empty());
+    w.advance(mins(10));
+    let run = w.run();
+    assert_eq!(
+        run.kinds(),
+        [
+            "FetchAgent",
+            "FetchKeys",
+            "WriteSecret", // the mint intent
+            "MintKey",
+            "WriteSecret",
+            "WriteSecret",
+            "WriteStatus"
+        ]
+    );
+    let new = w.status().active_key.expect("a key").id;
+    assert_ne!(new, old);
+    assert_eq!(w.status().agent_id.as_deref(), Some(agent.as_str()));
+    assert_eq!(w.ready(), Some(("True".into(), "AgentReady".into())));
+    w.check_invariant().expect("invariant");
+    assert!(w.workload_uses_key(), "the Secret's key works");
 }
 
 #[test]
@@ -960,7 +1000,7 @@ fn capability_and_description_drift_updates_the_agent() {
     w.al.agent_mut(&agent).view.description = Some("edited".into());
     w.advance(mins(10));
     let run = w.run();
-    assert_eq!(run.kinds(), ["FetchAgent", "UpdateAgent"]);
+    assert_eq!(run.kinds(), ["FetchAgent", "FetchKeys", "UpdateAgent"]);
     assert_eq!(w.al.agent(&agent).view.description, None);
 }
 
@@ -1167,7 +1207,7 @@ fn conditions_keep_their_transition_time_unless_the_status_flips() {
     // Back to normal.
     w.advance(mins(1));
     let run = w.run();
-    assert_eq!(run.kinds(), ["FetchAgent", "WriteStatus"]);
+    assert_eq!(run.kinds(), ["FetchAgent", "FetchKeys", "WriteStatus"]);
     assert_eq!(w.status().conditions[0].last_transition_time, ready_at);
     assert!(conditions_equal_ignoring_time(
         &w.status().conditions,

@@ -1,0 +1,243 @@
+//! Chaos with the operator as its own OS process (issue 16): `lattice-operator run` as child
+//! processes, SIGKILLed and SIGTERMed at random moments and restarted, while random operations
+//! run and both kube-sim and the AgentLattice emulator inject faults; once the faults stop, the
+//! invariant must hold within a bounded settle time and nothing may be lost. The runner is in
+//! `tests/chaos_runner/`; docs/reliability.md ("Chaos") says how to run it long (`CHAOS_SEED`,
+//! `CHAOS_OPS`, `CHAOS_DURATION`, `CHAOS_SETTLE`).
+
+mod chaos_runner;
+mod support;
+
+use std::time::Duration;
+
+use chaos_runner::{Bounds, Case};
+
+/// One operator process without leader election, killed and restarted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_one_replica() {
+    let case = Case {
+        name: "chaos-one",
+        replicas: 1,
+        lease: "",
+    };
+    chaos_runner::run(case, Bounds::from_env(80, Duration::from_secs(40))).await;
+}
+
+/// Two operator processes with leader election on a 3 s Lease: kills of the leader are
+/// takeovers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_two_replicas_with_leader_election() {
+    let case = Case {
+        name: "chaos-two",
+        replicas: 2,
+        lease: "3s",
+    };
+    chaos_runner::run(case, Bounds::from_env(80, Duration::from_secs(40))).await;
+}
+
+/// The checks are not vacuous: on a settled world they pass, and each thing a chaos run must not
+/// leave behind — an agent revoked behind the model's back, a resource not in the state its spec
+/// asks for, a key in a log line, a panic — is reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checks_report_what_a_chaos_run_must_not_leave() {
+    use chaos_runner::checks::violations;
+    use chaos_runner::ops::{Actor, Model, Op};
+    use chaos_runner::process::{Fleet, ProcessConfig};
+
+    let mut world = support::World::start("chaos-checks").await;
+    let log_dir = std::env::temp_dir().join(format!("lattice-chaos-checks-{}", std::process::id()));
+    std::fs::create_dir_all(&log_dir).expect("a log directory");
+    let mut fleet = Fleet::new(
+        ProcessConfig {
+            kubeconfig: world.sim.kubeconfig_path().to_path_buf(),
+            emulator_url: world.emu.base_url(),
+            namespace: world.ns.clone(),
+            service_key_secret: support::SERVICE_KEY_SECRET.into(),
+            lease: None,
+            resync: "5s".into(),
+            log_dir: log_dir.clone(),
+        },
+        1,
+    );
+    fleet.start_missing().expect("the operator starts");
+    let mut actor = Actor {
+        world: &mut world,
+        model: Model::default(),
+    };
+    for name in ["first", "second"] {
+        let op = Op::Create {
+            name: name.into(),
+            capabilities: vec!["deploy.staging".into()],
+            suspend: false,
+            retain: false,
+        };
+        actor.apply(&op).await.expect("created");
+    }
+    let mut last = Vec::new();
+    for _ in 0..60 {
+        last = violations(actor.world, &actor.model, &fleet.logs)
+            .await
+            .expect("the checks read the world");
+        if last.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(last.is_empty(), "a settled world: {last:#?}");
+    fleet.stop_all().await;
+    assert!(
+        fleet.stats.unexpected.is_empty(),
+        "{:?}",
+        fleet.stats.unexpected
+    );
+
+    // Behind the model's back: the first agent revoked; the model expects the second suspended.
+    let first = actor.model.resources["first"].uid.clone();
+    let agent = actor
+        .world
+        .emu
+        .snapshot()
+        .agents
+        .into_iter()
+        .find(|a| a.is_live() && a.metadata.get("k8s.uid") == Some(&first))
+        .expect("first's agent");
+    actor
+        .world
+        .provisioner()
+        .revoke_agent(&agent.id)
+        .await
+        .expect("revoked");
+    if let Some(r) = actor.model.resources.get_mut("second") {
+        r.suspend = true;
+    }
+    // A key and a panic in a log.
+    let log = fleet.logs[0].clone();
+    let mut text = std::fs::read_to_string(&log).expect("the log");
+    text.push_str(&format!("token al_agent_{}\n", "Ab1".repeat(14)));
+    text.push_str("thread 'main' panicked at src/x.rs:1:1\n");
+    std::fs::write(&log, text).expect("log written");
+
+    let found = violations(actor.world, &actor.model, &fleet.logs)
+        .await
+        .expect("the checks read the world");
+    let has = |needle: &str| found.iter().any(|v| v.contains(needle));
+    assert!(
+        has("chaos-checks/first is Ready but has 0 live agents"),
+        "{found:#?}"
+    );
+    assert!(
+        has("second is Ready=True AgentReady, expected Ready=False Suspended"),
+        "{found:#?}"
+    );
+    assert!(has("verify: key material in"), "{found:#?}");
+    assert!(has("panicked at"), "{found:#?}");
+    let _ = std::fs::remove_dir_all(&log_dir);
+}
+
+/// Found by the chaos runner: the key a Secret holds, revoked at AgentLattice by someone else,
+/// was never noticed (nothing on the agent changes; the periodic drift read did not list keys),
+/// so the LatticeAgent stayed Ready with a key that no longer authenticates. Now the periodic
+/// read lists the keys and the lost-key path puts a new, working key in the Secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_key_revoked_outside_is_replaced_at_the_next_resync() {
+    use support::Options;
+
+    let mut w = support::World::start("chaos-revoked-key").await;
+    w.start_operator(Options {
+        resync: jiff::SignedDuration::from_secs(1),
+        spread_first_drift_read: false,
+        ..Options::default()
+    })
+    .await;
+    let (agent, secret) = w.ready(&support::bot("bot", "")).await;
+    let status = agent.status.expect("status");
+    let agent_id = status.agent_id.expect("agent id");
+    let key_id = status.active_key.expect("an active key").id;
+    w.provisioner()
+        .revoke_key(&agent_id, &key_id, true)
+        .await
+        .expect("the Secret's key revoked outside");
+    assert!(
+        w.whoami_with(&secret).await.is_err(),
+        "the revoked key still works"
+    );
+
+    support::wait_until("a new key in the Secret", || async {
+        let s = w.secret("bot-agent-key").await?;
+        let a = w.get("bot").await;
+        let active = a.status?.active_key?.id;
+        (active != key_id
+            && support::annotations(&s).get(lattice_operator::secret::KEY_ID_ANNOTATION)
+                == Some(&active))
+        .then_some(())
+    })
+    .await;
+    w.wait_settled("bot", true).await;
+    w.check_invariant("bot").await;
+    let secret = w.secret("bot-agent-key").await.expect("the Secret");
+    assert_eq!(
+        w.whoami_with(&secret)
+            .await
+            .expect("the new key works")
+            .config_id,
+        agent_id,
+        "the same agent, a new key"
+    );
+}
+
+/// Found by the chaos runner (seed 20261208, 12 minutes): a SIGTERM that came before the caches
+/// had listed left the process hanging until SIGKILL. The reconciles waited for the caches, and
+/// kube-runtime's graceful shutdown had stopped polling the watches that fill them while it
+/// waited for those reconciles. Now a reconcile that is still waiting for the caches ends at
+/// shutdown, and the process exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigterm_before_the_caches_have_listed_stops_the_process() {
+    use chaos_runner::process::{Fleet, ProcessConfig};
+    use kube_sim::Matcher;
+
+    let world = support::World::start("chaos-early-term").await;
+    // A LatticeAgent whose reconcile starts as soon as the LatticeAgents are listed, and a
+    // Secret list that takes 5 s: the caches cannot have listed when the SIGTERM comes.
+    world.create(&support::bot("early", "")).await;
+    world.sim.faults().set_latency(
+        Matcher::verb("list").resource("secrets"),
+        Duration::from_secs(5),
+    );
+    let log_dir = std::env::temp_dir().join(format!("lattice-chaos-early-{}", std::process::id()));
+    std::fs::create_dir_all(&log_dir).expect("a log directory");
+    let mut fleet = Fleet::new(
+        ProcessConfig {
+            kubeconfig: world.sim.kubeconfig_path().to_path_buf(),
+            emulator_url: world.emu.base_url(),
+            namespace: world.ns.clone(),
+            service_key_secret: support::SERVICE_KEY_SECRET.into(),
+            lease: None,
+            resync: "5s".into(),
+            log_dir: log_dir.clone(),
+        },
+        1,
+    );
+    fleet.start_missing().expect("the operator starts");
+    let log = fleet.logs[0].clone();
+    support::wait_until("the controllers run", || async {
+        std::fs::read_to_string(&log)
+            .is_ok_and(|t| t.contains("lattice-operator running"))
+            .then_some(())
+    })
+    .await;
+    // The LatticeAgent list is answered at once: its reconcile is waiting for the Secrets.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let text = std::fs::read_to_string(&log).expect("the log");
+    assert!(
+        !text.contains("caches synced"),
+        "the caches listed already:\n{text}"
+    );
+    fleet.stop_all().await;
+    assert!(
+        fleet.stats.unexpected.is_empty(),
+        "{:?}\n{}",
+        fleet.stats.unexpected,
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let _ = std::fs::remove_dir_all(&log_dir);
+}
