@@ -348,9 +348,11 @@ impl Rollout {
         let s = d.status.clone().unwrap_or_default();
         let ready = s.ready_replicas.unwrap_or(0);
         Rollout {
-            updated: observed(s.observed_generation, d.metadata.generation)
-                .then_some(s.updated_replicas.unwrap_or(0))
-                .unwrap_or(0),
+            updated: if observed(s.observed_generation, d.metadata.generation) {
+                s.updated_replicas.unwrap_or(0)
+            } else {
+                0
+            },
             ready,
             desired,
             done: s.observed_generation >= d.metadata.generation
@@ -365,9 +367,11 @@ impl Rollout {
         let st = s.status.clone().unwrap_or_default();
         let ready = st.ready_replicas.unwrap_or(0);
         Rollout {
-            updated: observed(st.observed_generation, s.metadata.generation)
-                .then_some(st.updated_replicas.unwrap_or(0))
-                .unwrap_or(0),
+            updated: if observed(st.observed_generation, s.metadata.generation) {
+                st.updated_replicas.unwrap_or(0)
+            } else {
+                0
+            },
             ready,
             desired,
             done: st.observed_generation >= s.metadata.generation
@@ -381,9 +385,11 @@ impl Rollout {
         let s = d.status.clone().unwrap_or_default();
         let desired = s.desired_number_scheduled;
         Rollout {
-            updated: observed(s.observed_generation, d.metadata.generation)
-                .then_some(s.updated_number_scheduled.unwrap_or(0))
-                .unwrap_or(0),
+            updated: if observed(s.observed_generation, d.metadata.generation) {
+                s.updated_number_scheduled.unwrap_or(0)
+            } else {
+                0
+            },
             ready: s.number_ready,
             desired,
             done: s.observed_generation >= d.metadata.generation
