@@ -8,7 +8,7 @@
 //! cargo bench --bench operator -- all
 //! # the proof round (issue 16; `operator/proof.rs`), each also with `--agents N[,N...]`:
 //! cargo bench --bench operator -- ready    [--latencies 0,20]      # N = 100 … 100,000
-//! cargo bench --bench operator -- memory   [--operator BINARY]     # 1,000 … 100,000, restart
+//! cargo bench --bench operator -- memory   [--operator BINARY] [--kubectl-applied]  # 1,000 … 100,000, restart
 //! cargo bench --bench operator -- deploysh                         # the seed's loop vs the operator
 //! cargo bench --bench operator -- storm    [--grace 30s]           # 1,000 rotations, pods calling
 //! cargo bench --bench operator -- steady   [--resync 60s] [--intervals 3]
@@ -126,6 +126,9 @@ struct Options {
     intervals: u32,
     /// `storm`: the rotation grace period set on every identity.
     grace: String,
+    /// `memory`: create the LatticeAgents as `kubectl apply` (client-side) would, with the
+    /// `kubectl.kubernetes.io/last-applied-configuration` annotation holding the manifest.
+    kubectl_applied: bool,
 }
 
 impl Options {
@@ -160,6 +163,7 @@ fn parse_args() -> Result<Options, String> {
         resync: "60s".to_owned(),
         intervals: 3,
         grace: "30s".to_owned(),
+        kubectl_applied: false,
         sizes: None,
         latency: None,
         latencies: None,
@@ -200,6 +204,7 @@ fn parse_args() -> Result<Options, String> {
             "--resync" => o.resync = value(&a)?,
             "--intervals" => o.intervals = value(&a)?.parse().map_err(|e| format!("{e}"))?,
             "--grace" => o.grace = value(&a)?,
+            "--kubectl-applied" => o.kubectl_applied = true,
             "--concurrency" => o.concurrency = value(&a)?.parse().map_err(|e| format!("{e}"))?,
             "--al-rate" => o.al_rate = value(&a)?.parse().map_err(|e| format!("{e}"))?,
             "--al-burst" => o.al_burst = value(&a)?.parse().map_err(|e| format!("{e}"))?,
@@ -222,7 +227,7 @@ fn main() -> ExitCode {
         Ok(o) => o,
         Err(e) => {
             eprintln!(
-                "{e}\nusage: cargo bench --bench operator -- create|scale|workloads|all|ready|memory|deploysh|storm|steady|proof|plots [--agents N[,N...]] [--latency-ms MS] [--latencies MS,MS] [--concurrency C] [--al-rate R] [--al-burst B] [--log RUST_LOG] [--log-dir DIR] [--wrap CMD] [--operator BINARY] [--operator-arg ARG]... [--out DIR] [--resync DURATION] [--intervals K] [--grace DURATION]"
+                "{e}\nusage: cargo bench --bench operator -- create|scale|workloads|all|ready|memory|deploysh|storm|steady|proof|plots [--agents N[,N...]] [--latency-ms MS] [--latencies MS,MS] [--concurrency C] [--al-rate R] [--al-burst B] [--log RUST_LOG] [--log-dir DIR] [--wrap CMD] [--operator BINARY] [--operator-arg ARG]... [--out DIR] [--resync DURATION] [--intervals K] [--grace DURATION] [--kubectl-applied]"
             );
             return ExitCode::FAILURE;
         }
@@ -595,6 +600,25 @@ fn agent(i: usize) -> Result<LatticeAgent, String> {
     .map_err(err)
 }
 
+/// [`agent`] as `kubectl apply` (client-side) creates it: with the manifest, as kubectl
+/// serializes it, in the `kubectl.kubernetes.io/last-applied-configuration` annotation.
+fn applied_agent(i: usize) -> Result<LatticeAgent, String> {
+    let manifest = serde_json::json!({
+        "apiVersion": "agentlattice.io/v1alpha1", "kind": "LatticeAgent",
+        "metadata": {"annotations": {}, "name": format!("agent-{i:05}"), "namespace": NS},
+        "spec": {"capabilities": ["deploy.staging"]},
+    });
+    let mut a = agent(i)?;
+    a.metadata.annotations = Some(
+        [(
+            "kubectl.kubernetes.io/last-applied-configuration".to_owned(),
+            format!("{manifest}\n"),
+        )]
+        .into(),
+    );
+    Ok(a)
+}
+
 /// Creates `n` LatticeAgents, 64 requests in flight; returns how long that took.
 async fn create_agents(client: &kube::Client, n: usize) -> Result<Duration, String> {
     create_agents_range(client, 0..n).await
@@ -605,9 +629,18 @@ async fn create_agents_range(
     client: &kube::Client,
     range: std::ops::Range<usize>,
 ) -> Result<Duration, String> {
+    create_agents_as(client, range, agent).await
+}
+
+/// Creates the LatticeAgents numbered `range`, each as `make` makes it, 64 requests in flight.
+async fn create_agents_as(
+    client: &kube::Client,
+    range: std::ops::Range<usize>,
+    make: fn(usize) -> Result<LatticeAgent, String>,
+) -> Result<Duration, String> {
     let api: Api<LatticeAgent> = Api::namespaced(client.clone(), NS);
     let start = Instant::now();
-    let agents: Vec<LatticeAgent> = range.map(agent).collect::<Result<_, _>>()?;
+    let agents: Vec<LatticeAgent> = range.map(make).collect::<Result<_, _>>()?;
     futures::stream::iter(agents)
         .map(|a| {
             let api = api.clone();

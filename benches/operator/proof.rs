@@ -248,7 +248,12 @@ pub async fn memory(o: &Options) -> Result<(), String> {
         ..o.clone()
     };
     println!(
-        "== memory: {sizes:?} agents (created in steps), AgentLattice latency {latency} ms, operator {}",
+        "== memory: {sizes:?} agents (created in steps{}), AgentLattice latency {latency} ms, operator {}",
+        if o.kubectl_applied {
+            ", as `kubectl apply` creates them"
+        } else {
+            ""
+        },
         o.operator.display()
     );
     let mut table = Table::open(&o.out, "memory", MEMORY_COLUMNS, 2)?;
@@ -279,7 +284,12 @@ pub async fn memory(o: &Options) -> Result<(), String> {
     for (step, &n) in sizes.iter().enumerate() {
         let start = Instant::now();
         let waiter = tokio::spawn(wait_all_ready(world.sim.client(), n, start));
-        let created = create_agents_range(&world.sim.client(), have..n).await?;
+        let make = if o.kubectl_applied {
+            super::applied_agent
+        } else {
+            super::agent
+        };
+        let created = super::create_agents_as(&world.sim.client(), have..n, make).await?;
         let ready = waiter.await.map_err(err)??;
         have = n;
         // Writes, not reads: after the first step's restart, the restarted process's first

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use futures::{Stream, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 use kube::core::error_boundary::DeserializeGuard;
 use kube::runtime::reflector::store::Writer;
@@ -29,6 +30,24 @@ use crate::secret::fingerprint;
 
 /// A LatticeAgent as the watch delivers it: parsed, or malformed with its metadata.
 pub type Guarded = DeserializeGuard<LatticeAgent>;
+
+/// The annotation `kubectl apply` (client-side) adds: the whole manifest as JSON, so a
+/// LatticeAgent applied that way carries its spec twice.
+pub const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// What of a LatticeAgent's metadata the operator keeps in memory (the reflector store and its
+/// own writes' overlays): all but the managed fields and `kubectl apply`'s copy of the manifest.
+/// No decision reads either — the planner reads annotations by their `agentlattice.io/` keys,
+/// the predicate hashes only those — and no write sends cached metadata back: status is written
+/// through the `/status` subresource, whose strategy takes everything but `status` from the
+/// stored object, and the finalizer through JSON patches of `/metadata/finalizers`. The map
+/// itself stays (`Some`, empty if that was the only annotation): nothing else changes shape.
+pub fn keep_read_metadata(meta: &mut ObjectMeta) {
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED_ANNOTATION);
+    }
+}
 
 /// A cache a watch writes its events into.
 pub trait Stores<K> {
@@ -63,7 +82,7 @@ pub fn store_then_tell<K>(
     }
 }
 
-/// The LatticeAgent watch's `events` (managed fields already stripped) through the claims index,
+/// The LatticeAgent watch's `events` (metadata as [`keep_read_metadata`] leaves it) through the claims index,
 /// the store and the memory; yields the objects that start a reconcile. `synced` is called at
 /// each complete list.
 pub fn agents(
@@ -159,7 +178,7 @@ mod tests {
     use std::sync::Mutex;
 
     use futures::{StreamExt, stream};
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
     use super::*;
 
@@ -187,6 +206,42 @@ mod tests {
             },
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn kept_metadata_drops_only_what_no_decision_reads() {
+        let mut meta = ObjectMeta {
+            name: Some("a".into()),
+            annotations: Some(
+                [
+                    (
+                        LAST_APPLIED_ANNOTATION.to_owned(),
+                        "{\"spec\":{}}".to_owned(),
+                    ),
+                    ("agentlattice.io/rotate".to_owned(), "1".to_owned()),
+                    ("owner".to_owned(), "me".to_owned()),
+                ]
+                .into(),
+            ),
+            managed_fields: Some(vec![Default::default()]),
+            ..Default::default()
+        };
+        keep_read_metadata(&mut meta);
+        assert_eq!(meta.managed_fields, None);
+        let kept: Vec<&str> = meta
+            .annotations
+            .iter()
+            .flatten()
+            .map(|(k, _)| k.as_str())
+            .collect();
+        assert_eq!(kept, ["agentlattice.io/rotate", "owner"]);
+        // The only annotation gone: the map stays, empty.
+        let mut meta = ObjectMeta {
+            annotations: Some([(LAST_APPLIED_ANNOTATION.to_owned(), "{}".to_owned())].into()),
+            ..Default::default()
+        };
+        keep_read_metadata(&mut meta);
+        assert_eq!(meta.annotations, Some(Default::default()));
     }
 
     /// Ordering rule "store, then tell the memory".

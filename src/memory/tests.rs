@@ -308,3 +308,36 @@ fn a_key_change_during_a_reconcile_is_never_lost() {
     m.service_key_changed();
     assert!(!m.settled("u1", Settlement::default()));
 }
+
+/// An overlay keeps what the cache keeps (`cluster::watch::keep_read_metadata`): a reconcile sees
+/// the same metadata whichever it reads, and the overlay of an applied resource is not twice its
+/// size.
+#[test]
+fn an_overlay_keeps_the_metadata_the_cache_keeps() {
+    use crate::cluster::watch::LAST_APPLIED_ANNOTATION;
+    let m = Memory::default();
+    let mut written = agent("2");
+    written.metadata.annotations = Some(BTreeMap::from([
+        (
+            LAST_APPLIED_ANNOTATION.to_owned(),
+            "{\"spec\":{}}".to_owned(),
+        ),
+        ("agentlattice.io/rotate".to_owned(), "1".to_owned()),
+    ]));
+    written.metadata.managed_fields = Some(vec![Default::default()]);
+    m.wrote_resource("u", Some("1".into()), written, || None);
+    let got = m.freshest_resource("u", || agent("1"), TTL);
+    assert_eq!(
+        got.metadata.resource_version.as_deref(),
+        Some("2"),
+        "the overlay"
+    );
+    assert_eq!(got.metadata.managed_fields, None);
+    assert_eq!(
+        got.metadata.annotations,
+        Some(BTreeMap::from([(
+            "agentlattice.io/rotate".to_owned(),
+            "1".to_owned()
+        )]))
+    );
+}
