@@ -399,14 +399,15 @@ fn retry_after_number(v: &serde_json::Value) -> Option<Duration> {
 /// The longest `Retry-After` the client represents (a day); longer values are clamped.
 pub(crate) const MAX_RETRY_AFTER_SECS: u64 = 86_400;
 
-/// An error code is an identifier; anything else (too long, odd characters) is dropped rather than
-/// shown.
+/// An error code is an identifier; anything else (too long, odd characters, or shaped like a key —
+/// `al_svc_…` is an identifier too) is dropped rather than shown.
 fn clean_code(code: &str) -> Option<String> {
     let ok = !code.is_empty()
         && code.len() <= 64
         && code
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-');
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
+        && sanitize_message(code) == code;
     ok.then(|| code.to_owned())
 }
 
@@ -595,6 +596,20 @@ mod tests {
     }
 
     /// Found by the response fuzzer (`tests/fuzz_responses.rs`): a scheme right before a key.
+    #[test]
+    fn a_code_shaped_like_a_key_is_dropped() {
+        // Found by fuzz_responses: a key passed for an identifier.
+        assert_eq!(
+            clean_code("agent_not_found").as_deref(),
+            Some("agent_not_found")
+        );
+        assert_eq!(
+            clean_code("al_svc_al_agent_56QRbTDdGcVpp1QtWKwhSPJp05j4fMHt"),
+            None
+        );
+        assert_eq!(clean_code("x_al_agent_AbCdEfGhIjKl"), None);
+    }
+
     #[test]
     fn a_key_right_after_a_scheme_is_redacted_too() {
         assert_eq!(

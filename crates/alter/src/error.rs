@@ -485,11 +485,13 @@ fn whole_seconds(v: &serde_json::Value) -> Option<u64> {
 
 /// An identifier-shaped code is kept; anything else is dropped rather than shown.
 fn clean_code(code: &str) -> Option<String> {
+    // A key is an identifier too (`alter_key_…`): a code shaped like one is dropped as well.
     let ok = !code.is_empty()
         && code.len() <= 64
         && code
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_.-:".contains(&b));
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-:".contains(&b))
+        && sanitize(code) == code;
     ok.then(|| code.to_owned())
 }
 
@@ -737,5 +739,18 @@ mod tests {
             Error::from(a).to_string(),
             "Alter get_agent: HTTP 403 insufficient_scope: short of scope (missing scopes: dashboard_agents:admin)"
         );
+    }
+
+    #[test]
+    fn a_code_shaped_like_a_key_is_dropped() {
+        assert_eq!(
+            clean_code("agent_not_found").as_deref(),
+            Some("agent_not_found")
+        );
+        assert_eq!(
+            clean_code("alter_key_ABCDEFGHIJabcdefghij0123456789-_ABCDEFGH"),
+            None
+        );
+        assert_eq!(clean_code("x_alter_rk_abcdefghijklmnopqrstuv"), None);
     }
 }
