@@ -13,7 +13,7 @@
 //! | after a write returned | the Kubernetes adapter | [`Memory::wrote_resource`], [`Memory::wrote_secret`], [`Memory::secret_write_refused`] |
 //! | a reconcile reads the freshest object | observe | [`Memory::freshest_resource`], [`Memory::freshest_secret`] |
 //! | a reconcile starts and ends | observe, report | [`Memory::begin`], [`Memory::settled`], [`Memory::failed`] |
-//! | periodically | the operator's sweepers | [`Memory::take_due`], [`Memory::waiting_for_service_key`], [`Memory::sweep`] |
+//! | periodically | the operator's sweepers | [`Memory::take_due`], [`Memory::sweep`] |
 //! | the service key changed | the service key wake-up | [`Memory::service_key_changed`] |
 //!
 //! It serves three concerns, each with one mechanism:
@@ -499,15 +499,6 @@ impl Memory {
             }
         }
         out
-    }
-
-    /// The resources whose last reconcile failed for want of a working service key.
-    pub fn waiting_for_service_key(&self) -> Vec<(String, String)> {
-        self.lock()
-            .values()
-            .filter_map(|e| e.waiting_for_service_key.as_ref())
-            .map(|(ns, name)| (ns.to_string(), name.to_string()))
-            .collect()
     }
 
     /// Drops every overlay older than `ttl`: past its TTL an overlay is never preferred again, so
