@@ -169,15 +169,11 @@ pub struct Metrics {
     reconciles: Family<ResultLabel, Counter>,
     reconcile_duration: Histogram,
     reconcile_errors: Family<CategoryLabel, Counter>,
-    calls: Family<CallLabels, Counter>,
-    call_duration: HistogramFamily<CallLabels>,
-    throttle_wait: Family<OperationLabel, Counter<f64>>,
-    /// The same three for Alter (its operations have their own names, some equal to
-    /// AgentLattice's: one family per backend keeps them apart without a new label on the
-    /// existing series).
-    alter_calls: Family<CallLabels, Counter>,
-    alter_call_duration: HistogramFamily<CallLabels>,
-    alter_throttle_wait: Family<OperationLabel, Counter<f64>>,
+    /// AgentLattice's calls.
+    agentlattice: BackendCalls,
+    /// Alter's (its operations have their own names, some equal to AgentLattice's: families of
+    /// their own keep them apart without a new label on the existing series).
+    alter: BackendCalls,
     keys_rotated: Counter,
     revocations: Family<KindLabel, Counter>,
     agents_managed: Gauge,
@@ -219,44 +215,8 @@ impl Metrics {
             "Failed reconciles by error category",
             reconcile_errors.clone(),
         );
-        let calls = Family::<CallLabels, Counter>::default();
-        registry.register(
-            "agentlattice_requests",
-            "AgentLattice HTTP attempts by operation and status code",
-            calls.clone(),
-        );
-        let call_duration: HistogramFamily<CallLabels> =
-            Family::new_with_constructor(latency_histogram);
-        registry.register(
-            "agentlattice_request_duration_seconds",
-            "Latency of AgentLattice HTTP attempts by operation and status code",
-            call_duration.clone(),
-        );
-        let throttle_wait = Family::<OperationLabel, Counter<f64>>::default();
-        registry.register(
-            "agentlattice_throttle_wait_seconds",
-            "Time spent waiting at the client's rate limit or Retry-After gate",
-            throttle_wait.clone(),
-        );
-        let alter_calls = Family::<CallLabels, Counter>::default();
-        registry.register(
-            "alter_requests",
-            "Alter HTTP attempts by operation and status code",
-            alter_calls.clone(),
-        );
-        let alter_call_duration: HistogramFamily<CallLabels> =
-            Family::new_with_constructor(latency_histogram);
-        registry.register(
-            "alter_request_duration_seconds",
-            "Latency of Alter HTTP attempts by operation and status code",
-            alter_call_duration.clone(),
-        );
-        let alter_throttle_wait = Family::<OperationLabel, Counter<f64>>::default();
-        registry.register(
-            "alter_throttle_wait_seconds",
-            "Time spent waiting at the Alter client's rate limit or Retry-After gate",
-            alter_throttle_wait.clone(),
-        );
+        let agentlattice = BackendCalls::register(&mut registry, "agentlattice", "AgentLattice");
+        let alter = BackendCalls::register(&mut registry, "alter", "Alter");
         let keys_rotated = Counter::default();
         registry.register(
             "keys_rotated",
@@ -302,12 +262,8 @@ impl Metrics {
             reconciles,
             reconcile_duration,
             reconcile_errors,
-            calls,
-            call_duration,
-            throttle_wait,
-            alter_calls,
-            alter_call_duration,
-            alter_throttle_wait,
+            agentlattice,
+            alter,
             keys_rotated,
             revocations,
             agents_managed,
@@ -429,6 +385,57 @@ impl Metrics {
     }
 }
 
+/// One backend's call metrics: `lattice_<prefix>_requests_total`,
+/// `…_request_duration_seconds` and `…_throttle_wait_seconds_total`.
+#[derive(Debug)]
+struct BackendCalls {
+    requests: Family<CallLabels, Counter>,
+    duration: HistogramFamily<CallLabels>,
+    throttle_wait: Family<OperationLabel, Counter<f64>>,
+}
+
+impl BackendCalls {
+    /// The three families of backend `name`, registered under `prefix`.
+    fn register(registry: &mut Registry, prefix: &str, name: &str) -> BackendCalls {
+        let calls = BackendCalls {
+            requests: Family::default(),
+            duration: Family::new_with_constructor(latency_histogram),
+            throttle_wait: Family::default(),
+        };
+        registry.register(
+            format!("{prefix}_requests"),
+            format!("{name} HTTP attempts by operation and status code"),
+            calls.requests.clone(),
+        );
+        registry.register(
+            format!("{prefix}_request_duration_seconds"),
+            format!("Latency of {name} HTTP attempts by operation and status code"),
+            calls.duration.clone(),
+        );
+        registry.register(
+            format!("{prefix}_throttle_wait_seconds"),
+            format!("Time spent waiting at the {name} client's rate limit or Retry-After gate"),
+            calls.throttle_wait.clone(),
+        );
+        calls
+    }
+
+    fn attempt(&self, operation: &'static str, status: String, duration: Duration) {
+        let labels = CallLabels { operation, status };
+        self.requests.get_or_create(&labels).inc();
+        self.duration
+            .get_or_create(&labels)
+            .observe(duration.as_secs_f64());
+    }
+
+    fn throttled(&self, operation: &'static str, waited: Duration) {
+        self.throttle_wait
+            .get_or_create(&OperationLabel { operation })
+            .inc_by(waited.as_secs_f64());
+    }
+}
+
+/// The observer of the AgentLattice client: the `lattice_agentlattice_*` families.
 struct Observer(Arc<Metrics>);
 
 /// The observer of the Alter client: the `lattice_alter_*` families.
@@ -436,47 +443,29 @@ struct AlterObserver(Arc<Metrics>);
 
 impl alter::CallObserver for AlterObserver {
     fn on_attempt(&self, attempt: &alter::Attempt<'_>) {
-        let labels = CallLabels {
-            operation: attempt.operation.as_str(),
-            status: attempt.outcome.label().into_owned(),
-        };
-        self.0.alter_calls.get_or_create(&labels).inc();
-        self.0
-            .alter_call_duration
-            .get_or_create(&labels)
-            .observe(attempt.duration.as_secs_f64());
+        self.0.alter.attempt(
+            attempt.operation.as_str(),
+            attempt.outcome.label().into_owned(),
+            attempt.duration,
+        );
     }
 
     fn on_throttle_wait(&self, operation: alter::Operation, waited: Duration) {
-        self.0
-            .alter_throttle_wait
-            .get_or_create(&OperationLabel {
-                operation: operation.as_str(),
-            })
-            .inc_by(waited.as_secs_f64());
+        self.0.alter.throttled(operation.as_str(), waited);
     }
 }
 
 impl CallObserver for Observer {
     fn on_attempt(&self, attempt: &Attempt<'_>) {
-        let labels = CallLabels {
-            operation: attempt.operation.as_str(),
-            status: attempt.outcome.label().into_owned(),
-        };
-        self.0.calls.get_or_create(&labels).inc();
-        self.0
-            .call_duration
-            .get_or_create(&labels)
-            .observe(attempt.duration.as_secs_f64());
+        self.0.agentlattice.attempt(
+            attempt.operation.as_str(),
+            attempt.outcome.label().into_owned(),
+            attempt.duration,
+        );
     }
 
     fn on_throttle_wait(&self, operation: Operation, waited: Duration) {
-        self.0
-            .throttle_wait
-            .get_or_create(&OperationLabel {
-                operation: operation.as_str(),
-            })
-            .inc_by(waited.as_secs_f64());
+        self.0.agentlattice.throttled(operation.as_str(), waited);
     }
 }
 
