@@ -60,14 +60,13 @@ async fn observe_agent(handed_over: &LatticeAgent, r: &Reconciler) -> Result<Obs
         )?
     };
 
-    let default = crate::plan::policy::Resolution::default_provisioner(
-        ctx.settings.default_policy.clone(),
-        &ctx.settings.base_url,
-    );
     let provisioner = match &ctx.provisioners {
         Some(p) => p.resolve(&agent, &ctx.settings.default_policy).await,
         None => match agent.spec.provisioner_ref.as_ref() {
-            None => default,
+            None => crate::plan::policy::Resolution::default_provisioner(
+                ctx.settings.default_policy.clone(),
+                &ctx.settings.base_url,
+            ),
             Some(reference) => crate::plan::policy::Resolution::NotFound(
                 crate::plan::policy::ProvisionerId::of(&namespace, Some(reference)),
                 // An operator built without `Operator::with_provisioners` (`run` always has
