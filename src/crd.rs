@@ -663,3 +663,21 @@ pub(crate) fn strip_nullable(schema: &mut JSONSchemaProps) {
         strip_nullable(s);
     }
 }
+
+/// The annotation `kubectl apply` (client-side) adds: the whole manifest as JSON, so a
+/// LatticeAgent applied that way carries its spec twice.
+pub const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// What of a LatticeAgent's metadata the operator keeps in memory (the reflector store, in
+/// `cluster::watch`, and its own writes' overlays, in `memory`): all but the managed fields and `kubectl apply`'s copy of the manifest.
+/// No decision reads either — the planner reads annotations by their `agentlattice.io/` keys,
+/// the predicate hashes only those — and no write sends cached metadata back: status is written
+/// through the `/status` subresource, whose strategy takes everything but `status` from the
+/// stored object, and the finalizer through JSON patches of `/metadata/finalizers`. The map
+/// itself stays (`Some`, empty if that was the only annotation): nothing else changes shape.
+pub fn keep_read_metadata(meta: &mut kube::core::ObjectMeta) {
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED_ANNOTATION);
+    }
+}

@@ -320,7 +320,7 @@ impl Memory {
         cached_rv: impl FnOnce() -> Option<String>,
     ) {
         // As in the cache (the planner sees the same metadata either way).
-        crate::cluster::watch::keep_read_metadata(&mut latest.metadata);
+        crate::crd::keep_read_metadata(&mut latest.metadata);
         self.with(uid, |e| {
             if latest.metadata.resource_version.is_some()
                 && cached_rv() == latest.metadata.resource_version

@@ -320,7 +320,7 @@ async fn run_controller(
     let agents = watches::agents(
         watcher(agents_api, watcher::Config::default())
             .default_backoff()
-            .modify(|g: &mut Guarded| watches::keep_read_metadata(g.meta_mut()))
+            .modify(|g: &mut Guarded| crate::crd::keep_read_metadata(g.meta_mut()))
             // A resource gone from the cluster has no series any more (the reconcile that
             // released its finalizer forgot it already; this covers the ones deleted without).
             .inspect_ok(move |event| {

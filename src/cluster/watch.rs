@@ -15,7 +15,6 @@ use std::sync::Arc;
 
 use futures::{Stream, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 use kube::core::error_boundary::DeserializeGuard;
 use kube::runtime::reflector::store::Writer;
@@ -30,24 +29,6 @@ use crate::secret::fingerprint;
 
 /// A LatticeAgent as the watch delivers it: parsed, or malformed with its metadata.
 pub type Guarded = DeserializeGuard<LatticeAgent>;
-
-/// The annotation `kubectl apply` (client-side) adds: the whole manifest as JSON, so a
-/// LatticeAgent applied that way carries its spec twice.
-pub const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
-
-/// What of a LatticeAgent's metadata the operator keeps in memory (the reflector store and its
-/// own writes' overlays): all but the managed fields and `kubectl apply`'s copy of the manifest.
-/// No decision reads either — the planner reads annotations by their `agentlattice.io/` keys,
-/// the predicate hashes only those — and no write sends cached metadata back: status is written
-/// through the `/status` subresource, whose strategy takes everything but `status` from the
-/// stored object, and the finalizer through JSON patches of `/metadata/finalizers`. The map
-/// itself stays (`Some`, empty if that was the only annotation): nothing else changes shape.
-pub fn keep_read_metadata(meta: &mut ObjectMeta) {
-    meta.managed_fields = None;
-    if let Some(annotations) = meta.annotations.as_mut() {
-        annotations.remove(LAST_APPLIED_ANNOTATION);
-    }
-}
 
 /// A cache a watch writes its events into.
 pub trait Stores<K> {
@@ -82,7 +63,7 @@ pub fn store_then_tell<K>(
     }
 }
 
-/// The LatticeAgent watch's `events` (metadata as [`keep_read_metadata`] leaves it) through the claims index,
+/// The LatticeAgent watch's `events` (metadata as [`crate::crd::keep_read_metadata`] leaves it) through the claims index,
 /// the store and the memory; yields the objects that start a reconcile. `synced` is called at
 /// each complete list.
 pub fn agents(
@@ -178,9 +159,10 @@ mod tests {
     use std::sync::Mutex;
 
     use futures::{StreamExt, stream};
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
     use super::*;
+    use crate::crd::{LAST_APPLIED_ANNOTATION, keep_read_metadata};
 
     /// A cache that logs when it stores.
     struct Logged<'a>(&'a Mutex<Vec<&'static str>>);

@@ -309,12 +309,12 @@ fn a_key_change_during_a_reconcile_is_never_lost() {
     assert!(!m.settled("u1", Settlement::default()));
 }
 
-/// An overlay keeps what the cache keeps (`cluster::watch::keep_read_metadata`): a reconcile sees
+/// An overlay keeps what the cache keeps (`crd::keep_read_metadata`): a reconcile sees
 /// the same metadata whichever it reads, and the overlay of an applied resource is not twice its
 /// size.
 #[test]
 fn an_overlay_keeps_the_metadata_the_cache_keeps() {
-    use crate::cluster::watch::LAST_APPLIED_ANNOTATION;
+    use crate::crd::LAST_APPLIED_ANNOTATION;
     let m = Memory::default();
     let mut written = agent("2");
     written.metadata.annotations = Some(BTreeMap::from([
