@@ -241,7 +241,7 @@ async fn heap_per_agent_by_structure() {
                         remote_checked_at: Some(jiff::Timestamp::now()),
                         managed: true,
                         rotating: false,
-                        waiting_for_service_key: None,
+                        waiting_for_service_key: false,
                         succeeded: Some(Some(due)),
                         namespace: a.metadata.namespace.clone().unwrap_or_default(),
                         name: a.metadata.name.clone().unwrap_or_default(),

@@ -275,7 +275,7 @@ fn seen_content_starts_no_reconcile_whoever_wrote_it() {
 #[test]
 fn a_key_change_during_a_reconcile_is_never_lost() {
     let waiting = || Settlement {
-        waiting_for_service_key: Some(("payments".into(), "bot".into())),
+        waiting_for_service_key: true,
         namespace: "payments".into(),
         name: "bot".into(),
         ..Default::default()

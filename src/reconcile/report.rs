@@ -153,8 +153,7 @@ fn settle(r: &Reconciler, report: Report) -> Result<Action> {
             remote_checked_at: settled.remote_checked.then_some(report.observed.now),
             managed: !deleting && status.agent_id.is_some(),
             rotating: !deleting && !status.retiring_keys.is_empty(),
-            waiting_for_service_key: waits_for_service_key
-                .then(|| (namespace.clone(), name.clone())),
+            waiting_for_service_key: waits_for_service_key,
             succeeded: succeeded.then_some(due),
             namespace,
             name,
