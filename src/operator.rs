@@ -26,6 +26,7 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use kube::core::PartialObjectMeta;
 
 use crate::cache::CompactStore;
+use crate::cache::agent::StoredAgent;
 use crate::claims::ClaimIndex;
 use crate::cluster::watch::{self as watches, Guarded};
 use crate::cluster::{KubeCluster, REPORTER};
@@ -298,7 +299,7 @@ async fn run_controller(
         ),
         None => (Api::all(client.clone()), Api::all(client.clone())),
     };
-    let (agent_reader, agent_writer) = reflector::store::<Guarded>();
+    let (agent_reader, agent_writer) = reflector::store::<StoredAgent>();
     let secret_cache = CompactStore::<Secret>::default();
     // Readiness: each cache reports its first complete list (`InitDone`). Reconciles wait until
     // both caches of this controller have synced (`reconcile`).
@@ -526,13 +527,13 @@ fn waiting_for_service_key(
     ctx: Arc<Context>,
     changes: watch::Receiver<u64>,
     namespace: Option<String>,
-) -> impl futures::Stream<Item = ObjectRef<Guarded>> + Send + 'static {
+) -> impl futures::Stream<Item = ObjectRef<StoredAgent>> + Send + 'static {
     futures::stream::unfold(changes, |mut rx| async move {
         rx.changed().await.ok()?;
         Some(((), rx))
     })
     .flat_map(move |()| {
-        let refs: Vec<ObjectRef<Guarded>> = ctx
+        let refs: Vec<ObjectRef<StoredAgent>> = ctx
             .memory
             .service_key_changed()
             .into_iter()
@@ -554,8 +555,8 @@ fn waiting_for_service_key(
 /// created after its agents all act at once, not at the next resync.
 fn naming_changed_provisioners(
     changes: tokio::sync::broadcast::Receiver<crate::plan::policy::ProvisionerId>,
-    agents: reflector::Store<Guarded>,
-) -> impl futures::Stream<Item = ObjectRef<Guarded>> + Send + 'static {
+    agents: reflector::Store<StoredAgent>,
+) -> impl futures::Stream<Item = ObjectRef<StoredAgent>> + Send + 'static {
     futures::stream::unfold(changes, |mut rx| async move {
         loop {
             match rx.recv().await {
@@ -583,7 +584,7 @@ fn naming_changed_provisioners(
 fn due_reconciles(
     ctx: Arc<Context>,
     namespace: Option<String>,
-) -> impl futures::Stream<Item = ObjectRef<Guarded>> + Send + 'static {
+) -> impl futures::Stream<Item = ObjectRef<StoredAgent>> + Send + 'static {
     let tick = (ctx.settings.resync_interval.unsigned_abs() / 8)
         .clamp(Duration::from_millis(100), Duration::from_secs(1));
     let mut interval = tokio::time::interval(tick);
@@ -593,7 +594,7 @@ fn due_reconciles(
         Some(((), interval))
     })
     .flat_map(move |()| {
-        let refs: Vec<ObjectRef<Guarded>> = ctx
+        let refs: Vec<ObjectRef<StoredAgent>> = ctx
             .memory
             .take_due(namespace.as_deref(), Instant::now())
             .into_iter()

@@ -26,7 +26,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 use tokio::sync::broadcast;
 
-use crate::cluster::watch::Guarded;
+use crate::cache::agent::StoredAgent;
 use crate::config::SecretRef;
 use crate::crd::{
     ClusterLatticeProvisioner, LatticeAgent, LatticeProvisioner, ProvisionerPolicy,
@@ -159,7 +159,7 @@ pub struct Provisioners {
     to_check: broadcast::Sender<ProvisionerId>,
     /// Per provisioner, the generation and readiness last seen by the watch.
     seen: Mutex<HashMap<ProvisionerId, Seen>>,
-    agent_stores: Mutex<Vec<Store<Guarded>>>,
+    agent_stores: Mutex<Vec<Store<StoredAgent>>>,
     /// How many provisioner caches have listed once, of [`Provisioners::caches`].
     synced: tokio::sync::watch::Sender<usize>,
     /// Until when reconciles wait for the caches: [`SYNC_WAIT`] after the start, once for the
@@ -240,7 +240,7 @@ impl Provisioners {
     }
 
     /// Lets the provisioner controller count the LatticeAgents of a controller's cache.
-    pub fn add_agent_store(&self, store: Store<Guarded>) {
+    pub fn add_agent_store(&self, store: Store<StoredAgent>) {
         if let Ok(mut stores) = self.agent_stores.lock() {
             stores.push(store);
         }
@@ -474,8 +474,8 @@ impl Provisioners {
         let n = stores
             .iter()
             .flat_map(|s| s.state())
-            .filter(|g| {
-                g.0.as_ref().is_ok_and(|a| {
+            .filter(|stored| {
+                stored.agent().is_some_and(|a| {
                     a.status.as_ref().and_then(|s| s.provisioner.as_deref())
                         == Some(wanted.as_str())
                 })
@@ -712,15 +712,18 @@ impl Provisioners {
     }
 
     /// Every LatticeAgent of `store` that names `id`.
-    pub fn agents_naming(store: &Store<Guarded>, id: &ProvisionerId) -> Vec<ObjectRef<Guarded>> {
+    pub fn agents_naming(
+        store: &Store<StoredAgent>,
+        id: &ProvisionerId,
+    ) -> Vec<ObjectRef<StoredAgent>> {
         store
             .state()
             .iter()
-            .filter_map(|g| {
-                let agent = g.0.as_ref().ok()?;
+            .filter_map(|stored| {
+                let agent = stored.agent()?;
                 let namespace = agent.metadata.namespace.as_deref().unwrap_or_default();
                 (ProvisionerId::of(namespace, agent.spec.provisioner_ref.as_ref()) == *id)
-                    .then(|| ObjectRef::from_obj(g.as_ref()))
+                    .then(|| ObjectRef::from_obj(stored.as_ref()))
             })
             .collect()
     }

@@ -19,6 +19,7 @@ use kube::core::error_boundary::DeserializeGuard;
 use kube::runtime::reflector;
 use kube::runtime::watcher::Event;
 use lattice_operator::cache::CompactStore;
+use lattice_operator::cache::agent::StoredAgent;
 use lattice_operator::claims::ClaimIndex;
 use lattice_operator::crd::LatticeAgent;
 use lattice_operator::crd::{LAST_APPLIED_ANNOTATION, keep_read_metadata};
@@ -141,6 +142,8 @@ async fn heap_per_agent_by_structure() {
         std::mem::size_of::<Secret>(),
     );
     println!("{}", serde_json::to_string_pretty(&agent).unwrap());
+    println!("{}", serde_json::to_string_pretty(&secret).unwrap());
+    let secret_json = serde_json::to_vec(&secret).unwrap().len() as f64;
     let agents: Vec<LatticeAgent> = (0..N).map(|i| copy_agent(&agent, i)).collect();
     let secrets: Vec<Secret> = agents
         .iter()
@@ -148,14 +151,41 @@ async fn heap_per_agent_by_structure() {
         .map(|(i, a)| copy_secret(&secret, a, i))
         .collect();
 
-    let (store, agent_store) = per_object("LatticeAgent reflector store", || {
-        let (reader, mut writer) = reflector::store::<DeserializeGuard<LatticeAgent>>();
-        for a in &agents {
-            writer.apply_watcher_event(&Event::Apply(DeserializeGuard(Ok(a.clone()))));
-        }
-        (reader, writer)
-    });
+    let (decoded, decoded_store) = per_object(
+        "LatticeAgent reflector store, objects decoded (kube-runtime's form)",
+        || {
+            let (reader, mut writer) = reflector::store::<DeserializeGuard<LatticeAgent>>();
+            for a in &agents {
+                writer.apply_watcher_event(&Event::Apply(DeserializeGuard(Ok(a.clone()))));
+            }
+            (reader, writer)
+        },
+    );
+    drop(decoded);
+    let stored = |a: &LatticeAgent| StoredAgent::new(DeserializeGuard(Ok(a.clone())));
+    println!(
+        "its spec and status packed: {} bytes (of {} bytes of JSON); StoredAgent {} bytes inline",
+        stored(&agent).packed_len(),
+        serde_json::to_vec(&(&agent.spec, &agent.status))
+            .unwrap()
+            .len(),
+        std::mem::size_of::<StoredAgent>(),
+    );
+    let (store, agent_store) = per_object(
+        "LatticeAgent reflector store (StoredAgent: spec and status packed)",
+        || {
+            let (reader, mut writer) = reflector::store::<StoredAgent>();
+            for a in &agents {
+                writer.apply_watcher_event(&Event::Apply(stored(a)));
+            }
+            (reader, writer)
+        },
+    );
     assert_eq!(store.0.state().len(), N);
+    assert!(
+        agent_store * 2.0 < decoded_store,
+        "the spec and status are kept packed: {agent_store:.0} against {decoded_store:.0} bytes"
+    );
 
     // The same agents created by `kubectl apply`, as the watch hands them over
     // (`keep_read_metadata`): the manifest's copy in the annotation is not kept.
@@ -177,9 +207,9 @@ async fn heap_per_agent_by_structure() {
     let (whole, applied_whole) = per_object(
         "LatticeAgent reflector store, created by kubectl apply, kept whole",
         || {
-            let (reader, mut writer) = reflector::store::<DeserializeGuard<LatticeAgent>>();
+            let (reader, mut writer) = reflector::store::<StoredAgent>();
             for a in &applied {
-                writer.apply_watcher_event(&Event::Apply(DeserializeGuard(Ok(a.clone()))));
+                writer.apply_watcher_event(&Event::Apply(stored(a)));
             }
             (reader, writer)
         },
@@ -195,9 +225,9 @@ async fn heap_per_agent_by_structure() {
     let (_applied, applied_store) = per_object(
         "LatticeAgent reflector store, created by kubectl apply",
         || {
-            let (reader, mut writer) = reflector::store::<DeserializeGuard<LatticeAgent>>();
+            let (reader, mut writer) = reflector::store::<StoredAgent>();
             for a in &applied {
-                writer.apply_watcher_event(&Event::Apply(DeserializeGuard(Ok(a.clone()))));
+                writer.apply_watcher_event(&Event::Apply(stored(a)));
             }
             (reader, writer)
         },
@@ -217,6 +247,10 @@ async fn heap_per_agent_by_structure() {
         cache
     });
     assert_eq!(cache.len(), N);
+    assert!(
+        secret_cache < secret_json,
+        "Secrets are kept packed: {secret_cache:.0} bytes for {secret_json:.0} of JSON"
+    );
 
     let (_claims, claims) = per_object("claims index", || {
         let claims = ClaimIndex::default();
@@ -261,6 +295,21 @@ async fn heap_per_agent_by_structure() {
             }
         },
     );
+
+    // What packing costs (printed, not asserted: figures, not a test).
+    let started = Instant::now();
+    let stored_agents: Vec<StoredAgent> = agents.iter().map(stored).collect();
+    let packing = started.elapsed();
+    let started = Instant::now();
+    let unpacked = stored_agents.iter().filter_map(|s| s.agent()).count();
+    let unpacking = started.elapsed();
+    assert_eq!(unpacked, N);
+    println!(
+        "packing a LatticeAgent's spec and status: {:.1} µs; unpacking it: {:.1} µs",
+        packing.as_secs_f64() * 1e6 / N as f64,
+        unpacking.as_secs_f64() * 1e6 / N as f64
+    );
+    drop(stored_agents);
 
     println!(
         "sum of these: {:.0} bytes per agent",

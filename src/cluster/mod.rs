@@ -19,7 +19,6 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ObjectReference, Secret};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::core::ObjectMeta;
-use kube::core::error_boundary::DeserializeGuard;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
@@ -27,6 +26,7 @@ pub use crd::{CRD_NAME, check_crd, install_crd};
 pub use predicate::predicate_hash;
 
 use crate::cache::CompactStore;
+use crate::cache::agent::StoredAgent;
 use crate::crd::{GROUP, LatticeAgent};
 use crate::events::Publisher;
 use crate::memory::Memory;
@@ -97,7 +97,7 @@ pub struct KubeCluster {
     client: kube::Client,
     events: Arc<Publisher>,
     memory: Arc<Memory>,
-    agents: Store<DeserializeGuard<LatticeAgent>>,
+    agents: Store<StoredAgent>,
     secrets: CompactStore<Secret>,
 }
 
@@ -108,7 +108,7 @@ impl KubeCluster {
         client: kube::Client,
         events: Arc<Publisher>,
         memory: Arc<Memory>,
-        agents: Store<DeserializeGuard<LatticeAgent>>,
+        agents: Store<StoredAgent>,
         secrets: CompactStore<Secret>,
     ) -> Self {
         KubeCluster {

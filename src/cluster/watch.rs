@@ -2,9 +2,10 @@
 //! the memory before it reaches kube-runtime's controller.
 //!
 //! - LatticeAgents (`DeserializeGuard`: an object the Rust type rejects is reconciled as a
-//!   malformed object and never stops the watch) go into kube-runtime's reflector store (the
-//!   controller reads it) and the claims index; one starts a reconcile only when what the
-//!   operator acts on changed (the predicate, crate `memory`).
+//!   malformed object and never stops the watch) go into the claims index, then — in their stored
+//!   form, [`StoredAgent`] — into kube-runtime's reflector store (the controller reads it); one
+//!   starts a reconcile only when what the operator acts on changed (the predicate, crate
+//!   `memory`).
 //! - Secrets labelled `app.kubernetes.io/managed-by=lattice-operator`, in cache form (no key),
 //!   go into the [`CompactStore`]; one starts a reconcile of its owner unless it only delivers
 //!   content already seen — the operator's own write, announced before it was sent.
@@ -22,6 +23,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 
 use super::predicate_hash;
 use crate::cache::CompactStore;
+use crate::cache::agent::StoredAgent;
 use crate::claims::ClaimIndex;
 use crate::crd::LatticeAgent;
 use crate::memory::Memory;
@@ -36,8 +38,8 @@ pub trait Stores<K> {
     fn store(&mut self, event: &watcher::Event<K>);
 }
 
-impl Stores<Guarded> for Writer<Guarded> {
-    fn store(&mut self, event: &watcher::Event<Guarded>) {
+impl Stores<StoredAgent> for Writer<StoredAgent> {
+    fn store(&mut self, event: &watcher::Event<StoredAgent>) {
         self.apply_watcher_event(event);
     }
 }
@@ -63,16 +65,16 @@ pub fn store_then_tell<K>(
     }
 }
 
-/// The LatticeAgent watch's `events` (metadata as [`crate::crd::keep_read_metadata`] leaves it) through the claims index,
-/// the store and the memory; yields the objects that start a reconcile. `synced` is called at
-/// each complete list.
+/// The LatticeAgent watch's `events` (metadata as [`crate::crd::keep_read_metadata`] leaves it)
+/// through the claims index, then in their stored form through the store and the memory; yields
+/// the objects that start a reconcile. `synced` is called at each complete list.
 pub fn agents(
     events: impl Stream<Item = watcher::Result<watcher::Event<Guarded>>> + Send,
-    mut store: Writer<Guarded>,
+    mut store: Writer<StoredAgent>,
     claims: ClaimIndex,
     memory: Arc<Memory>,
     synced: impl Fn() + Send,
-) -> impl Stream<Item = watcher::Result<Guarded>> + Send {
+) -> impl Stream<Item = watcher::Result<StoredAgent>> + Send {
     let seen = Arc::clone(&memory);
     events
         .map_ok(move |event| {
@@ -84,6 +86,7 @@ pub fn agents(
             {
                 memory.forget(uid);
             }
+            let event = stored(event);
             store_then_tell(&mut store, &event, |g| {
                 let meta = g.meta();
                 if let Some(uid) = meta.uid.as_deref() {
@@ -99,11 +102,23 @@ pub fn agents(
         .try_filter(move |g| {
             let meta = g.meta();
             let pass = match meta.uid.as_deref() {
-                Some(uid) => seen.resource_event(uid, predicate_hash(meta, g.0.is_ok())),
+                Some(uid) => seen.resource_event(uid, predicate_hash(meta, g.parsed())),
                 None => true,
             };
             std::future::ready(pass)
         })
+}
+
+/// `event` with its object in the stored form.
+fn stored(event: watcher::Event<Guarded>) -> watcher::Event<StoredAgent> {
+    use watcher::Event;
+    match event {
+        Event::Apply(g) => Event::Apply(g.into()),
+        Event::Delete(g) => Event::Delete(g.into()),
+        Event::Init => Event::Init,
+        Event::InitApply(g) => Event::InitApply(g.into()),
+        Event::InitDone => Event::InitDone,
+    }
 }
 
 /// The uid of the LatticeAgent that controls `secret`.

@@ -30,9 +30,9 @@ pub use execute::FailPoints;
 pub use report::{BackoffPolicy, error_policy};
 
 use crate::cache::CompactStore;
+use crate::cache::agent::StoredAgent;
 use crate::claims::ClaimIndex;
 use crate::cluster::KubeCluster;
-use crate::cluster::watch::Guarded;
 use crate::error::Result;
 use crate::events::Publisher;
 use crate::memory::Memory;
@@ -104,7 +104,7 @@ pub struct Reconciler {
     /// Who claims which Secret (kept by the LatticeAgent watch).
     pub claims: ClaimIndex,
     /// The LatticeAgent cache (the controller reads it too).
-    pub agents: Store<Guarded>,
+    pub agents: Store<StoredAgent>,
     /// Managed Secrets in cache form.
     pub secrets: CompactStore<Secret>,
     /// The workloads of the scope, as consumers of Secrets.
@@ -134,7 +134,7 @@ async fn caches_synced(r: &Reconciler) -> bool {
 }
 
 /// Reconciles one LatticeAgent: observe → plan and execute → report.
-pub async fn reconcile(obj: Arc<Guarded>, r: Arc<Reconciler>) -> Result<Action> {
+pub async fn reconcile(obj: Arc<StoredAgent>, r: Arc<Reconciler>) -> Result<Action> {
     // Never act on caches that have not listed yet (a reconcile on an empty Secret cache would
     // not see the durable record and act as if the Secret were gone). Shutting down before they
     // did, there is nothing to do and nothing to finish.
@@ -144,7 +144,7 @@ pub async fn reconcile(obj: Arc<Guarded>, r: Arc<Reconciler>) -> Result<Action> 
     let span = tracing::info_span!("reconcile", namespace = %obj.namespace().unwrap_or_default(), name = %obj.name_any());
     let started = Instant::now();
     let ended = async {
-        let observed = observe::observe(&obj, &r).await?;
+        let observed = observe::observe(&obj.guarded(), &r).await?;
         // Every remote call of this reconcile goes through the provisioner the resource names
         // (the one that registered it: `spec.provisionerRef` is immutable once registered).
         let remote = match &r.ctx.provisioners {

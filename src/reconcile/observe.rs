@@ -40,7 +40,7 @@ async fn observe_agent(handed_over: &LatticeAgent, r: &Reconciler) -> Result<Obs
         || {
             r.agents
                 .get(&ObjectRef::new(&handed_over.name_any()).within(&namespace))
-                .and_then(|g| g.0.as_ref().ok().cloned())
+                .and_then(|stored| stored.agent())
                 .filter(|a| a.metadata.uid.as_deref() == Some(uid.as_str()))
                 .unwrap_or_else(|| handed_over.clone())
         },

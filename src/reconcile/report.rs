@@ -15,7 +15,7 @@ use rand::Rng;
 
 use super::Reconciler;
 use super::execute::Report;
-use crate::cluster::watch::Guarded;
+use crate::cache::agent::StoredAgent;
 use crate::crd::has_finalizer;
 use crate::error::{Error, Result};
 use crate::memory::Settlement;
@@ -205,7 +205,7 @@ fn requeue_action(requeue: Requeue, backoff: Option<Duration>) -> Action {
 }
 
 /// kube-runtime's error policy: when to try again after a failed reconcile.
-pub fn error_policy(obj: Arc<Guarded>, error: &Error, r: Arc<Reconciler>) -> Action {
+pub fn error_policy(obj: Arc<StoredAgent>, error: &Error, r: Arc<Reconciler>) -> Action {
     let ctx = &r.ctx;
     let uid = kube::Resource::meta(obj.as_ref())
         .uid

@@ -32,8 +32,8 @@ use tracing::Instrument;
 use super::identity::{self, FIELD_MANAGER, IdentityStep};
 use super::index::WorkloadIndex;
 use super::view::WorkloadView;
+use crate::cache::agent::StoredAgent;
 use crate::claims::ClaimIndex;
-use crate::cluster::watch::Guarded;
 use crate::crd::{GROUP, LatticeAgent};
 use crate::error::{Error, Result};
 use crate::events::Publisher;
@@ -110,12 +110,12 @@ impl Workloads {
 #[derive(Clone, Debug)]
 pub struct Waker {
     claims: ClaimIndex,
-    tx: UnboundedSender<ObjectRef<Guarded>>,
+    tx: UnboundedSender<ObjectRef<StoredAgent>>,
 }
 
 impl Waker {
     /// Wakes through `tx` the LatticeAgents `claims` knows.
-    pub fn new(claims: ClaimIndex, tx: UnboundedSender<ObjectRef<Guarded>>) -> Waker {
+    pub fn new(claims: ClaimIndex, tx: UnboundedSender<ObjectRef<StoredAgent>>) -> Waker {
         Waker { claims, tx }
     }
 
@@ -179,7 +179,7 @@ pub fn watch<K: Workload>(
     index: WorkloadIndex,
     waker: Waker,
     store: Writer<PartialObjectMeta<K>>,
-    agents: Option<Store<Guarded>>,
+    agents: Option<Store<StoredAgent>>,
     synced: impl Fn() + Send + 'static,
 ) -> impl Stream<Item = watcher::Result<PartialObjectMeta<K>>> + Send {
     let mut identities = IdentityFilter::new(store, move |meta: &ObjectMeta| {
@@ -210,19 +210,18 @@ pub fn watch<K: Workload>(
 
 /// Whether the LatticeAgent cache holds an identity created for the workload `meta` (a
 /// LatticeAgent of its name whose controller owner is its uid).
-fn has_identity(agents: &Store<Guarded>, meta: &ObjectMeta) -> bool {
+fn has_identity(agents: &Store<StoredAgent>, meta: &ObjectMeta) -> bool {
     let (Some(name), Some(uid)) = (meta.name.as_deref(), meta.uid.as_deref()) else {
         return false;
     };
     let namespace = meta.namespace.as_deref().unwrap_or_default();
     agents
         .get(&ObjectRef::new(name).within(namespace))
-        .is_some_and(|g| {
-            let owners = match &g.0 {
-                Ok(agent) => agent.metadata.owner_references.as_deref(),
-                Err(invalid) => invalid.metadata.owner_references.as_deref(),
-            };
-            owners
+        .is_some_and(|stored| {
+            stored
+                .meta()
+                .owner_references
+                .as_deref()
                 .unwrap_or_default()
                 .iter()
                 .any(|r| r.controller == Some(true) && r.uid == uid)
@@ -305,7 +304,7 @@ pub struct IdentityContext {
     /// The event publisher.
     pub events: Arc<Publisher>,
     /// The LatticeAgent cache of the scope.
-    pub agents: Store<Guarded>,
+    pub agents: Store<StoredAgent>,
     /// Requeue of a conflict (the other LatticeAgent may go).
     pub retry: std::time::Duration,
 }
@@ -364,12 +363,12 @@ async fn event_on<K: Workload>(
 /// The LatticeAgent of the workload's name in the cache, if any (a malformed one with its
 /// metadata and an empty spec).
 fn existing(ctx: &IdentityContext, namespace: &str, name: &str) -> Option<LatticeAgent> {
-    let guarded = ctx.agents.get(&ObjectRef::new(name).within(namespace))?;
-    Some(match &guarded.0 {
-        Ok(agent) => agent.clone(),
+    let stored = ctx.agents.get(&ObjectRef::new(name).within(namespace))?;
+    Some(match stored.guarded().0 {
+        Ok(agent) => agent,
         Err(invalid) => {
             let mut agent = LatticeAgent::new(name, Default::default());
-            agent.metadata = invalid.metadata.clone();
+            agent.metadata = invalid.metadata;
             agent
         }
     })

@@ -1,0 +1,268 @@
+//! A LatticeAgent as the controller's store keeps it (design §2.1).
+//!
+//! kube-runtime's controller reads its objects from a reflector store, which keeps every object
+//! decoded (`Arc<K>`): for a Ready LatticeAgent about 2.6 KiB of heap, most of it the status's
+//! strings and the struct's own 1 KiB. The store holds [`StoredAgent`]s instead: the metadata
+//! decoded — the store's index, the controller, the predicate and the workload watches read it,
+//! and [`crate::crd::keep_read_metadata`] has already trimmed it — and the spec and status
+//! [`Packed`]. Whoever needs the spec or status unpacks it ([`StoredAgent::agent`],
+//! [`StoredAgent::guarded`]): each reconcile does, once for the object it is handed and once for
+//! the store's newest copy.
+
+use std::borrow::Cow;
+
+use kube::Resource;
+use kube::core::error_boundary::{DeserializeGuard, InvalidObject};
+use kube::core::{NamespaceResourceScope, ObjectMeta};
+use serde::{Deserialize, Serialize};
+
+use super::packed::{Dictionary, Packable, Packed};
+use crate::crd::{LatticeAgent, LatticeAgentSpec, LatticeAgentStatus};
+
+/// A LatticeAgent as the watch delivers it: parsed, or malformed with its metadata.
+type Guarded = DeserializeGuard<LatticeAgent>;
+
+/// A LatticeAgent in the controller's store: its metadata, and its spec and status packed (or why
+/// it did not parse).
+#[derive(Clone, Debug)]
+pub struct StoredAgent {
+    metadata: ObjectMeta,
+    body: Body,
+}
+
+#[derive(Clone, Debug)]
+enum Body {
+    /// The spec and status, packed.
+    Packed(Packed),
+    /// Why the object did not parse (the watch's `InvalidObject::error`).
+    Malformed(Box<str>),
+}
+
+/// The part of a LatticeAgent that is packed, as its JSON has it.
+#[derive(Serialize, Deserialize)]
+struct AgentBody {
+    spec: LatticeAgentSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    status: Option<LatticeAgentStatus>,
+}
+
+/// [`AgentBody`] borrowed from a LatticeAgent (packing copies nothing).
+#[derive(Serialize)]
+struct AgentBodyRef<'a> {
+    spec: &'a LatticeAgentSpec,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: &'a Option<LatticeAgentStatus>,
+}
+
+/// A Ready LatticeAgent that rotated once and has a consumer.
+const AGENT_SAMPLE: &str = include_str!("dictionaries/agent.json");
+
+impl Packable for AgentBody {
+    fn dictionary() -> &'static Dictionary {
+        static DICTIONARY: std::sync::LazyLock<Dictionary> =
+            std::sync::LazyLock::new(|| Dictionary::of::<AgentBody>(AGENT_SAMPLE));
+        &DICTIONARY
+    }
+}
+
+impl StoredAgent {
+    /// The stored form of `watched`.
+    pub fn new(watched: Guarded) -> StoredAgent {
+        match watched.0 {
+            Ok(agent) => {
+                let body = AgentBodyRef {
+                    spec: &agent.spec,
+                    status: &agent.status,
+                };
+                let body = match Packed::pack_as::<AgentBody>(&body) {
+                    Ok(packed) => Body::Packed(packed),
+                    // The types serialize to JSON without fail; if one ever did not, the object is
+                    // reconciled as malformed and says why rather than disappear.
+                    Err(e) => Body::Malformed(format!("cannot be cached: {e}").into()),
+                };
+                StoredAgent {
+                    metadata: agent.metadata,
+                    body,
+                }
+            }
+            Err(invalid) => StoredAgent {
+                metadata: invalid.metadata,
+                body: Body::Malformed(invalid.error.into()),
+            },
+        }
+    }
+
+    /// The object as the watch delivered it.
+    pub fn guarded(&self) -> Guarded {
+        let unpacked = match &self.body {
+            Body::Packed(packed) => packed
+                .unpack::<AgentBody>()
+                .map_err(|e| format!("cached object does not unpack: {e}")),
+            Body::Malformed(error) => Err(error.to_string()),
+        };
+        DeserializeGuard(match unpacked {
+            Ok(AgentBody { spec, status }) => Ok(LatticeAgent {
+                metadata: self.metadata.clone(),
+                spec,
+                status,
+            }),
+            Err(error) => Err(InvalidObject {
+                error,
+                metadata: self.metadata.clone(),
+            }),
+        })
+    }
+
+    /// The LatticeAgent, when it parsed.
+    pub fn agent(&self) -> Option<LatticeAgent> {
+        match &self.body {
+            Body::Packed(_) => self.guarded().0.ok(),
+            Body::Malformed(_) => None,
+        }
+    }
+
+    /// Whether the object parsed (without unpacking it).
+    pub fn parsed(&self) -> bool {
+        matches!(self.body, Body::Packed(_))
+    }
+
+    /// How many heap bytes the packed spec and status take (0 for a malformed object).
+    pub fn packed_len(&self) -> usize {
+        match &self.body {
+            Body::Packed(packed) => packed.len(),
+            Body::Malformed(_) => 0,
+        }
+    }
+}
+
+impl From<Guarded> for StoredAgent {
+    fn from(watched: Guarded) -> StoredAgent {
+        StoredAgent::new(watched)
+    }
+}
+
+/// Parsed as the watch parses a LatticeAgent, then stored (kube-runtime's controller asks its
+/// object type to be deserializable; the operator's watches deliver [`Guarded`] objects).
+impl<'de> Deserialize<'de> for StoredAgent {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Guarded::deserialize(d).map(StoredAgent::new)
+    }
+}
+
+impl Resource for StoredAgent {
+    type DynamicType = ();
+    type Scope = NamespaceResourceScope;
+
+    fn kind(dt: &()) -> Cow<'_, str> {
+        LatticeAgent::kind(dt)
+    }
+
+    fn group(dt: &()) -> Cow<'_, str> {
+        LatticeAgent::group(dt)
+    }
+
+    fn version(dt: &()) -> Cow<'_, str> {
+        LatticeAgent::version(dt)
+    }
+
+    fn plural(dt: &()) -> Cow<'_, str> {
+        LatticeAgent::plural(dt)
+    }
+
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::packed::sample_is_faithful;
+    use super::*;
+
+    fn watched(value: serde_json::Value) -> Guarded {
+        serde_json::from_value(value).expect("a LatticeAgent's JSON")
+    }
+
+    fn ready() -> serde_json::Value {
+        let body: serde_json::Value = serde_json::from_str(AGENT_SAMPLE).expect("sample");
+        serde_json::json!({
+            "apiVersion": "agentlattice.io/v1alpha1",
+            "kind": "LatticeAgent",
+            "metadata": {
+                "name": "payments", "namespace": "payments", "uid": "u1",
+                "resourceVersion": "7", "generation": 1,
+                "finalizers": ["agentlattice.io/cleanup"],
+            },
+            "spec": body["spec"],
+            "status": body["status"],
+        })
+    }
+
+    #[test]
+    fn the_sample_is_what_a_latticeagent_serializes_to() {
+        assert!(sample_is_faithful::<AgentBody>(AGENT_SAMPLE));
+    }
+
+    #[test]
+    fn a_stored_agent_gives_back_the_agent_it_stored() {
+        for value in [
+            ready(),
+            serde_json::json!({
+                "apiVersion": "agentlattice.io/v1alpha1", "kind": "LatticeAgent",
+                "metadata": {"name": "new", "namespace": "ns", "uid": "u2"},
+                "spec": {"capabilities": ["read"]},
+            }),
+        ] {
+            let agent = watched(value).0.expect("parses");
+            let stored = StoredAgent::new(DeserializeGuard(Ok(agent.clone())));
+            assert!(stored.parsed());
+            assert_eq!(stored.meta(), &agent.metadata);
+            assert_eq!(stored.agent().as_ref(), Some(&agent));
+            assert_eq!(stored.guarded().0.ok(), Some(agent));
+        }
+    }
+
+    #[test]
+    fn a_malformed_object_stays_malformed_with_its_metadata_and_error() {
+        let g = watched(serde_json::json!({
+            "apiVersion": "agentlattice.io/v1alpha1", "kind": "LatticeAgent",
+            "metadata": {"name": "bad", "namespace": "ns", "uid": "u3"},
+            "spec": {"capabilities": "not a list"},
+        }));
+        let Err(invalid) = &g.0 else {
+            panic!("should not parse");
+        };
+        let error = invalid.error.clone();
+        let stored = StoredAgent::new(g);
+        assert!(!stored.parsed());
+        assert_eq!(stored.agent(), None);
+        assert_eq!(stored.meta().name.as_deref(), Some("bad"));
+        let Err(back) = stored.guarded().0 else {
+            panic!("stays malformed");
+        };
+        assert_eq!(back.error, error);
+        assert_eq!(back.metadata.uid.as_deref(), Some("u3"));
+    }
+
+    #[test]
+    fn it_deserializes_as_the_watch_parses() {
+        let stored: StoredAgent = serde_json::from_value(ready()).expect("deserializes");
+        assert_eq!(stored.agent(), watched(ready()).0.ok());
+    }
+
+    #[test]
+    fn a_ready_agent_packs_small() {
+        let stored = StoredAgent::new(watched(ready()));
+        let json = serde_json::to_vec(&stored.agent()).expect("json").len();
+        // The sample packs against itself; the bound holds what the dictionary is for.
+        assert!(
+            stored.packed_len() * 4 < json,
+            "{} bytes from {json}",
+            stored.packed_len()
+        );
+    }
+}
