@@ -12,14 +12,11 @@ use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
 const SIGTERM: i32 = 15;
-
-/// How long a process runs at least before the runner SIGTERMs it (see [`Fleet::stop`]).
-const EARLY_TERM_GUARD: Duration = Duration::from_secs(2);
 
 /// How long a SIGTERMed process may take to stop (running reconciles finish first).
 const TERM_GRACE: Duration = Duration::from_secs(30);
@@ -60,7 +57,6 @@ struct Slot {
     incarnation: u32,
     child: Option<Child>,
     log: PathBuf,
-    started: Instant,
 }
 
 /// The replicas of one run.
@@ -81,7 +77,6 @@ impl Fleet {
                 incarnation: 0,
                 child: None,
                 log: PathBuf::new(),
-                started: Instant::now(),
             })
             .collect();
         Fleet {
@@ -155,7 +150,6 @@ impl Fleet {
             .map_err(|e| format!("starting lattice-operator: {e}"))?;
         slot.child = Some(child);
         slot.log = log.clone();
-        slot.started = Instant::now();
         self.logs.push(log);
         self.stats.starts += 1;
         Ok(())
@@ -183,14 +177,6 @@ impl Fleet {
     }
 
     async fn stop(&mut self, i: usize) {
-        // Known open bug (docs/reliability.md, "Not covered yet"): a SIGTERM in the first moments
-        // of a process, while its first lists are slow and annotated workloads exist, can leave it
-        // hanging until SIGKILL. Until that is fixed, a SIGTERM waits until the process has run
-        // for EARLY_TERM_GUARD; SIGKILLs still come at any moment.
-        let age = self.slots[i].started.elapsed();
-        if age < EARLY_TERM_GUARD {
-            tokio::time::sleep(EARLY_TERM_GUARD - age).await;
-        }
         let Some(mut child) = self.slots[i].child.take() else {
             return;
         };
