@@ -43,6 +43,9 @@ pub struct ProcessStats {
     pub starts: u32,
     pub sigkills: u32,
     pub sigterms: u32,
+    /// SIGTERMs sent before the process logged "caches synced" (starting, or a standby replica):
+    /// the moments of the early-SIGTERM hang (docs/reliability.md).
+    pub sigterms_before_synced: u32,
     /// Exits the runner did not cause, by exit status (e.g. `1` after leadership was lost).
     pub own_exits: BTreeMap<String, u32>,
     /// Processes that stopped on their own because they lost the Lease (exit 1, logged).
@@ -182,6 +185,9 @@ impl Fleet {
         };
         let log = self.slots[i].log.clone();
         self.stats.sigterms += 1;
+        if std::fs::read_to_string(&log).is_ok_and(|t| !t.contains("caches synced")) {
+            self.stats.sigterms_before_synced += 1;
+        }
         let Some(pid) = child.id() else {
             // Already reaped: it exited on its own.
             return;
