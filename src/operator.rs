@@ -28,6 +28,7 @@ use kube::core::PartialObjectMeta;
 use crate::cache::CompactStore;
 use crate::cache::agent::StoredAgent;
 use crate::claims::ClaimIndex;
+use crate::cluster::shutdown::drain_or_drop;
 use crate::cluster::watch::{self as watches, Guarded};
 use crate::cluster::{KubeCluster, REPORTER};
 use crate::events::Publisher;
@@ -404,7 +405,7 @@ async fn run_controller(
     let mut controller = Controller::for_stream(agents, agent_reader.clone())
         .owns_stream(secrets)
         .with_config(ControllerConfig::default().concurrency(options.concurrency))
-        .graceful_shutdown_on(shutdown);
+        .graceful_shutdown_on(shutdown.clone());
     controller = controller.reconcile_on(wake_rx);
     controller = controller.reconcile_on(due_reconciles(Arc::clone(&ctx), namespace.clone()));
     if let Some(provisioners) = &ctx.provisioners {
@@ -427,6 +428,10 @@ async fn run_controller(
                 }
             }
         });
+    // Stopped before the LatticeAgents listed, the controller is dropped (its graceful shutdown
+    // would wait forever: `drain_or_drop`), and with it the LatticeAgent watch: the workload
+    // tasks waiting for that cache are told it will not list.
+    let agents = drain_or_drop(agents, &agent_reader, shutdown);
     futures::future::join(agents, futures::future::join_all(workload_tasks)).await;
 }
 
@@ -486,9 +491,11 @@ where
             (Some(ctx), Some(agents)) => {
                 let ctx = Arc::clone(ctx);
                 Box::pin(async move {
-                    // An error means the LatticeAgent watch is gone: the operator is stopping.
-                    let _ = agents.wait_until_ready().await;
-                    run_identities(stream, reader, ctx, shutdown).await
+                    // An error means the LatticeAgent watch is gone: the operator stopped before
+                    // it listed, and nothing was started here either.
+                    if agents.wait_until_ready().await.is_ok() {
+                        run_identities(stream, reader, ctx, shutdown).await;
+                    }
                 })
             }
             _ => Box::pin(

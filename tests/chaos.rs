@@ -11,6 +11,7 @@ mod support;
 use std::time::Duration;
 
 use chaos_runner::{Bounds, Case};
+use kube_sim::Matcher;
 
 /// One operator process without leader election, killed and restarted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -192,9 +193,6 @@ async fn a_secret_key_revoked_outside_is_replaced_at_the_next_resync() {
 /// shutdown, and the process exits 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sigterm_before_the_caches_have_listed_stops_the_process() {
-    use chaos_runner::process::{Fleet, ProcessConfig};
-    use kube_sim::Matcher;
-
     let world = support::World::start("chaos-early-term").await;
     // A LatticeAgent whose reconcile starts as soon as the LatticeAgents are listed, and a
     // Secret list that takes 5 s: the caches cannot have listed when the SIGTERM comes.
@@ -203,7 +201,70 @@ async fn a_sigterm_before_the_caches_have_listed_stops_the_process() {
         Matcher::verb("list").resource("secrets"),
         Duration::from_secs(5),
     );
-    let log_dir = std::env::temp_dir().join(format!("lattice-chaos-early-{}", std::process::id()));
+    sigterm_before_the_caches_have_listed(&world, "early").await;
+}
+
+/// The second early-SIGTERM hang the chaos runner found (seed 20261208, 12 minutes, again after
+/// the fix above), as it was reproduced by hand: annotated Deployments, latency on every
+/// Kubernetes request, a SIGTERM right after the start. Each workload kind's identity controller
+/// is a kube-runtime controller whose reconciles are held until its store of workloads has
+/// listed; its graceful shutdown stopped polling the watch that lists them and then waited for
+/// the runner, which never ends while it holds — so the process hung until SIGKILL. The
+/// Deployment list is made slow (5 s) so that the SIGTERM surely comes before it is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigterm_before_the_workloads_have_listed_stops_the_process() {
+    use chaos_runner::ops::{Actor, Model};
+
+    let mut world = support::World::start("chaos-early-workloads").await;
+    Actor {
+        world: &mut world,
+        model: Model::default(),
+    }
+    .create_workloads()
+    .await
+    .expect("the annotated Deployments are created");
+    world
+        .sim
+        .faults()
+        .set_latency(Matcher::any(), Duration::from_millis(100));
+    world.sim.faults().set_latency(
+        Matcher::verb("list").resource("deployments"),
+        Duration::from_secs(5),
+    );
+    sigterm_before_the_caches_have_listed(&world, "early-workloads").await;
+}
+
+/// The same with the LatticeAgent list slow: the LatticeAgent controller holds its reconciles
+/// until its store has listed, and the workload watches wait for that store before they list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigterm_before_the_lattice_agents_have_listed_stops_the_process() {
+    use chaos_runner::ops::{Actor, Model};
+
+    let mut world = support::World::start("chaos-early-agents").await;
+    world.create(&support::bot("early", "")).await;
+    Actor {
+        world: &mut world,
+        model: Model::default(),
+    }
+    .create_workloads()
+    .await
+    .expect("the annotated Deployments are created");
+    world.sim.faults().set_latency(
+        Matcher::verb("list").resource("latticeagents"),
+        Duration::from_secs(5),
+    );
+    sigterm_before_the_caches_have_listed(&world, "early-agents").await;
+}
+
+/// Starts one operator process against `world` (whose faults keep one of its first lists
+/// unanswered for seconds), SIGTERMs it half a second after it logged "lattice-operator running"
+/// — before its caches have listed — and asserts that it exits 0 within the runner's grace period
+/// for a SIGTERM (30 s, `process::TERM_GRACE`: a bound on a hang, not on speed).
+async fn sigterm_before_the_caches_have_listed(world: &support::World, label: &str) {
+    use chaos_runner::process::{Fleet, ProcessConfig};
+
+    let log_dir =
+        std::env::temp_dir().join(format!("lattice-chaos-{label}-{}", std::process::id()));
     std::fs::create_dir_all(&log_dir).expect("a log directory");
     let mut fleet = Fleet::new(
         ProcessConfig {
@@ -225,7 +286,7 @@ async fn a_sigterm_before_the_caches_have_listed_stops_the_process() {
             .then_some(())
     })
     .await;
-    // The LatticeAgent list is answered at once: its reconcile is waiting for the Secrets.
+    // The fast lists are answered meanwhile; the slow one is not.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let text = std::fs::read_to_string(&log).expect("the log");
     assert!(
@@ -233,11 +294,176 @@ async fn a_sigterm_before_the_caches_have_listed_stops_the_process() {
         "the caches listed already:\n{text}"
     );
     fleet.stop_all().await;
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(
         fleet.stats.unexpected.is_empty(),
-        "{:?}\n{}",
+        "{:?}\n{text}",
         fleet.stats.unexpected,
-        std::fs::read_to_string(&log).unwrap_or_default()
     );
+    assert!(text.contains("operator stopped"), "{text}");
     let _ = std::fs::remove_dir_all(&log_dir);
+}
+
+/// A kube-runtime controller over ConfigMaps, for [`drain_or_drop`] alone: `trigger` feeds it,
+/// `writer` (kept alive by it) fills its store, each reconcile calls `reconcile`.
+mod bare_controller {
+    use std::future::Future;
+    use std::sync::Arc;
+
+    use futures::{Stream, StreamExt};
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::runtime::controller::{Action, Controller};
+    use kube::runtime::reflector::{Store, store::Writer};
+    use kube::runtime::watcher;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("never")]
+    pub struct Never;
+
+    pub type Reconcile =
+        dyn Fn() -> futures::future::BoxFuture<'static, ()> + Send + Sync + 'static;
+
+    pub fn run(
+        trigger: impl Stream<Item = ConfigMap> + Send + 'static,
+        writer: Writer<ConfigMap>,
+        reader: Store<ConfigMap>,
+        reconcile: Arc<Reconcile>,
+        shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+    ) -> impl Future<Output = ()> + Send {
+        // The writer lives as long as the trigger stream, as a reflector's does.
+        let trigger = trigger.map(move |o| {
+            let _ = &writer;
+            Ok::<_, watcher::Error>(o)
+        });
+        Controller::for_stream(trigger, reader)
+            .graceful_shutdown_on(shutdown)
+            .run(
+                |_: Arc<ConfigMap>, r: Arc<Arc<Reconcile>>| async move {
+                    r().await;
+                    Ok::<_, Never>(Action::await_change())
+                },
+                |_, _, _| Action::await_change(),
+                Arc::new(reconcile),
+            )
+            .for_each(|_| async {})
+    }
+}
+
+/// `drain_or_drop` (src/cluster/shutdown.rs): a controller stopped before its store listed is
+/// dropped — kube-runtime's graceful shutdown alone never ends then, which is what hung the
+/// early-SIGTERMed processes above (the 2 s bound here is on a hang: it is never ready).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_or_drop_drops_a_controller_stopped_before_its_store_listed() {
+    use futures::FutureExt;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::runtime::reflector;
+    use lattice_operator::cluster::shutdown::drain_or_drop;
+
+    let unlisted = || {
+        let (reader, writer) = reflector::store::<ConfigMap>();
+        let (tx, rx) = futures::channel::oneshot::channel::<()>();
+        let shutdown = rx.map(|_| ()).shared();
+        let controller = bare_controller::run(
+            futures::stream::pending(),
+            writer,
+            reader.clone(),
+            std::sync::Arc::new(|| async {}.boxed()),
+            shutdown.clone(),
+        );
+        tx.send(()).expect("the shutdown sent");
+        (controller, reader, shutdown)
+    };
+    // kube-runtime alone: the graceful shutdown waits for a runner held until the store lists.
+    let (controller, _reader, _shutdown) = unlisted();
+    assert!(
+        tokio::time::timeout(Duration::from_secs(2), controller)
+            .await
+            .is_err(),
+        "kube-runtime's graceful shutdown ended a controller whose store never listed: \
+         drain_or_drop may no longer be needed"
+    );
+    // With drain_or_drop it ends.
+    let (controller, reader, shutdown) = unlisted();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        drain_or_drop(controller, &reader, shutdown),
+    )
+    .await
+    .expect("the controller was dropped");
+}
+
+/// `drain_or_drop`: a controller whose store has listed is drained — a reconcile running when
+/// the shutdown comes finishes before it returns (dropping the controller would have cancelled
+/// it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_or_drop_lets_a_listed_controller_finish_its_running_reconcile() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use futures::{FutureExt, StreamExt};
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::ObjectMeta;
+    use kube::runtime::{reflector, watcher};
+    use lattice_operator::cluster::shutdown::drain_or_drop;
+    use tokio::sync::{Notify, Semaphore};
+
+    let (reader, mut writer) = reflector::store::<ConfigMap>();
+    let object = ConfigMap {
+        metadata: ObjectMeta {
+            name: Some("one".into()),
+            namespace: Some("ns".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    writer.apply_watcher_event(&watcher::Event::Init);
+    writer.apply_watcher_event(&watcher::Event::InitApply(object.clone()));
+    writer.apply_watcher_event(&watcher::Event::InitDone);
+
+    let started = Arc::new(Notify::new());
+    let release = Arc::new(Semaphore::new(0));
+    let finished = Arc::new(AtomicBool::new(false));
+    let reconcile: Arc<bare_controller::Reconcile> = {
+        let (started, release, finished) = (
+            Arc::clone(&started),
+            Arc::clone(&release),
+            Arc::clone(&finished),
+        );
+        Arc::new(move || {
+            let (started, release, finished) = (
+                Arc::clone(&started),
+                Arc::clone(&release),
+                Arc::clone(&finished),
+            );
+            async move {
+                started.notify_one();
+                let _ = release.acquire().await;
+                finished.store(true, Ordering::SeqCst);
+            }
+            .boxed()
+        })
+    };
+    let (tx, rx) = futures::channel::oneshot::channel::<()>();
+    let shutdown = rx.map(|_| ()).shared();
+    let controller = bare_controller::run(
+        futures::stream::iter([object]).chain(futures::stream::pending()),
+        writer,
+        reader.clone(),
+        reconcile,
+        shutdown.clone(),
+    );
+    let run = tokio::spawn(async move { drain_or_drop(controller, &reader, shutdown).await });
+    started.notified().await;
+    tx.send(()).expect("the shutdown sent");
+    // A drain_or_drop that dropped the controller would cancel the reconcile meanwhile.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    release.add_permits(1);
+    tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("the controller ended")
+        .expect("no panic");
+    assert!(
+        finished.load(Ordering::SeqCst),
+        "the running reconcile was cancelled, not finished"
+    );
 }

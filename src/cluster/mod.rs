@@ -1,6 +1,7 @@
 //! The Kubernetes side of the operator: the [`Cluster`] trait the executor writes through, its
 //! implementation on a kube client ([`KubeCluster`]), the watches that feed the caches
-//! ([`watch`]), the finalizer patches ([`finalizer`]) and the CRD checks at start-up.
+//! ([`watch`]), the finalizer patches ([`finalizer`]), the CRD checks at start-up, and how a
+//! controller is stopped ([`shutdown`]).
 //!
 //! [`KubeCluster`] is the only writer of the operator's Kubernetes objects, and it keeps the
 //! per-object memory (crate `memory`) in step with its writes: each write is announced before it
@@ -10,6 +11,7 @@
 mod crd;
 pub mod finalizer;
 mod predicate;
+pub mod shutdown;
 pub mod watch;
 
 use std::sync::Arc;

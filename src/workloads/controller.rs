@@ -34,6 +34,7 @@ use super::index::WorkloadIndex;
 use super::view::WorkloadView;
 use crate::cache::agent::StoredAgent;
 use crate::claims::ClaimIndex;
+use crate::cluster::shutdown::drain_or_drop;
 use crate::crd::{GROUP, LatticeAgent};
 use crate::error::{Error, Result};
 use crate::events::Publisher;
@@ -309,23 +310,25 @@ pub struct IdentityContext {
     pub retry: std::time::Duration,
 }
 
-/// Runs the identity controller of one kind on `stream` until `shutdown`.
+/// Runs the identity controller of one kind on `stream` until `shutdown`: its running reconciles
+/// finish; when `shutdown` comes before the workloads of `stream` have listed, none started, and
+/// it stops at once (`drain_or_drop`: its graceful shutdown alone would wait forever then).
 pub async fn run_identities<K: Workload>(
     stream: impl Stream<Item = watcher::Result<PartialObjectMeta<K>>> + Send + 'static,
     store: Store<PartialObjectMeta<K>>,
     ctx: Arc<IdentityContext>,
-    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+    shutdown: impl Future<Output = ()> + Clone + Send + Sync + 'static,
 ) {
-    Controller::for_stream(stream, store)
+    let controller = Controller::for_stream(stream, store.clone())
         .with_config(ControllerConfig::default().concurrency(4))
-        .graceful_shutdown_on(shutdown)
+        .graceful_shutdown_on(shutdown.clone())
         .run(reconcile_identity::<K>, identity_error_policy::<K>, ctx)
         .for_each(|result| async move {
             if let Err(e) = result {
                 tracing::debug!(kind = %K::KIND, error = %e, "identity controller");
             }
-        })
-        .await;
+        });
+    drain_or_drop(controller, &store, shutdown).await;
 }
 
 fn workload_reference<K: Workload>(meta: &ObjectMeta) -> ObjectReference {

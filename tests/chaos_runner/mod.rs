@@ -312,11 +312,12 @@ pub async fn run(case: Case, bounds: Bounds) {
     let _ = writeln!(summary, "  faults:      {}", list(&tally.faults));
     let _ = writeln!(
         summary,
-        "  processes:   {} starts, {} SIGKILL, {} SIGTERM, {} stopped on a lost Lease, exits on \
-         their own {:?}",
+        "  processes:   {} starts, {} SIGKILL, {} SIGTERM ({} before the caches synced), {} \
+         stopped on a lost Lease, exits on their own {:?}",
         chaos_stats.starts,
         chaos_stats.sigkills,
         chaos_stats.sigterms,
+        chaos_stats.sigterms_before_synced,
         chaos_stats.leadership_lost,
         chaos_stats.own_exits
     );

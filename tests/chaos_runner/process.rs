@@ -12,14 +12,11 @@ use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
 const SIGTERM: i32 = 15;
-
-/// How long a process runs at least before the runner SIGTERMs it (see [`Fleet::stop`]).
-const EARLY_TERM_GUARD: Duration = Duration::from_secs(2);
 
 /// How long a SIGTERMed process may take to stop (running reconciles finish first).
 const TERM_GRACE: Duration = Duration::from_secs(30);
@@ -46,6 +43,9 @@ pub struct ProcessStats {
     pub starts: u32,
     pub sigkills: u32,
     pub sigterms: u32,
+    /// SIGTERMs sent before the process logged "caches synced" (starting, or a standby replica):
+    /// the moments of the early-SIGTERM hang (docs/reliability.md).
+    pub sigterms_before_synced: u32,
     /// Exits the runner did not cause, by exit status (e.g. `1` after leadership was lost).
     pub own_exits: BTreeMap<String, u32>,
     /// Processes that stopped on their own because they lost the Lease (exit 1, logged).
@@ -60,7 +60,6 @@ struct Slot {
     incarnation: u32,
     child: Option<Child>,
     log: PathBuf,
-    started: Instant,
 }
 
 /// The replicas of one run.
@@ -81,7 +80,6 @@ impl Fleet {
                 incarnation: 0,
                 child: None,
                 log: PathBuf::new(),
-                started: Instant::now(),
             })
             .collect();
         Fleet {
@@ -155,7 +153,6 @@ impl Fleet {
             .map_err(|e| format!("starting lattice-operator: {e}"))?;
         slot.child = Some(child);
         slot.log = log.clone();
-        slot.started = Instant::now();
         self.logs.push(log);
         self.stats.starts += 1;
         Ok(())
@@ -183,19 +180,14 @@ impl Fleet {
     }
 
     async fn stop(&mut self, i: usize) {
-        // Known open bug (docs/reliability.md, "Not covered yet"): a SIGTERM in the first moments
-        // of a process, while its first lists are slow and annotated workloads exist, can leave it
-        // hanging until SIGKILL. Until that is fixed, a SIGTERM waits until the process has run
-        // for EARLY_TERM_GUARD; SIGKILLs still come at any moment.
-        let age = self.slots[i].started.elapsed();
-        if age < EARLY_TERM_GUARD {
-            tokio::time::sleep(EARLY_TERM_GUARD - age).await;
-        }
         let Some(mut child) = self.slots[i].child.take() else {
             return;
         };
         let log = self.slots[i].log.clone();
         self.stats.sigterms += 1;
+        if std::fs::read_to_string(&log).is_ok_and(|t| !t.contains("caches synced")) {
+            self.stats.sigterms_before_synced += 1;
+        }
         let Some(pid) = child.id() else {
             // Already reaped: it exited on its own.
             return;
