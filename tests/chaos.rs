@@ -213,16 +213,7 @@ async fn a_sigterm_before_the_caches_have_listed_stops_the_process() {
 /// Deployment list is made slow (5 s) so that the SIGTERM surely comes before it is answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sigterm_before_the_workloads_have_listed_stops_the_process() {
-    use chaos_runner::ops::{Actor, Model};
-
-    let mut world = support::World::start("chaos-early-workloads").await;
-    Actor {
-        world: &mut world,
-        model: Model::default(),
-    }
-    .create_workloads()
-    .await
-    .expect("the annotated Deployments are created");
+    let world = with_annotated_deployments("chaos-early-workloads").await;
     world
         .sim
         .faults()
@@ -238,10 +229,20 @@ async fn a_sigterm_before_the_workloads_have_listed_stops_the_process() {
 /// until its store has listed, and the workload watches wait for that store before they list.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sigterm_before_the_lattice_agents_have_listed_stops_the_process() {
+    let world = with_annotated_deployments("chaos-early-agents").await;
+    world.create(&support::bot("early", "")).await;
+    world.sim.faults().set_latency(
+        Matcher::verb("list").resource("latticeagents"),
+        Duration::from_secs(5),
+    );
+    sigterm_before_the_caches_have_listed(&world, "early-agents").await;
+}
+
+/// A world with the chaos runner's annotated Deployments (each gets a workload identity).
+async fn with_annotated_deployments(name: &str) -> support::World {
     use chaos_runner::ops::{Actor, Model};
 
-    let mut world = support::World::start("chaos-early-agents").await;
-    world.create(&support::bot("early", "")).await;
+    let mut world = support::World::start(name).await;
     Actor {
         world: &mut world,
         model: Model::default(),
@@ -249,11 +250,7 @@ async fn a_sigterm_before_the_lattice_agents_have_listed_stops_the_process() {
     .create_workloads()
     .await
     .expect("the annotated Deployments are created");
-    world.sim.faults().set_latency(
-        Matcher::verb("list").resource("latticeagents"),
-        Duration::from_secs(5),
-    );
-    sigterm_before_the_caches_have_listed(&world, "early-agents").await;
+    world
 }
 
 /// Starts one operator process against `world` (whose faults keep one of its first lists
