@@ -21,11 +21,11 @@ use lattice_operator::crd::{
     COMPROMISED_ANNOTATION, LatticeAgent, LatticeProvisioner, REREGISTER_ANNOTATION,
     ROTATE_ANNOTATION,
 };
-use lattice_operator::reconcile::FailPoints;
 use lattice_operator::secret::{
     KEY_ID_ANNOTATION, MINT_STARTED_AT_ANNOTATION, RETIRING_KEYS_ANNOTATION,
 };
 use serde_json::json;
+use support::failpoints::{FailScript, occurrences};
 use support::{Options, World, annotations, condition, wait_until};
 
 const NAME: &str = "deploy-bot";
@@ -637,48 +637,9 @@ enum Scenario {
     Delete,
 }
 
-/// Fail points that record every point passed once armed, or crash at the `occurrence`-th pass of
-/// one point.
-#[derive(Clone, Default)]
-struct Points {
-    armed: Arc<AtomicBool>,
-    seen: Arc<std::sync::Mutex<Vec<String>>>,
-    crash_at: Option<(String, usize)>,
-    count: Arc<AtomicUsize>,
-    fired: Arc<AtomicBool>,
-}
-
-impl Points {
-    fn crashing(point: &str, occurrence: usize) -> Points {
-        Points {
-            crash_at: Some((point.to_owned(), occurrence)),
-            ..Points::default()
-        }
-    }
-
-    fn failpoints(&self) -> FailPoints {
-        let me = self.clone();
-        Arc::new(move |point: &str| {
-            if !me.armed.load(Ordering::SeqCst) {
-                return false;
-            }
-            if let Ok(mut seen) = me.seen.lock() {
-                seen.push(point.to_owned());
-            }
-            match &me.crash_at {
-                Some((p, occurrence)) if p == point => {
-                    let n = me.count.fetch_add(1, Ordering::SeqCst) + 1;
-                    n == *occurrence && !me.fired.swap(true, Ordering::SeqCst)
-                }
-                _ => false,
-            }
-        })
-    }
-}
-
 /// One run of `scenario` with `points`: returns the world once the scenario completed with a
 /// fresh operator (after a crash, if `points` crashed), and the key id before the action.
-async fn run(kind: Kind, scenario: Scenario, tag: &str, points: &Points) -> (World, Remote) {
+async fn run(kind: Kind, scenario: Scenario, tag: &str, points: &FailScript) -> (World, Remote) {
     let mut w = World::start(&format!("crash-{tag}")).await;
     let remote = Remote::new(kind, &w).await;
     remote.install_provisioner(&w).await;
@@ -688,11 +649,11 @@ async fn run(kind: Kind, scenario: Scenario, tag: &str, points: &Points) -> (Wor
     })
     .await;
     let before = if scenario == Scenario::Register {
-        points.armed.store(true, Ordering::SeqCst);
+        points.arm();
         None
     } else {
         let (_, s) = w.ready(&manifest(SHORT_GRACE)).await;
-        points.armed.store(true, Ordering::SeqCst);
+        points.arm();
         annotations(&s).get(KEY_ID_ANNOTATION).cloned()
     };
     match scenario {
@@ -728,10 +689,10 @@ async fn run(kind: Kind, scenario: Scenario, tag: &str, points: &Points) -> (Wor
         }
     };
     wait_until(&format!("{tag}: crashed or complete"), || async {
-        (points.fired.load(Ordering::SeqCst) || done(&w).await.is_some()).then_some(())
+        (points.fired() || done(&w).await.is_some()).then_some(())
     })
     .await;
-    if points.crash_at.is_some() {
+    if points.crashes() {
         w.kill_operator().await;
         w.start_operator(Options::default()).await;
     }
@@ -771,25 +732,16 @@ async fn crash_everywhere(kind: Kind, scenario: Scenario) {
     // of such a point may not come in a crash run.
     let mut seen: Option<Vec<String>> = None;
     for attempt in 0..3 {
-        let recording = Points::default();
+        let recording = FailScript::default();
         let (w, remote) = run(kind, scenario, &format!("{label}-rec{attempt}"), &recording).await;
         check_run(&w, &remote, scenario, "recording run").await;
         drop((w, remote));
-        let this = recording.seen.lock().map(|s| s.clone()).unwrap_or_default();
+        let this = recording.seen();
         if seen.as_ref().is_none_or(|s| this.len() < s.len()) {
             seen = Some(this);
         }
     }
-    let mut count: BTreeMap<String, usize> = BTreeMap::new();
-    let points: Vec<(String, usize)> = seen
-        .unwrap_or_default()
-        .into_iter()
-        .map(|p| {
-            let n = count.entry(p.clone()).or_default();
-            *n += 1;
-            (p, *n)
-        })
-        .collect();
+    let points = occurrences(&seen.unwrap_or_default());
     assert!(
         points.len() >= 4,
         "the scenario passes fail points: {points:?}"
@@ -800,12 +752,12 @@ async fn crash_everywhere(kind: Kind, scenario: Scenario) {
             let label = label.clone();
             let (point, n) = (point.clone(), *n);
             async move {
-                let points = Points::crashing(&point, n);
+                let points = FailScript::crashing(&point, n);
                 let tag = format!("{label}-{i}-{n}-{}", point.replace(':', "-").to_lowercase());
                 let (w, remote) = run(kind, scenario, &tag, &points).await;
                 let what = format!("{kind:?} {scenario:?}: crash at {point} #{n}");
                 check_run(&w, &remote, scenario, &what).await;
-                (point, points.fired.load(Ordering::SeqCst))
+                (point, points.fired())
             }
         });
         for (point, did) in futures::future::join_all(runs).await {

@@ -11,9 +11,8 @@
 
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use agentlattice::RegisterAgent;
@@ -26,6 +25,7 @@ use lattice_operator::reconcile::FailPoints;
 use lattice_operator::secret::{
     KEY_ID_ANNOTATION, MINT_STARTED_AT_ANNOTATION, RETIRING_KEYS_ANNOTATION,
 };
+use support::failpoints::{FailScript, occurrences};
 use support::*;
 
 const NAME: &str = "deploy-bot";
@@ -68,81 +68,6 @@ impl Scenario {
             Scenario::Delete => "del",
         }
     }
-}
-
-/// Fail points that only record, once armed, every point the executor passes.
-#[derive(Clone, Default)]
-struct Recording {
-    armed: Arc<AtomicBool>,
-    seen: Arc<Mutex<Vec<String>>>,
-}
-
-impl Recording {
-    fn failpoints(&self) -> FailPoints {
-        let me = self.clone();
-        Arc::new(move |point: &str| {
-            if me.armed.load(Ordering::SeqCst)
-                && let Ok(mut seen) = me.seen.lock()
-            {
-                seen.push(point.to_owned());
-            }
-            false
-        })
-    }
-
-    fn seen(&self) -> Vec<String> {
-        self.seen.lock().map(|s| s.clone()).unwrap_or_default()
-    }
-}
-
-/// A fail point that fires (once) at the `occurrence`-th time (1-based) the executor passes
-/// `point` after being armed.
-#[derive(Clone)]
-struct CrashOn {
-    point: String,
-    occurrence: usize,
-    armed: Arc<AtomicBool>,
-    count: Arc<AtomicUsize>,
-    fired: Arc<AtomicBool>,
-}
-
-impl CrashOn {
-    fn new(point: &str, occurrence: usize) -> CrashOn {
-        CrashOn {
-            point: point.to_owned(),
-            occurrence,
-            armed: Arc::new(AtomicBool::new(false)),
-            count: Arc::new(AtomicUsize::new(0)),
-            fired: Arc::new(AtomicBool::new(false)),
-        }
-    }
-
-    fn failpoints(&self) -> FailPoints {
-        let me = self.clone();
-        Arc::new(move |point: &str| {
-            if !me.armed.load(Ordering::SeqCst) || point != me.point {
-                return false;
-            }
-            let n = me.count.fetch_add(1, Ordering::SeqCst) + 1;
-            n == me.occurrence && !me.fired.swap(true, Ordering::SeqCst)
-        })
-    }
-
-    fn fired(&self) -> bool {
-        self.fired.load(Ordering::SeqCst)
-    }
-}
-
-/// `[(point, occurrence)]` for a recorded sequence of points.
-fn occurrences(seen: &[String]) -> Vec<(String, usize)> {
-    let mut count: BTreeMap<&str, usize> = BTreeMap::new();
-    seen.iter()
-        .map(|p| {
-            let n = count.entry(p.as_str()).or_default();
-            *n += 1;
-            (p.clone(), *n)
-        })
-        .collect()
 }
 
 /// Registers the resource with an operator using `failpoints` and waits until it settled; returns
@@ -223,9 +148,9 @@ async fn wait_complete(w: &World, scenario: Scenario, old: Option<&str>) -> (Lat
 /// The recording run: every fail point the executor passes during the scenario, in order.
 async fn record(scenario: Scenario) -> Vec<String> {
     let mut w = World::start(&format!("record-{}", scenario.tag())).await;
-    let recording = Recording::default();
+    let recording = FailScript::default();
     let old = if scenario == Scenario::Register {
-        recording.armed.store(true, Ordering::SeqCst);
+        recording.arm();
         w.start_operator(Options {
             failpoints: Some(recording.failpoints()),
             ..Default::default()
@@ -234,7 +159,7 @@ async fn record(scenario: Scenario) -> Vec<String> {
         None
     } else {
         let old = register_and_settle(&mut w, recording.failpoints()).await;
-        recording.armed.store(true, Ordering::SeqCst);
+        recording.arm();
         Some(old)
     };
     act(&w, scenario).await;
@@ -249,9 +174,9 @@ async fn record(scenario: Scenario) -> Vec<String> {
 /// retiring key, so a late occurrence may not come; the run is then checked all the same).
 async fn crash_run(scenario: Scenario, index: usize, point: String, occurrence: usize) -> bool {
     let mut w = World::start(&format!("crash-{}-{index}", scenario.tag())).await;
-    let crash = CrashOn::new(&point, occurrence);
+    let crash = FailScript::crashing(&point, occurrence);
     let before = if scenario == Scenario::Register {
-        crash.armed.store(true, Ordering::SeqCst);
+        crash.arm();
         w.start_operator(Options {
             failpoints: Some(crash.failpoints()),
             ..Default::default()
@@ -260,7 +185,7 @@ async fn crash_run(scenario: Scenario, index: usize, point: String, occurrence: 
         None
     } else {
         let key = register_and_settle(&mut w, crash.failpoints()).await;
-        crash.armed.store(true, Ordering::SeqCst);
+        crash.arm();
         Some(key)
     };
     act(&w, scenario).await;

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod failpoints;
 pub mod workloads;
 
 use std::collections::BTreeMap;
