@@ -163,6 +163,15 @@ async fn heap_per_agent_by_structure() {
     );
     drop(decoded);
     let stored = |a: &LatticeAgent| StoredAgent::new(DeserializeGuard(Ok(a.clone())));
+    // A reflector store of `agents` as the operator keeps them (reader and writer, as the
+    // operator holds both).
+    let store_of = |agents: &[LatticeAgent]| {
+        let (reader, mut writer) = reflector::store::<StoredAgent>();
+        for a in agents {
+            writer.apply_watcher_event(&Event::Apply(stored(a)));
+        }
+        (reader, writer)
+    };
     println!(
         "its spec and status packed: {} bytes (of {} bytes of JSON); StoredAgent {} bytes inline",
         stored(&agent).packed_len(),
@@ -173,13 +182,7 @@ async fn heap_per_agent_by_structure() {
     );
     let (store, agent_store) = per_object(
         "LatticeAgent reflector store (StoredAgent: spec and status packed)",
-        || {
-            let (reader, mut writer) = reflector::store::<StoredAgent>();
-            for a in &agents {
-                writer.apply_watcher_event(&Event::Apply(stored(a)));
-            }
-            (reader, writer)
-        },
+        || store_of(&agents),
     );
     assert_eq!(store.0.state().len(), N);
     assert!(
@@ -206,13 +209,7 @@ async fn heap_per_agent_by_structure() {
         .collect();
     let (whole, applied_whole) = per_object(
         "LatticeAgent reflector store, created by kubectl apply, kept whole",
-        || {
-            let (reader, mut writer) = reflector::store::<StoredAgent>();
-            for a in &applied {
-                writer.apply_watcher_event(&Event::Apply(stored(a)));
-            }
-            (reader, writer)
-        },
+        || store_of(&applied),
     );
     drop(whole);
     let applied: Vec<LatticeAgent> = applied
@@ -224,13 +221,7 @@ async fn heap_per_agent_by_structure() {
         .collect();
     let (_applied, applied_store) = per_object(
         "LatticeAgent reflector store, created by kubectl apply",
-        || {
-            let (reader, mut writer) = reflector::store::<StoredAgent>();
-            for a in &applied {
-                writer.apply_watcher_event(&Event::Apply(stored(a)));
-            }
-            (reader, writer)
-        },
+        || store_of(&applied),
     );
     assert!(applied_whole > agent_store + 200.0, "the annotation is big");
     assert!(
