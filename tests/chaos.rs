@@ -197,11 +197,7 @@ async fn a_sigterm_before_the_caches_have_listed_stops_the_process() {
     // A LatticeAgent whose reconcile starts as soon as the LatticeAgents are listed, and a
     // Secret list that takes 5 s: the caches cannot have listed when the SIGTERM comes.
     world.create(&support::bot("early", "")).await;
-    world.sim.faults().set_latency(
-        Matcher::verb("list").resource("secrets"),
-        Duration::from_secs(5),
-    );
-    sigterm_before_the_caches_have_listed(&world, "early").await;
+    sigterm_before_the_caches_have_listed(&world, "early", "secrets").await;
 }
 
 /// The second early-SIGTERM hang the chaos runner found (seed 20261208, 12 minutes, again after
@@ -218,11 +214,7 @@ async fn a_sigterm_before_the_workloads_have_listed_stops_the_process() {
         .sim
         .faults()
         .set_latency(Matcher::any(), Duration::from_millis(100));
-    world.sim.faults().set_latency(
-        Matcher::verb("list").resource("deployments"),
-        Duration::from_secs(5),
-    );
-    sigterm_before_the_caches_have_listed(&world, "early-workloads").await;
+    sigterm_before_the_caches_have_listed(&world, "early-workloads", "deployments").await;
 }
 
 /// The same with the LatticeAgent list slow: the LatticeAgent controller holds its reconciles
@@ -231,11 +223,7 @@ async fn a_sigterm_before_the_workloads_have_listed_stops_the_process() {
 async fn a_sigterm_before_the_lattice_agents_have_listed_stops_the_process() {
     let world = with_annotated_deployments("chaos-early-agents").await;
     world.create(&support::bot("early", "")).await;
-    world.sim.faults().set_latency(
-        Matcher::verb("list").resource("latticeagents"),
-        Duration::from_secs(5),
-    );
-    sigterm_before_the_caches_have_listed(&world, "early-agents").await;
+    sigterm_before_the_caches_have_listed(&world, "early-agents", "latticeagents").await;
 }
 
 /// A world with the chaos runner's annotated Deployments (each gets a workload identity).
@@ -253,11 +241,20 @@ async fn with_annotated_deployments(name: &str) -> support::World {
     world
 }
 
-/// Starts one operator process against `world` (whose faults keep one of its first lists
-/// unanswered for seconds), SIGTERMs it half a second after it logged "lattice-operator running"
-/// — before its caches have listed — and asserts that it exits 0 within the runner's grace period
-/// for a SIGTERM (30 s, `process::TERM_GRACE`: a bound on a hang, not on speed).
-async fn sigterm_before_the_caches_have_listed(world: &support::World, label: &str) {
+/// Makes kube-sim answer lists of `slow_list` (a resource's plural) only after 5 s, starts one
+/// operator process against `world`, SIGTERMs it half a second after it logged
+/// "lattice-operator running" — before its caches have listed — and asserts that it exits 0
+/// within the runner's grace period for a SIGTERM (30 s, `process::TERM_GRACE`: a bound on a
+/// hang, not on speed).
+async fn sigterm_before_the_caches_have_listed(
+    world: &support::World,
+    label: &str,
+    slow_list: &str,
+) {
+    world.sim.faults().set_latency(
+        Matcher::verb("list").resource(slow_list),
+        Duration::from_secs(5),
+    );
     use chaos_runner::process::{Fleet, ProcessConfig};
 
     let log_dir =
