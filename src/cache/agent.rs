@@ -249,6 +249,43 @@ mod tests {
         assert_eq!(back.metadata.uid.as_deref(), Some("u3"));
     }
 
+    /// Everything but the spec and status is read from the decoded metadata (the predicate, the
+    /// store's index, the workload watches): it must be the watch's, field for field.
+    #[test]
+    fn the_stored_metadata_is_the_watched_metadata_whole() {
+        let mut value = ready();
+        value["metadata"] = serde_json::json!({
+            "name": "payments", "namespace": "payments", "uid": "u1",
+            "resourceVersion": "7", "generation": 3,
+            "creationTimestamp": "2026-12-08T00:23:13Z",
+            "deletionTimestamp": "2026-12-08T01:00:00Z",
+            "deletionGracePeriodSeconds": 0,
+            "finalizers": ["agentlattice.io/cleanup"],
+            "labels": {"team": "payments"},
+            "annotations": {"agentlattice.io/rotate": "1", "note": "x"},
+            "ownerReferences": [{
+                "apiVersion": "apps/v1", "kind": "Deployment", "name": "payments",
+                "uid": "d1", "controller": true,
+            }],
+        });
+        let mut malformed = value.clone();
+        malformed["spec"]["capabilities"] = serde_json::json!("not a list");
+        for value in [value, malformed] {
+            let g = watched(value);
+            let (meta, parsed) = match &g.0 {
+                Ok(agent) => (agent.metadata.clone(), true),
+                Err(invalid) => (invalid.metadata.clone(), false),
+            };
+            let stored = StoredAgent::new(g);
+            assert_eq!(stored.meta(), &meta);
+            assert_eq!(stored.parsed(), parsed);
+            assert_eq!(
+                crate::cluster::predicate_hash(stored.meta(), stored.parsed()),
+                crate::cluster::predicate_hash(&meta, parsed)
+            );
+        }
+    }
+
     #[test]
     fn a_body_that_does_not_unpack_is_an_error_not_a_malformed_object() {
         let agent = watched(ready()).0.expect("parses");
