@@ -16,7 +16,7 @@ use kube::core::error_boundary::{DeserializeGuard, InvalidObject};
 use kube::core::{NamespaceResourceScope, ObjectMeta};
 use serde::{Deserialize, Serialize};
 
-use super::packed::{Dictionary, Packable, Packed};
+use super::packed::{Dictionary, PackError, Packable, Packed};
 use crate::crd::{LatticeAgent, LatticeAgentSpec, LatticeAgentStatus};
 
 /// A LatticeAgent as the watch delivers it: parsed, or malformed with its metadata.
@@ -92,31 +92,32 @@ impl StoredAgent {
         }
     }
 
-    /// The object as the watch delivered it.
-    pub fn guarded(&self) -> Guarded {
-        let unpacked = match &self.body {
-            Body::Packed(packed) => packed
-                .unpack::<AgentBody>()
-                .map_err(|e| format!("cached object does not unpack: {e}")),
-            Body::Malformed(error) => Err(error.to_string()),
+    /// The object as the watch delivered it: parsed, or malformed with the watch's error. An
+    /// error when the packed spec and status do not unpack — never for bytes packed here; should
+    /// it happen, it is the operator's fault, not the object's, and is not reported as a
+    /// malformed object (that would put the wrong reason in the object's status).
+    pub fn guarded(&self) -> Result<Guarded, PackError> {
+        let parsed = match &self.body {
+            Body::Packed(packed) => {
+                let AgentBody { spec, status } = packed.unpack::<AgentBody>()?;
+                Ok(LatticeAgent {
+                    metadata: self.metadata.clone(),
+                    spec,
+                    status,
+                })
+            }
+            Body::Malformed(error) => Err(InvalidObject {
+                error: error.to_string(),
+                metadata: self.metadata.clone(),
+            }),
         };
-        DeserializeGuard(match unpacked {
-            Ok(AgentBody { spec, status }) => Ok(LatticeAgent {
-                metadata: self.metadata.clone(),
-                spec,
-                status,
-            }),
-            Err(error) => Err(InvalidObject {
-                error,
-                metadata: self.metadata.clone(),
-            }),
-        })
+        Ok(DeserializeGuard(parsed))
     }
 
-    /// The LatticeAgent, when it parsed.
+    /// The LatticeAgent, when it parsed (and unpacks).
     pub fn agent(&self) -> Option<LatticeAgent> {
         match &self.body {
-            Body::Packed(_) => self.guarded().0.ok(),
+            Body::Packed(_) => self.guarded().ok()?.0.ok(),
             Body::Malformed(_) => None,
         }
     }
@@ -222,7 +223,7 @@ mod tests {
             assert!(stored.parsed());
             assert_eq!(stored.meta(), &agent.metadata);
             assert_eq!(stored.agent().as_ref(), Some(&agent));
-            assert_eq!(stored.guarded().0.ok(), Some(agent));
+            assert_eq!(stored.guarded().expect("unpacks").0.ok(), Some(agent));
         }
     }
 
@@ -241,11 +242,61 @@ mod tests {
         assert!(!stored.parsed());
         assert_eq!(stored.agent(), None);
         assert_eq!(stored.meta().name.as_deref(), Some("bad"));
-        let Err(back) = stored.guarded().0 else {
+        let Err(back) = stored.guarded().expect("nothing to unpack").0 else {
             panic!("stays malformed");
         };
         assert_eq!(back.error, error);
         assert_eq!(back.metadata.uid.as_deref(), Some("u3"));
+    }
+
+    /// Everything but the spec and status is read from the decoded metadata (the predicate, the
+    /// store's index, the workload watches): it must be the watch's, field for field.
+    #[test]
+    fn the_stored_metadata_is_the_watched_metadata_whole() {
+        let mut value = ready();
+        value["metadata"] = serde_json::json!({
+            "name": "payments", "namespace": "payments", "uid": "u1",
+            "resourceVersion": "7", "generation": 3,
+            "creationTimestamp": "2026-12-08T00:23:13Z",
+            "deletionTimestamp": "2026-12-08T01:00:00Z",
+            "deletionGracePeriodSeconds": 0,
+            "finalizers": ["agentlattice.io/cleanup"],
+            "labels": {"team": "payments"},
+            "annotations": {"agentlattice.io/rotate": "1", "note": "x"},
+            "ownerReferences": [{
+                "apiVersion": "apps/v1", "kind": "Deployment", "name": "payments",
+                "uid": "d1", "controller": true,
+            }],
+        });
+        let mut malformed = value.clone();
+        malformed["spec"]["capabilities"] = serde_json::json!("not a list");
+        for value in [value, malformed] {
+            let g = watched(value);
+            let (meta, parsed) = match &g.0 {
+                Ok(agent) => (agent.metadata.clone(), true),
+                Err(invalid) => (invalid.metadata.clone(), false),
+            };
+            let stored = StoredAgent::new(g);
+            assert_eq!(stored.meta(), &meta);
+            assert_eq!(stored.parsed(), parsed);
+            assert_eq!(
+                crate::cluster::predicate_hash(stored.meta(), stored.parsed()),
+                crate::cluster::predicate_hash(&meta, parsed)
+            );
+        }
+    }
+
+    #[test]
+    fn a_body_that_does_not_unpack_is_an_error_not_a_malformed_object() {
+        let agent = watched(ready()).0.expect("parses");
+        let mut stored = StoredAgent::new(DeserializeGuard(Ok(agent)));
+        // Bytes packed as another type (another dictionary, other JSON): they do not unpack as a
+        // LatticeAgent's spec and status.
+        let other = k8s_openapi::api::core::v1::Secret::default();
+        stored.body = Body::Packed(Packed::pack(&other).expect("packs"));
+        assert!(stored.parsed());
+        assert!(stored.guarded().is_err());
+        assert_eq!(stored.agent(), None);
     }
 
     #[test]

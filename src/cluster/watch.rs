@@ -283,4 +283,79 @@ mod tests {
         assert_eq!(memory.overlays(), 0, "dropped once the cache held 7");
         assert!(cache.get("ns", "s").is_none(), "deleted");
     }
+
+    fn agent(name: &str, rv: &str, generation: i64, spec: serde_json::Value) -> Guarded {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "agentlattice.io/v1alpha1", "kind": "LatticeAgent",
+            "metadata": {
+                "name": name, "namespace": "ns", "uid": format!("uid-{name}"),
+                "resourceVersion": rv, "generation": generation,
+            },
+            "spec": spec,
+        }))
+        .expect("a LatticeAgent's JSON")
+    }
+
+    /// The claims index is fed the decoded objects, the store their stored form, and the
+    /// predicate reads the stored metadata: a change of the watch that broke one of them fails.
+    #[tokio::test]
+    async fn agents_feed_the_claims_index_and_the_store() {
+        let memory = Arc::new(Memory::default());
+        let claims = ClaimIndex::default();
+        let (reader, writer) = kube::runtime::reflector::store::<StoredAgent>();
+        let first = agent("a", "1", 1, serde_json::json!({"secretName": "shared"}));
+        let mut status_only = agent("a", "2", 1, serde_json::json!({"secretName": "shared"}));
+        if let Ok(a) = &mut status_only.0 {
+            a.status = Some(Default::default());
+        }
+        let moved = agent("a", "3", 2, serde_json::json!({"secretName": "moved"}));
+        let malformed = agent(
+            "m",
+            "1",
+            1,
+            serde_json::json!({"capabilities": "not a list"}),
+        );
+        assert!(malformed.0.is_err());
+        let events = futures::stream::iter(vec![
+            Ok(watcher::Event::Init),
+            Ok(watcher::Event::InitApply(first)),
+            Ok(watcher::Event::InitApply(malformed)),
+            Ok(watcher::Event::InitDone),
+            Ok(watcher::Event::Apply(status_only)),
+            Ok(watcher::Event::Apply(moved.clone())),
+        ]);
+        let started: Vec<StoredAgent> =
+            agents(events, writer, claims.clone(), Arc::clone(&memory), || {})
+                .map(|s| s.unwrap())
+                .collect()
+                .await;
+        let versions: Vec<&str> = started
+            .iter()
+            .map(|s| s.meta().resource_version.as_deref().unwrap_or_default())
+            .collect();
+        assert_eq!(
+            versions,
+            ["1", "1", "3"],
+            "the status-only change (2) started nothing"
+        );
+        let moved = moved.0.expect("parses");
+        assert_eq!(started[2].agent().as_ref(), Some(&moved));
+        assert!(!started[1].parsed());
+
+        assert_eq!(claims.claimants("ns/moved"), ["a"]);
+        assert!(claims.claimants("ns/shared").is_empty());
+        assert!(
+            claims.claimants("ns/m-agent-key").is_empty(),
+            "a malformed one claims nothing"
+        );
+
+        let get = |name: &str| {
+            reader
+                .get(&kube::runtime::reflector::ObjectRef::new(name).within("ns"))
+                .expect("stored")
+        };
+        assert_eq!(get("a").agent(), Some(moved));
+        assert!(!get("m").parsed());
+        assert_eq!(get("m").meta().uid.as_deref(), Some("uid-m"));
+    }
 }

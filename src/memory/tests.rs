@@ -309,6 +309,52 @@ fn a_key_change_during_a_reconcile_is_never_lost() {
     assert!(!m.settled("u1", Settlement::default()));
 }
 
+/// The entry keeps one `namespace/name` for the sweeper and the wake-up: the last settlement's,
+/// kept by a failed settlement, and a mark cleared by the next settlement.
+#[test]
+fn due_and_waiting_name_the_last_settled_object() {
+    let m = Memory::default();
+    let now = Instant::now();
+    let settle = |name: &str, waiting: bool, succeeded: Option<Option<Instant>>| {
+        m.settled(
+            "u1",
+            Settlement {
+                waiting_for_service_key: waiting,
+                succeeded,
+                namespace: "ns".into(),
+                name: name.into(),
+                ..Default::default()
+            },
+        )
+    };
+    settle("one", false, Some(Some(now)));
+    // A failure waiting for the key keeps the due time.
+    settle("one", true, None);
+    assert_eq!(
+        m.service_key_changed(),
+        [("ns".to_owned(), "one".to_owned())]
+    );
+    assert_eq!(m.take_due(None, now), [("ns".to_owned(), "one".to_owned())]);
+    // Settled under another name (the same uid): both name the new one.
+    settle("two", true, Some(Some(now)));
+    assert_eq!(
+        m.service_key_changed(),
+        [("ns".to_owned(), "two".to_owned())]
+    );
+    assert_eq!(
+        m.take_due(Some("ns"), now),
+        [("ns".to_owned(), "two".to_owned())]
+    );
+    // Settled without waiting: the wake-up finds nobody; nothing due.
+    settle("two", false, Some(None));
+    assert!(m.service_key_changed().is_empty());
+    assert!(m.take_due(None, now).is_empty());
+    // An entry never settled is neither due nor waiting.
+    m.begin("u2");
+    assert!(m.service_key_changed().is_empty());
+    assert!(m.take_due(None, now).is_empty());
+}
+
 /// An overlay keeps what the cache keeps (`crd::keep_read_metadata`): a reconcile sees
 /// the same metadata whichever it reads, and the overlay of an applied resource is not twice its
 /// size.

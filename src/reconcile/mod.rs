@@ -33,7 +33,7 @@ use crate::cache::CompactStore;
 use crate::cache::agent::StoredAgent;
 use crate::claims::ClaimIndex;
 use crate::cluster::KubeCluster;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::events::Publisher;
 use crate::memory::Memory;
 use crate::metrics::Metrics;
@@ -144,7 +144,12 @@ pub async fn reconcile(obj: Arc<StoredAgent>, r: Arc<Reconciler>) -> Result<Acti
     let span = tracing::info_span!("reconcile", namespace = %obj.namespace().unwrap_or_default(), name = %obj.name_any());
     let started = Instant::now();
     let ended = async {
-        let observed = observe::observe(&obj.guarded(), &r).await?;
+        // A handed-over object that does not unpack is the cache's fault: an error, retried with
+        // backoff — not reported as a malformed object (`StoredAgent::guarded`).
+        let handed_over = obj.guarded().map_err(|e| {
+            Error::Internal(format!("the cached LatticeAgent does not unpack: {e}"))
+        })?;
+        let observed = observe::observe(&handed_over, &r).await?;
         // Every remote call of this reconcile goes through the provisioner the resource names
         // (the one that registered it: `spec.provisionerRef` is immutable once registered).
         let remote = match &r.ctx.provisioners {

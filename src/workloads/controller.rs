@@ -364,17 +364,25 @@ async fn event_on<K: Workload>(
 }
 
 /// The LatticeAgent of the workload's name in the cache, if any (a malformed one with its
-/// metadata and an empty spec).
-fn existing(ctx: &IdentityContext, namespace: &str, name: &str) -> Option<LatticeAgent> {
-    let stored = ctx.agents.get(&ObjectRef::new(name).within(namespace))?;
-    Some(match stored.guarded().0 {
+/// metadata and an empty spec); an error when the cached one does not unpack
+/// (`StoredAgent::guarded`: it is not taken for a malformed one).
+fn existing(ctx: &IdentityContext, namespace: &str, name: &str) -> Result<Option<LatticeAgent>> {
+    let Some(stored) = ctx.agents.get(&ObjectRef::new(name).within(namespace)) else {
+        return Ok(None);
+    };
+    let guarded = stored.guarded().map_err(|e| {
+        Error::Internal(format!(
+            "the cached LatticeAgent {namespace}/{name} does not unpack: {e}"
+        ))
+    })?;
+    Ok(Some(match guarded.0 {
         Ok(agent) => agent,
         Err(invalid) => {
             let mut agent = LatticeAgent::new(name, Default::default());
             agent.metadata = invalid.metadata;
             agent
         }
-    })
+    }))
 }
 
 async fn reconcile_identity<K: Workload>(
@@ -398,7 +406,7 @@ async fn identity_step<K: Workload>(
     let meta = &obj.metadata;
     let namespace = meta.namespace.clone().unwrap_or_default();
     let name = meta.name.clone().unwrap_or_default();
-    let found = existing(ctx, &namespace, &name);
+    let found = existing(ctx, &namespace, &name)?;
     let api: Api<LatticeAgent> = Api::namespaced(ctx.client.clone(), &namespace);
     match identity::plan(K::KIND, meta, found.as_ref()) {
         IdentityStep::Nothing => Ok(Action::await_change()),
