@@ -474,12 +474,7 @@ impl Provisioners {
         let n = stores
             .iter()
             .flat_map(|s| s.state())
-            .filter(|stored| {
-                stored.agent().is_some_and(|a| {
-                    a.status.as_ref().and_then(|s| s.provisioner.as_deref())
-                        == Some(wanted.as_str())
-                })
-            })
+            .filter(|stored| stored.records_provisioner(&wanted))
             .count();
         i64::try_from(n).unwrap_or(i64::MAX)
     }
@@ -716,15 +711,12 @@ impl Provisioners {
         store: &Store<StoredAgent>,
         id: &ProvisionerId,
     ) -> Vec<ObjectRef<StoredAgent>> {
+        let wanted = id.to_string();
         store
             .state()
             .iter()
-            .filter_map(|stored| {
-                let agent = stored.agent()?;
-                let namespace = agent.metadata.namespace.as_deref().unwrap_or_default();
-                (ProvisionerId::of(namespace, agent.spec.provisioner_ref.as_ref()) == *id)
-                    .then(|| ObjectRef::from_obj(stored.as_ref()))
-            })
+            .filter(|stored| stored.names_provisioner(&wanted))
+            .map(|stored| ObjectRef::from_obj(stored.as_ref()))
             .collect()
     }
 }
