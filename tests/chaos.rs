@@ -46,20 +46,9 @@ async fn the_checks_report_what_a_chaos_run_must_not_leave() {
     use chaos_runner::process::{Fleet, ProcessConfig};
 
     let mut world = support::World::start("chaos-checks").await;
-    let log_dir = std::env::temp_dir().join(format!("lattice-chaos-checks-{}", std::process::id()));
-    std::fs::create_dir_all(&log_dir).expect("a log directory");
-    let mut fleet = Fleet::new(
-        ProcessConfig {
-            kubeconfig: world.sim.kubeconfig_path().to_path_buf(),
-            emulator_url: world.emu.base_url(),
-            namespace: world.ns.clone(),
-            service_key_secret: support::SERVICE_KEY_SECRET.into(),
-            lease: None,
-            resync: "5s".into(),
-            log_dir: log_dir.clone(),
-        },
-        1,
-    );
+    let config = ProcessConfig::for_world(&world, &format!("checks-{}", std::process::id()));
+    let log_dir = config.log_dir.clone();
+    let mut fleet = Fleet::new(config, 1);
     fleet.start_missing().expect("the operator starts");
     let mut actor = Actor {
         world: &mut world,
@@ -257,21 +246,9 @@ async fn sigterm_before_the_caches_have_listed(
     );
     use chaos_runner::process::{Fleet, ProcessConfig};
 
-    let log_dir =
-        std::env::temp_dir().join(format!("lattice-chaos-{label}-{}", std::process::id()));
-    std::fs::create_dir_all(&log_dir).expect("a log directory");
-    let mut fleet = Fleet::new(
-        ProcessConfig {
-            kubeconfig: world.sim.kubeconfig_path().to_path_buf(),
-            emulator_url: world.emu.base_url(),
-            namespace: world.ns.clone(),
-            service_key_secret: support::SERVICE_KEY_SECRET.into(),
-            lease: None,
-            resync: "5s".into(),
-            log_dir: log_dir.clone(),
-        },
-        1,
-    );
+    let config = ProcessConfig::for_world(world, &format!("{label}-{}", std::process::id()));
+    let log_dir = config.log_dir.clone();
+    let mut fleet = Fleet::new(config, 1);
     fleet.start_missing().expect("the operator starts");
     let log = fleet.logs[0].clone();
     support::wait_until("the controllers run", || async {

@@ -21,8 +21,8 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
 use kube_sim::KubeSim;
 
+use crate::support::World;
 use crate::support::workloads::{WorkloadSim, WorkloadSimConfig};
-use crate::support::{SERVICE_KEY_SECRET, World};
 use ops::{Actor, Injector, Model, Rng};
 use process::{Fleet, ProcessConfig};
 
@@ -157,25 +157,15 @@ pub async fn run(case: Case, bounds: Bounds) {
         .pod_ready_delay(Duration::from_millis(30))
         .pod_termination_delay(Duration::from_millis(30));
     let mut world = World::start_with(sim, case.name).await;
-    let log_dir = std::env::temp_dir().join(format!(
-        "lattice-chaos-{}-{}-{}",
-        case.name,
-        std::process::id(),
-        bounds.seed
-    ));
-    std::fs::create_dir_all(&log_dir).expect("a log directory");
-    let mut fleet = Fleet::new(
-        ProcessConfig {
-            kubeconfig: world.sim.kubeconfig_path().to_path_buf(),
-            emulator_url: world.emu.base_url(),
-            namespace: world.ns.clone(),
-            service_key_secret: SERVICE_KEY_SECRET.into(),
-            lease: (case.replicas > 1).then(|| case.lease.to_owned()),
-            resync: "5s".into(),
-            log_dir: log_dir.clone(),
-        },
-        case.replicas,
-    );
+    let config = ProcessConfig {
+        lease: (case.replicas > 1).then(|| case.lease.to_owned()),
+        ..ProcessConfig::for_world(
+            &world,
+            &format!("{}-{}-{}", case.name, std::process::id(), bounds.seed),
+        )
+    };
+    let log_dir = config.log_dir.clone();
+    let mut fleet = Fleet::new(config, case.replicas);
     fleet.start_missing().expect("the operator starts");
     let (lease_task, lease_state) = count_takeovers(&world, case.name);
 

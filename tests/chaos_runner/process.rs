@@ -36,6 +36,25 @@ pub struct ProcessConfig {
     pub log_dir: PathBuf,
 }
 
+impl ProcessConfig {
+    /// For processes against `world`'s kube-sim and emulator, one replica (no leader election),
+    /// a 5 s resync, logging into a new directory `lattice-chaos-<label>` under the temporary
+    /// directory.
+    pub fn for_world(world: &crate::support::World, label: &str) -> ProcessConfig {
+        let log_dir = std::env::temp_dir().join(format!("lattice-chaos-{label}"));
+        std::fs::create_dir_all(&log_dir).expect("a log directory");
+        ProcessConfig {
+            kubeconfig: world.sim.kubeconfig_path().to_path_buf(),
+            emulator_url: world.emu.base_url(),
+            namespace: world.ns.clone(),
+            service_key_secret: crate::support::SERVICE_KEY_SECRET.into(),
+            lease: None,
+            resync: "5s".into(),
+            log_dir,
+        }
+    }
+}
+
 /// What happened to the processes.
 #[derive(Clone, Debug, Default)]
 pub struct ProcessStats {
