@@ -111,6 +111,14 @@ impl Table {
 
     /// `(x, y)` of every row whose column `filter.0` is `filter.1` (all rows when `None`) and
     /// whose x and y are numbers.
+    /// One measured series per `(name, column)`, each against column `x`.
+    pub fn series(&self, x: &str, columns: &[(&str, &str)]) -> Vec<Series> {
+        columns
+            .iter()
+            .map(|(name, y)| Series::measured(*name, self.points(x, y, None)))
+            .collect()
+    }
+
     pub fn points(&self, x: &str, y: &str, filter: Option<(&str, &str)>) -> Vec<(f64, f64)> {
         let (Some(xi), Some(yi)) = (self.column(x), self.column(y)) else {
             return Vec::new();

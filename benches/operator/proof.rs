@@ -1155,28 +1155,16 @@ fn plot_deploysh(dir: &Path, table: &Table) -> Result<(), String> {
 }
 
 fn plot_storm(dir: &Path, timeline: &Table, n: usize, grace: &str) -> Result<(), String> {
-    let series = vec![
-        Series::measured(
-            "new key written (status)",
-            timeline.points("t_s", "new_key_written", None),
-        ),
-        Series::measured(
-            "pods authenticating with the new key",
-            timeline.points("t_s", "pods_on_new_key", None),
-        ),
-        Series::measured(
-            "old key revoked",
-            timeline.points("t_s", "old_key_revoked", None),
-        ),
-        Series::measured(
-            "restarts (Deployments)",
-            timeline.points("t_s", "restarts", None),
-        ),
-        Series::measured(
-            "authentication failures",
-            timeline.points("t_s", "auth_failures", None),
-        ),
-    ];
+    let series = timeline.series(
+        "t_s",
+        &[
+            ("new key written (status)", "new_key_written"),
+            ("pods authenticating with the new key", "pods_on_new_key"),
+            ("old key revoked", "old_key_revoked"),
+            ("restarts (Deployments)", "restarts"),
+            ("authentication failures", "auth_failures"),
+        ],
+    );
     chart(
         &dir.join("storm.svg"),
         &format!(
@@ -1191,21 +1179,15 @@ fn plot_storm(dir: &Path, timeline: &Table, n: usize, grace: &str) -> Result<(),
 }
 
 fn plot_steady(dir: &Path, table: &Table, n: usize, resync: &str) -> Result<(), String> {
-    let series = vec![
-        Series::measured(
-            "Kubernetes writes",
-            table.points("interval", "k8s_writes", None),
-        ),
-        Series::measured(
-            "AgentLattice calls",
-            table.points("interval", "al_calls", None),
-        ),
-        Series::measured(
-            "AgentLattice writes",
-            table.points("interval", "al_writes", None),
-        ),
-        Series::measured("reconciles", table.points("interval", "reconciles", None)),
-    ];
+    let series = table.series(
+        "interval",
+        &[
+            ("Kubernetes writes", "k8s_writes"),
+            ("AgentLattice calls", "al_calls"),
+            ("AgentLattice writes", "al_writes"),
+            ("reconciles", "reconciles"),
+        ],
+    );
     chart(
         &dir.join("steady.svg"),
         &format!("Steady state, {n} agents: per resync interval ({})", resync),
