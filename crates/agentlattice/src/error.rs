@@ -595,10 +595,9 @@ mod tests {
         );
     }
 
-    /// Found by the response fuzzer (`tests/fuzz_responses.rs`): a scheme right before a key.
+    /// Found by the response fuzzer (`tests/fuzz_responses.rs`): a key passed for an identifier.
     #[test]
     fn a_code_shaped_like_a_key_is_dropped() {
-        // Found by fuzz_responses: a key passed for an identifier.
         assert_eq!(
             clean_code("agent_not_found").as_deref(),
             Some("agent_not_found")
@@ -610,6 +609,7 @@ mod tests {
         assert_eq!(clean_code("x_al_agent_AbCdEfGhIjKl"), None);
     }
 
+    /// Found by the response fuzzer too: a scheme right before a key.
     #[test]
     fn a_key_right_after_a_scheme_is_redacted_too() {
         assert_eq!(
